@@ -1,0 +1,460 @@
+//! The guest address map: the one source of truth for every guest address.
+//!
+//! Guest-physical and guest-virtual addresses are equal in the low region
+//! (identity mapping); what differs is which pages are mapped and how.
+//!
+//! ```text
+//!  guest address                                   guest access
+//!  0x0000_0000 ┌───────────────────────────────┐
+//!              │ null page                     │   unmapped
+//!  0x0000_1000 ├───────────────────────────────┤
+//!              │ GDT                           │   R
+//!  0x0000_2000 ├───────────────────────────────┤
+//!              │ IDT                           │   R
+//!  0x0000_3000 ├───────────────────────────────┤
+//!              │ TSS × MAX_CPUS (128 B each)   │   R
+//!  0x0000_5000 ├───────────────────────────────┤
+//!              │ boot info                     │   R
+//!  0x0001_0000 ├───────────────────────────────┤
+//!              │ page tables (host-built)      │   unmapped
+//!  0x0020_0000 ├───────────────────────────────┤
+//!              │ guest runtime image           │   per ELF segment:
+//!              │  .text / .rodata / .data .bss │   RX / R / RW
+//!  0x0040_0000 ├───────────────────────────────┤
+//!              │ per-CPU area, CPU 0           │   see below
+//!              │ per-CPU area, CPU 1 ...       │
+//!  align 2 MiB ├───────────────────────────────┤ code_start()
+//!              │ JIT code                      │   RX
+//!              ├───────────────────────────────┤ extable_start()
+//!              │ exception table               │   R
+//!              └───────────────────────────────┘ memory_size()
+//!
+//!  per-CPU area (offsets from percpu_area(cpu)):
+//!  +0x00000  guard page                          unmapped
+//!  +0x01000  stack (32 KiB), grows down          RW
+//!  +0x09000  guard page                          unmapped
+//!  +0x0a000  exception stack, IST1 (16 KiB)      RW
+//!  +0x0e000  guard page                          unmapped
+//!  +0x0f000  fatal stack, IST2 (8 KiB)           RW    (#DF, NMI, #MC)
+//!  +0x11000  per-CPU block (GS base)             RW
+//!  +0x12000  mailbox                             RW
+//!  +0x13000  trace buffer (16 KiB)               RW
+//!  +0x17000  context buffer (ctx_size)           RW
+//!            (the next CPU's guard page follows)
+//! ```
+//!
+//! Every mapped page is non-executable except the runtime's text and the JIT
+//! code; no page is both writable and executable.
+
+use core::fmt;
+
+/// Size of a page, the unit of every mapping.
+pub const PAGE_SIZE: u64 = 0x1000;
+/// Size of a large page, the alignment of the code region.
+pub const LARGE_PAGE_SIZE: u64 = 0x20_0000;
+/// Most vCPUs a sandbox can have.
+pub const MAX_CPUS: usize = 64;
+
+/// Global descriptor table (one page).
+pub const GDT_START: u64 = 0x1000;
+/// Interrupt descriptor table (256 16-byte gates, one page).
+pub const IDT_START: u64 = 0x2000;
+/// Task state segments, one per vCPU.
+pub const TSS_START: u64 = 0x3000;
+/// Distance between two vCPUs' task state segments.
+pub const TSS_STRIDE: u64 = 128;
+/// Read-only page describing the sandbox to the guest runtime
+/// ([`crate::percpu::BootInfo`]).
+pub const BOOT_INFO_START: u64 = 0x5000;
+/// Host-built page tables; not mapped in the guest.
+pub const PAGE_TABLES_START: u64 = 0x1_0000;
+/// Room for page tables: 240 tables, enough for every region below.
+pub const PAGE_TABLES_SIZE: u64 = RUNTIME_START - PAGE_TABLES_START;
+/// Where the guest runtime image is linked (its `--image-base`).
+pub const RUNTIME_START: u64 = 0x20_0000;
+/// Room for the guest runtime image.
+pub const RUNTIME_SIZE: u64 = 0x20_0000;
+/// First per-CPU area.
+pub const PERCPU_AREAS_START: u64 = RUNTIME_START + RUNTIME_SIZE;
+
+/// Offsets inside one vCPU's per-CPU area.
+pub mod area {
+    use super::PAGE_SIZE;
+
+    /// The runtime stack; a guard page lies below it at offset 0.
+    pub const STACK_OFFSET: u64 = PAGE_SIZE;
+    /// Size of the runtime stack, where BPF programs run.
+    pub const STACK_SIZE: u64 = 0x8000;
+    /// Exception stack (IST1), above a guard page.
+    pub const EXCEPTION_STACK_OFFSET: u64 = STACK_OFFSET + STACK_SIZE + PAGE_SIZE;
+    /// Size of the exception stack.
+    pub const EXCEPTION_STACK_SIZE: u64 = 0x4000;
+    /// Stack for double faults, NMIs and machine checks (IST2), above a guard page.
+    pub const FATAL_STACK_OFFSET: u64 = EXCEPTION_STACK_OFFSET + EXCEPTION_STACK_SIZE + PAGE_SIZE;
+    /// Size of the fatal stack.
+    pub const FATAL_STACK_SIZE: u64 = 0x2000;
+    /// The per-CPU block the vCPU's GS base points at.
+    pub const BLOCK_OFFSET: u64 = FATAL_STACK_OFFSET + FATAL_STACK_SIZE;
+    /// The mailbox page.
+    pub const MAILBOX_OFFSET: u64 = BLOCK_OFFSET + PAGE_SIZE;
+    /// The trace buffer `bpf_printk` writes into.
+    pub const TRACE_OFFSET: u64 = MAILBOX_OFFSET + PAGE_SIZE;
+    /// Size of the trace buffer.
+    pub const TRACE_SIZE: u64 = 0x4000;
+    /// The context buffer a program's `r1` points at.
+    pub const CTX_OFFSET: u64 = TRACE_OFFSET + TRACE_SIZE;
+}
+
+/// What a sandbox's address map is computed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayoutConfig {
+    /// Number of vCPUs, 1..=[`MAX_CPUS`].
+    pub nr_cpus: usize,
+    /// Bytes of JIT code the sandbox can hold; a multiple of [`PAGE_SIZE`].
+    pub code_size: u64,
+    /// Bytes of exception table; a multiple of [`PAGE_SIZE`].
+    pub extable_size: u64,
+    /// Bytes of context buffer per vCPU; a multiple of [`PAGE_SIZE`].
+    pub ctx_size: u64,
+}
+
+impl Default for LayoutConfig {
+    fn default() -> Self {
+        LayoutConfig {
+            nr_cpus: 1,
+            code_size: 0x10_0000,
+            extable_size: 0x4_0000,
+            ctx_size: 0x1_0000,
+        }
+    }
+}
+
+/// Why a [`LayoutConfig`] was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayoutError {
+    /// `nr_cpus` is 0 or above [`MAX_CPUS`].
+    CpuCount(usize),
+    /// A size is zero, not page-aligned, or above 1 GiB.
+    Size(&'static str, u64),
+}
+
+impl fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LayoutError::CpuCount(n) => write!(f, "CPU count {n} is not in 1..={MAX_CPUS}"),
+            LayoutError::Size(what, n) => write!(
+                f,
+                "{what} {n:#x} must be a non-zero multiple of {PAGE_SIZE:#x} up to 1 GiB"
+            ),
+        }
+    }
+}
+
+/// How the guest may access a region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Read only, not executable.
+    Read,
+    /// Read and write, not executable.
+    ReadWrite,
+    /// Read and execute, never writable.
+    ReadExec,
+}
+
+/// A mapped region of the low, identity-mapped address space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// What it is, for messages.
+    pub name: &'static str,
+    /// First guest address (page-aligned).
+    pub start: u64,
+    /// Length in bytes (page-aligned).
+    pub size: u64,
+    /// How the guest may access it.
+    pub access: Access,
+}
+
+impl Region {
+    /// One past the last byte.
+    pub const fn end(&self) -> u64 {
+        self.start + self.size
+    }
+
+    /// Whether `addr` lies inside the region.
+    pub const fn contains(&self, addr: u64) -> bool {
+        addr >= self.start && addr < self.end()
+    }
+}
+
+/// The address map of one sandbox, computed from its [`LayoutConfig`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    config: LayoutConfig,
+    area_size: u64,
+}
+
+const MAX_REGION_SIZE: u64 = 1 << 30;
+
+const fn align_up(value: u64, align: u64) -> u64 {
+    (value + align - 1) & !(align - 1)
+}
+
+fn check_size(what: &'static str, size: u64) -> Result<(), LayoutError> {
+    if size == 0 || size % PAGE_SIZE != 0 || size > MAX_REGION_SIZE {
+        return Err(LayoutError::Size(what, size));
+    }
+    Ok(())
+}
+
+impl Layout {
+    /// Computes the address map, or says which part of `config` is invalid.
+    pub fn new(config: LayoutConfig) -> Result<Layout, LayoutError> {
+        if config.nr_cpus == 0 || config.nr_cpus > MAX_CPUS {
+            return Err(LayoutError::CpuCount(config.nr_cpus));
+        }
+        check_size("code size", config.code_size)?;
+        check_size("exception table size", config.extable_size)?;
+        check_size("context size", config.ctx_size)?;
+        Ok(Layout {
+            config,
+            area_size: area::CTX_OFFSET + config.ctx_size,
+        })
+    }
+
+    /// The configuration this map was computed from.
+    pub fn config(&self) -> LayoutConfig {
+        self.config
+    }
+
+    /// Number of vCPUs.
+    pub fn nr_cpus(&self) -> usize {
+        self.config.nr_cpus
+    }
+
+    /// Size of one vCPU's per-CPU area.
+    pub fn percpu_area_size(&self) -> u64 {
+        self.area_size
+    }
+
+    /// Start of `cpu`'s per-CPU area (its low guard page).
+    pub fn percpu_area(&self, cpu: usize) -> u64 {
+        PERCPU_AREAS_START + cpu as u64 * self.area_size
+    }
+
+    /// Guest address of `cpu`'s task state segment.
+    pub fn tss(&self, cpu: usize) -> u64 {
+        TSS_START + cpu as u64 * TSS_STRIDE
+    }
+
+    /// Initial stack pointer of `cpu` (one past the top of its stack).
+    pub fn stack_top(&self, cpu: usize) -> u64 {
+        self.percpu_area(cpu) + area::STACK_OFFSET + area::STACK_SIZE
+    }
+
+    /// Top of `cpu`'s exception stack (IST1).
+    pub fn exception_stack_top(&self, cpu: usize) -> u64 {
+        self.percpu_area(cpu) + area::EXCEPTION_STACK_OFFSET + area::EXCEPTION_STACK_SIZE
+    }
+
+    /// Top of `cpu`'s fatal-exception stack (IST2).
+    pub fn fatal_stack_top(&self, cpu: usize) -> u64 {
+        self.percpu_area(cpu) + area::FATAL_STACK_OFFSET + area::FATAL_STACK_SIZE
+    }
+
+    /// `cpu`'s per-CPU block: its GS base.
+    pub fn percpu_block(&self, cpu: usize) -> u64 {
+        self.percpu_area(cpu) + area::BLOCK_OFFSET
+    }
+
+    /// `cpu`'s mailbox.
+    pub fn mailbox(&self, cpu: usize) -> u64 {
+        self.percpu_area(cpu) + area::MAILBOX_OFFSET
+    }
+
+    /// `cpu`'s trace buffer.
+    pub fn trace_buffer(&self, cpu: usize) -> u64 {
+        self.percpu_area(cpu) + area::TRACE_OFFSET
+    }
+
+    /// `cpu`'s context buffer.
+    pub fn ctx_buffer(&self, cpu: usize) -> u64 {
+        self.percpu_area(cpu) + area::CTX_OFFSET
+    }
+
+    /// Size of each context buffer.
+    pub fn ctx_size(&self) -> u64 {
+        self.config.ctx_size
+    }
+
+    /// One past the last per-CPU area.
+    pub fn percpu_areas_end(&self) -> u64 {
+        self.percpu_area(self.config.nr_cpus)
+    }
+
+    /// Start of the JIT code region.
+    pub fn code_start(&self) -> u64 {
+        align_up(self.percpu_areas_end(), LARGE_PAGE_SIZE)
+    }
+
+    /// Size of the JIT code region.
+    pub fn code_size(&self) -> u64 {
+        self.config.code_size
+    }
+
+    /// Start of the exception table the JIT writes.
+    pub fn extable_start(&self) -> u64 {
+        self.code_start() + self.config.code_size
+    }
+
+    /// Size of the exception table region.
+    pub fn extable_size(&self) -> u64 {
+        self.config.extable_size
+    }
+
+    /// Bytes of guest memory the low region needs.
+    pub fn memory_size(&self) -> u64 {
+        self.extable_start() + self.config.extable_size
+    }
+
+    /// Every mapped region except the runtime image, whose permissions come
+    /// from its ELF segments. Calls `f` once per region, in address order.
+    pub fn for_each_region(&self, mut f: impl FnMut(Region)) {
+        f(Region { name: "GDT", start: GDT_START, size: PAGE_SIZE, access: Access::Read });
+        f(Region { name: "IDT", start: IDT_START, size: PAGE_SIZE, access: Access::Read });
+        f(Region {
+            name: "TSS",
+            start: TSS_START,
+            size: align_up(MAX_CPUS as u64 * TSS_STRIDE, PAGE_SIZE),
+            access: Access::Read,
+        });
+        f(Region {
+            name: "boot info",
+            start: BOOT_INFO_START,
+            size: PAGE_SIZE,
+            access: Access::Read,
+        });
+        for cpu in 0..self.config.nr_cpus {
+            let base = self.percpu_area(cpu);
+            f(Region {
+                name: "stack",
+                start: base + area::STACK_OFFSET,
+                size: area::STACK_SIZE,
+                access: Access::ReadWrite,
+            });
+            f(Region {
+                name: "exception stack",
+                start: base + area::EXCEPTION_STACK_OFFSET,
+                size: area::EXCEPTION_STACK_SIZE,
+                access: Access::ReadWrite,
+            });
+            // The fatal stack, per-CPU block, mailbox, trace and context
+            // buffers are contiguous and all read-write.
+            f(Region {
+                name: "per-CPU data",
+                start: base + area::FATAL_STACK_OFFSET,
+                size: self.area_size - area::FATAL_STACK_OFFSET,
+                access: Access::ReadWrite,
+            });
+        }
+        f(Region {
+            name: "JIT code",
+            start: self.code_start(),
+            size: self.config.code_size,
+            access: Access::ReadExec,
+        });
+        f(Region {
+            name: "exception table",
+            start: self.extable_start(),
+            size: self.config.extable_size,
+            access: Access::Read,
+        });
+    }
+}
+
+impl fmt::Debug for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Layout")
+            .field("nr_cpus", &self.config.nr_cpus)
+            .field("gdt", &format_args!("{GDT_START:#x}"))
+            .field("idt", &format_args!("{IDT_START:#x}"))
+            .field("tss", &format_args!("{TSS_START:#x}"))
+            .field("boot_info", &format_args!("{BOOT_INFO_START:#x}"))
+            .field("page_tables", &format_args!("{PAGE_TABLES_START:#x}"))
+            .field("runtime", &format_args!("{RUNTIME_START:#x}"))
+            .field("percpu_areas", &format_args!("{PERCPU_AREAS_START:#x}"))
+            .field("percpu_area_size", &format_args!("{:#x}", self.area_size))
+            .field("code", &format_args!("{:#x}", self.code_start()))
+            .field("code_size", &format_args!("{:#x}", self.config.code_size))
+            .field("extable", &format_args!("{:#x}", self.extable_start()))
+            .field("extable_size", &format_args!("{:#x}", self.config.extable_size))
+            .field("memory_size", &format_args!("{:#x}", self.memory_size()))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn setup_layout(nr_cpus: usize) -> Layout {
+        Layout::new(LayoutConfig { nr_cpus, ..LayoutConfig::default() }).unwrap()
+    }
+
+    #[test]
+    fn regions_are_page_aligned_disjoint_and_ordered() {
+        for nr_cpus in [1, 4, MAX_CPUS] {
+            let layout = setup_layout(nr_cpus);
+            let mut last_end = PAGE_SIZE; // the null page stays unmapped
+            layout.for_each_region(|r| {
+                assert_eq!(r.start % PAGE_SIZE, 0, "{r:?}");
+                assert_eq!(r.size % PAGE_SIZE, 0, "{r:?}");
+                assert!(r.start >= last_end, "{r:?} overlaps the previous region");
+                assert!(!(r.start < RUNTIME_START + RUNTIME_SIZE && r.end() > RUNTIME_START));
+                assert!(!(r.start < RUNTIME_START && r.end() > PAGE_TABLES_START));
+                last_end = r.end();
+            });
+            assert_eq!(last_end, layout.memory_size());
+        }
+    }
+
+    #[test]
+    fn every_stack_has_a_guard_page_below_it() {
+        let layout = setup_layout(4);
+        let mut mapped = [false; 4096];
+        let first = PERCPU_AREAS_START / PAGE_SIZE;
+        layout.for_each_region(|r| {
+            for page in r.start / PAGE_SIZE..r.end() / PAGE_SIZE {
+                if let Some(i) = page.checked_sub(first).filter(|&i| i < 4096) {
+                    mapped[i as usize] = true;
+                }
+            }
+        });
+        let is_mapped = |addr: u64| mapped[((addr / PAGE_SIZE) - first) as usize];
+        for cpu in 0..4 {
+            let stack_bottom = layout.stack_top(cpu) - area::STACK_SIZE;
+            assert!(is_mapped(stack_bottom));
+            assert!(!is_mapped(stack_bottom - PAGE_SIZE));
+            let ist_bottom = layout.exception_stack_top(cpu) - area::EXCEPTION_STACK_SIZE;
+            assert!(!is_mapped(ist_bottom - PAGE_SIZE));
+            let fatal_bottom = layout.fatal_stack_top(cpu) - area::FATAL_STACK_SIZE;
+            assert!(!is_mapped(fatal_bottom - PAGE_SIZE));
+        }
+    }
+
+    #[test]
+    fn tss_array_fits_below_boot_info() {
+        assert!(TSS_START + MAX_CPUS as u64 * TSS_STRIDE <= BOOT_INFO_START);
+    }
+
+    #[test]
+    fn invalid_configs_are_refused() {
+        let bad_cpus = LayoutConfig { nr_cpus: 65, ..LayoutConfig::default() };
+        assert_eq!(Layout::new(bad_cpus), Err(LayoutError::CpuCount(65)));
+        let bad_code = LayoutConfig { code_size: 100, ..LayoutConfig::default() };
+        let err = Layout::new(bad_code).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "code size 0x64 must be a non-zero multiple of 0x1000 up to 1 GiB"
+        );
+    }
+}

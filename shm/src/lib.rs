@@ -1,0 +1,13 @@
+//! Everything both sides of the VM boundary agree on.
+//!
+//! This crate is `no_std` and has no dependencies: the host (`vmm`), the JIT
+//! (`guest-jit`) and the guest runtime (`images/guest-rt`) all link it, so an
+//! address, a port number or a record layout is written exactly once.
+#![cfg_attr(not(test), no_std)]
+
+pub mod extable;
+pub mod layout;
+pub mod mailbox;
+pub mod percpu;
+pub mod pod;
+pub mod ports;
