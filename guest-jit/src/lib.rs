@@ -1,1 +1,12 @@
 //! BPF side of bpfvisor: from BPF instructions to x86-64 code for the guest.
+
+/// Assembler for the bpf_conformance text syntax.
+pub mod asm;
+/// The bpf_conformance suite's `.data` files, parsed and run.
+pub mod conformance;
+/// Disassembler to the bpf_conformance text syntax.
+pub mod disasm;
+/// BPF instructions: raw slots, opcodes and the decoded view.
+pub mod insn;
+/// Reference interpreter with RFC 9669 semantics.
+pub mod interp;

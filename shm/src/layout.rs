@@ -31,20 +31,35 @@
 //!
 //!  per-CPU area (offsets from percpu_area(cpu)):
 //!  +0x00000  guard page                          unmapped
-//!  +0x01000  stack (32 KiB), grows down          RW
+//!  +0x01000  stack (32 KiB), grows down          RW   user
 //!  +0x09000  guard page                          unmapped
-//!  +0x0a000  exception stack, IST1 (16 KiB)      RW
+//!  +0x0a000  trap stack (16 KiB)                 RW   user    (trap handler)
 //!  +0x0e000  guard page                          unmapped
-//!  +0x0f000  fatal stack, IST2 (8 KiB)           RW    (#DF, NMI, #MC)
-//!  +0x11000  per-CPU block (GS base)             RW
-//!  +0x12000  mailbox                             RW
-//!  +0x13000  trace buffer (16 KiB)               RW
-//!  +0x17000  context buffer (ctx_size)           RW
+//!  +0x0f000  kernel stack, IST1 (4 KiB)          RW   kernel  (exception entry)
+//!  +0x10000  guard page                          unmapped
+//!  +0x11000  fatal stack, IST2 (4 KiB)           RW   kernel  (#DF, NMI, #MC)
+//!  +0x12000  per-CPU block (GS base)             RW   user
+//!  +0x13000  mailbox                             RW   user
+//!  +0x14000  trace buffer (16 KiB)               RW   user
+//!  +0x18000  context buffer (ctx_size)           RW   user
 //!            (the next CPU's guard page follows)
 //! ```
 //!
 //! Every mapped page is non-executable except the runtime's text and the JIT
-//! code; no page is both writable and executable.
+//! code; no page is both writable and executable. Pages marked "kernel" are
+//! reachable only at CPL 0, which runs nothing but the exception entry stubs
+//! (Note [Guest privilege levels]); everything else is user-accessible, since
+//! the runtime and BPF programs run at CPL 3.
+//!
+//! Note [Guest privilege levels]
+//! The runtime and BPF programs run at CPL 3, not CPL 0. Some KVM hosts
+//! (PVM, as on the machines this project runs on) execute guest CPL 0 code
+//! by instruction emulation — around 700 ns an instruction, with no SSE —
+//! while CPL 3 code runs natively. Running at CPL 3 costs nothing on hardware
+//! KVM either: the guest never needs a privileged instruction on a hot path.
+//! `out` to our ports works at CPL 3 because RFLAGS.IOPL is 3. CPL 0 is
+//! entered only by CPU exceptions, whose stubs copy the fault into the
+//! per-CPU block and return at once to a CPL 3 handler on the trap stack.
 
 use core::fmt;
 
@@ -74,6 +89,9 @@ pub const PAGE_TABLES_SIZE: u64 = RUNTIME_START - PAGE_TABLES_START;
 pub const RUNTIME_START: u64 = 0x20_0000;
 /// Room for the guest runtime image.
 pub const RUNTIME_SIZE: u64 = 0x20_0000;
+/// Distance between two exception vector stubs in the runtime image; the host
+/// builds the IDT as `bpfvisor_exception_stubs + vector * EXCEPTION_STUB_STRIDE`.
+pub const EXCEPTION_STUB_STRIDE: u64 = 16;
 /// First per-CPU area.
 pub const PERCPU_AREAS_START: u64 = RUNTIME_START + RUNTIME_SIZE;
 
@@ -85,14 +103,19 @@ pub mod area {
     pub const STACK_OFFSET: u64 = PAGE_SIZE;
     /// Size of the runtime stack, where BPF programs run.
     pub const STACK_SIZE: u64 = 0x8000;
-    /// Exception stack (IST1), above a guard page.
-    pub const EXCEPTION_STACK_OFFSET: u64 = STACK_OFFSET + STACK_SIZE + PAGE_SIZE;
-    /// Size of the exception stack.
-    pub const EXCEPTION_STACK_SIZE: u64 = 0x4000;
-    /// Stack for double faults, NMIs and machine checks (IST2), above a guard page.
-    pub const FATAL_STACK_OFFSET: u64 = EXCEPTION_STACK_OFFSET + EXCEPTION_STACK_SIZE + PAGE_SIZE;
+    /// Stack of the CPL 3 trap handler, above a guard page.
+    pub const TRAP_STACK_OFFSET: u64 = STACK_OFFSET + STACK_SIZE + PAGE_SIZE;
+    /// Size of the trap stack.
+    pub const TRAP_STACK_SIZE: u64 = 0x4000;
+    /// Kernel stack for exception entry (IST1), above a guard page.
+    pub const KERNEL_STACK_OFFSET: u64 = TRAP_STACK_OFFSET + TRAP_STACK_SIZE + PAGE_SIZE;
+    /// Size of the kernel stack.
+    pub const KERNEL_STACK_SIZE: u64 = PAGE_SIZE;
+    /// Kernel stack for double faults, NMIs and machine checks (IST2), above
+    /// a guard page.
+    pub const FATAL_STACK_OFFSET: u64 = KERNEL_STACK_OFFSET + KERNEL_STACK_SIZE + PAGE_SIZE;
     /// Size of the fatal stack.
-    pub const FATAL_STACK_SIZE: u64 = 0x2000;
+    pub const FATAL_STACK_SIZE: u64 = PAGE_SIZE;
     /// The per-CPU block the vCPU's GS base points at.
     pub const BLOCK_OFFSET: u64 = FATAL_STACK_OFFSET + FATAL_STACK_SIZE;
     /// The mailbox page.
@@ -172,6 +195,8 @@ pub struct Region {
     pub size: u64,
     /// How the guest may access it.
     pub access: Access,
+    /// Whether CPL 3 code may access it (Note [Guest privilege levels]).
+    pub user: bool,
 }
 
 impl Region {
@@ -251,9 +276,14 @@ impl Layout {
         self.percpu_area(cpu) + area::STACK_OFFSET + area::STACK_SIZE
     }
 
-    /// Top of `cpu`'s exception stack (IST1).
-    pub fn exception_stack_top(&self, cpu: usize) -> u64 {
-        self.percpu_area(cpu) + area::EXCEPTION_STACK_OFFSET + area::EXCEPTION_STACK_SIZE
+    /// Top of `cpu`'s trap stack, where the CPL 3 trap handler runs.
+    pub fn trap_stack_top(&self, cpu: usize) -> u64 {
+        self.percpu_area(cpu) + area::TRAP_STACK_OFFSET + area::TRAP_STACK_SIZE
+    }
+
+    /// Top of `cpu`'s kernel stack (IST1).
+    pub fn kernel_stack_top(&self, cpu: usize) -> u64 {
+        self.percpu_area(cpu) + area::KERNEL_STACK_OFFSET + area::KERNEL_STACK_SIZE
     }
 
     /// Top of `cpu`'s fatal-exception stack (IST2).
@@ -319,55 +349,27 @@ impl Layout {
     /// Every mapped region except the runtime image, whose permissions come
     /// from its ELF segments. Calls `f` once per region, in address order.
     pub fn for_each_region(&self, mut f: impl FnMut(Region)) {
-        f(Region { name: "GDT", start: GDT_START, size: PAGE_SIZE, access: Access::Read });
-        f(Region { name: "IDT", start: IDT_START, size: PAGE_SIZE, access: Access::Read });
-        f(Region {
-            name: "TSS",
-            start: TSS_START,
-            size: align_up(MAX_CPUS as u64 * TSS_STRIDE, PAGE_SIZE),
-            access: Access::Read,
-        });
-        f(Region {
-            name: "boot info",
-            start: BOOT_INFO_START,
-            size: PAGE_SIZE,
-            access: Access::Read,
-        });
+        let kernel = |name, start, size, access| Region { name, start, size, access, user: false };
+        let user = |name, start, size, access| Region { name, start, size, access, user: true };
+        f(kernel("GDT", GDT_START, PAGE_SIZE, Access::Read));
+        f(kernel("IDT", IDT_START, PAGE_SIZE, Access::Read));
+        let tss_size = align_up(MAX_CPUS as u64 * TSS_STRIDE, PAGE_SIZE);
+        f(kernel("TSS", TSS_START, tss_size, Access::Read));
+        f(user("boot info", BOOT_INFO_START, PAGE_SIZE, Access::Read));
         for cpu in 0..self.config.nr_cpus {
             let base = self.percpu_area(cpu);
-            f(Region {
-                name: "stack",
-                start: base + area::STACK_OFFSET,
-                size: area::STACK_SIZE,
-                access: Access::ReadWrite,
-            });
-            f(Region {
-                name: "exception stack",
-                start: base + area::EXCEPTION_STACK_OFFSET,
-                size: area::EXCEPTION_STACK_SIZE,
-                access: Access::ReadWrite,
-            });
-            // The fatal stack, per-CPU block, mailbox, trace and context
-            // buffers are contiguous and all read-write.
-            f(Region {
-                name: "per-CPU data",
-                start: base + area::FATAL_STACK_OFFSET,
-                size: self.area_size - area::FATAL_STACK_OFFSET,
-                access: Access::ReadWrite,
-            });
+            let at = |offset| base + offset;
+            f(user("stack", at(area::STACK_OFFSET), area::STACK_SIZE, Access::ReadWrite));
+            f(user("trap stack", at(area::TRAP_STACK_OFFSET), area::TRAP_STACK_SIZE, Access::ReadWrite));
+            f(kernel("kernel stack", at(area::KERNEL_STACK_OFFSET), area::KERNEL_STACK_SIZE, Access::ReadWrite));
+            f(kernel("fatal stack", at(area::FATAL_STACK_OFFSET), area::FATAL_STACK_SIZE, Access::ReadWrite));
+            // The per-CPU block, mailbox, trace and context buffers are
+            // contiguous and all read-write.
+            let data_size = self.area_size - area::BLOCK_OFFSET;
+            f(user("per-CPU data", at(area::BLOCK_OFFSET), data_size, Access::ReadWrite));
         }
-        f(Region {
-            name: "JIT code",
-            start: self.code_start(),
-            size: self.config.code_size,
-            access: Access::ReadExec,
-        });
-        f(Region {
-            name: "exception table",
-            start: self.extable_start(),
-            size: self.config.extable_size,
-            access: Access::Read,
-        });
+        f(user("JIT code", self.code_start(), self.config.code_size, Access::ReadExec));
+        f(user("exception table", self.extable_start(), self.config.extable_size, Access::Read));
     }
 }
 
@@ -434,7 +436,9 @@ mod tests {
             let stack_bottom = layout.stack_top(cpu) - area::STACK_SIZE;
             assert!(is_mapped(stack_bottom));
             assert!(!is_mapped(stack_bottom - PAGE_SIZE));
-            let ist_bottom = layout.exception_stack_top(cpu) - area::EXCEPTION_STACK_SIZE;
+            let trap_bottom = layout.trap_stack_top(cpu) - area::TRAP_STACK_SIZE;
+            assert!(!is_mapped(trap_bottom - PAGE_SIZE));
+            let ist_bottom = layout.kernel_stack_top(cpu) - area::KERNEL_STACK_SIZE;
             assert!(!is_mapped(ist_bottom - PAGE_SIZE));
             let fatal_bottom = layout.fatal_stack_top(cpu) - area::FATAL_STACK_SIZE;
             assert!(!is_mapped(fatal_bottom - PAGE_SIZE));

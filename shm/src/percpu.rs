@@ -31,6 +31,36 @@ pub struct PerCpu {
     pub ctx_buf: u64,
     /// Size of the context buffer in bytes.
     pub ctx_size: u64,
+    /// Top of the trap stack the CPL 3 trap handler runs on.
+    pub trap_stack_top: u64,
+    /// Where the CPL 0 exception stub hands a fault to the CPL 3 handler,
+    /// and where the handler says where to resume.
+    pub trap: TrapSlots,
+}
+
+/// The fault being handled on this vCPU (Note [Guest privilege levels]).
+///
+/// The CPL 0 stub fills every field from the CPU's exception frame, then
+/// returns to the runtime's CPL 3 trap entry with every general-purpose
+/// register as it was at the fault. If the handler resumes the program, it
+/// continues at `rip` with `rsp` and `rflags`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrapSlots {
+    /// Exception vector.
+    pub vector: u64,
+    /// Error code (0 for vectors without one).
+    pub error_code: u64,
+    /// Instruction pointer at the fault; the resume address afterwards.
+    pub rip: u64,
+    /// RFLAGS at the fault.
+    pub rflags: u64,
+    /// Stack pointer at the fault.
+    pub rsp: u64,
+    /// CR2 at the fault.
+    pub cr2: u64,
+    /// Scratch slot for the stub's one working register.
+    pub scratch: u64,
 }
 
 /// `gs:` offset of [`PerCpu::self_addr`].
@@ -43,6 +73,22 @@ pub const CPU_ID_OFFSET: usize = offset_of!(PerCpu, cpu_id);
 pub const MAILBOX_OFFSET: usize = offset_of!(PerCpu, mailbox);
 /// `gs:` offset of [`PerCpu::stack_top`].
 pub const STACK_TOP_OFFSET: usize = offset_of!(PerCpu, stack_top);
+/// `gs:` offset of [`PerCpu::trap_stack_top`].
+pub const TRAP_STACK_TOP_OFFSET: usize = offset_of!(PerCpu, trap_stack_top);
+/// `gs:` offset of [`TrapSlots::vector`].
+pub const TRAP_VECTOR_OFFSET: usize = offset_of!(PerCpu, trap) + offset_of!(TrapSlots, vector);
+/// `gs:` offset of [`TrapSlots::error_code`].
+pub const TRAP_ERROR_CODE_OFFSET: usize = offset_of!(PerCpu, trap) + offset_of!(TrapSlots, error_code);
+/// `gs:` offset of [`TrapSlots::rip`].
+pub const TRAP_RIP_OFFSET: usize = offset_of!(PerCpu, trap) + offset_of!(TrapSlots, rip);
+/// `gs:` offset of [`TrapSlots::rflags`].
+pub const TRAP_RFLAGS_OFFSET: usize = offset_of!(PerCpu, trap) + offset_of!(TrapSlots, rflags);
+/// `gs:` offset of [`TrapSlots::rsp`].
+pub const TRAP_RSP_OFFSET: usize = offset_of!(PerCpu, trap) + offset_of!(TrapSlots, rsp);
+/// `gs:` offset of [`TrapSlots::cr2`].
+pub const TRAP_CR2_OFFSET: usize = offset_of!(PerCpu, trap) + offset_of!(TrapSlots, cr2);
+/// `gs:` offset of [`TrapSlots::scratch`].
+pub const TRAP_SCRATCH_OFFSET: usize = offset_of!(PerCpu, trap) + offset_of!(TrapSlots, scratch);
 
 const _: () = assert!(THIS_CPU_OFF_OFFSET == 8);
 
@@ -72,7 +118,13 @@ pub struct BootInfo {
 /// Identifies a [`BootInfo`] page ("bpfvisor" in ASCII, little-endian).
 pub const BOOT_INFO_MAGIC: u64 = u64::from_le_bytes(*b"bpfvisor");
 
-// SAFETY: repr(C), all fields u64, no padding.
+// SAFETY: repr(C), all fields u64 or Pod of u64, no padding.
 unsafe impl Pod for PerCpu {}
 // SAFETY: repr(C), all fields u64, no padding.
+unsafe impl Pod for TrapSlots {}
+// SAFETY: repr(C), all fields u64, no padding.
 unsafe impl Pod for BootInfo {}
+
+/// RFLAGS the runtime runs with: IOPL 3 (so `out` to our ports works at
+/// CPL 3), interrupts off, and the always-one bit.
+pub const USER_RFLAGS: u64 = (3 << 12) | (1 << 1);

@@ -11,3 +11,6 @@ pub const RUN_DONE_PORT: u16 = 0xb9f0;
 pub const TRAP_PORT: u16 = 0xb9f1;
 /// The runtime's abort entry ran after the host stopped a program.
 pub const ABORTED_PORT: u16 = 0xb9f2;
+/// The CPL 0 exception stub itself faulted: the guest machine is broken and
+/// must be reset. Nothing is in the mailbox.
+pub const KERNEL_FAULT_PORT: u16 = 0xb9f3;

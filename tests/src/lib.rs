@@ -1,1 +1,33 @@
+//! Fixtures shared by the integration tests.
 
+use iced_x86::code_asm::CodeAssembler;
+
+/// Whether KVM tests can run here. Without `/dev/kvm` they print a loud
+/// skip message and pass, unless `BPFVISOR_REQUIRE_KVM=1` (as in CI), where
+/// they fail.
+pub fn kvm_available(test: &str) -> bool {
+    if vmm::kvm::is_available() {
+        return true;
+    }
+    let required = std::env::var("BPFVISOR_REQUIRE_KVM").is_ok_and(|v| v == "1");
+    assert!(!required, "{test}: /dev/kvm is not usable and BPFVISOR_REQUIRE_KVM=1");
+    eprintln!("SKIPPED {test}: /dev/kvm is not usable (set BPFVISOR_REQUIRE_KVM=1 to fail instead)");
+    false
+}
+
+/// Assembles x86-64 code for guest address `addr`.
+pub fn assemble(addr: u64, build: impl FnOnce(&mut CodeAssembler)) -> Vec<u8> {
+    let mut asm = CodeAssembler::new(64).expect("64-bit assembler");
+    build(&mut asm);
+    asm.assemble(addr).expect("test code assembles")
+}
+
+/// Number of open file descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// Number of threads of this process.
+pub fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+}

@@ -1,0 +1,418 @@
+//! The sandbox: one KVM VM with its guest memory, runtime and vCPU threads.
+
+use crate::arch::{cpuid, regs::boot_sregs};
+use crate::kick::install_handler;
+use crate::kvm::{KvmError, kvm, supported_cpuid};
+use crate::machine::{MachineError, write_boot_image};
+use crate::memory::{GuestMemory, MemoryError};
+use crate::runtime::{RuntimeError, RuntimeImage};
+use crate::trap::Trap;
+use crate::vcpu::{CallEnd, CallReport, Vcpu, VcpuError, VcpuHandle};
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::VmFd;
+use shm::layout::{Layout, LayoutConfig, LayoutError};
+use shm::mailbox::{REQUEST_CALL, Request};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Where KVM keeps the TSS it needs on Intel hosts; outside guest memory.
+const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
+
+/// How to build a sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// Number of vCPUs, 1..=64.
+    pub cpus: usize,
+    /// Bytes reserved for JIT code.
+    pub code_size: u64,
+    /// Bytes of context buffer per vCPU.
+    pub ctx_size: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        let layout = LayoutConfig::default();
+        SandboxConfig { cpus: 1, code_size: layout.code_size, ctx_size: layout.ctx_size }
+    }
+}
+
+/// Why a sandbox could not be built or reset.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The configuration is invalid.
+    #[error("Invalid sandbox configuration: {0}")]
+    Config(LayoutError),
+    /// KVM is unavailable.
+    #[error(transparent)]
+    Kvm(#[from] KvmError),
+    /// The guest runtime image is broken.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// Guest memory could not be created.
+    #[error("Failed to create guest memory")]
+    CreateMemory(#[source] MemoryError),
+    /// The boot image could not be written.
+    #[error("Failed to prepare the guest machine")]
+    PrepareMachine(#[source] MachineError),
+    /// `KVM_CREATE_VM` failed.
+    #[error("Failed to create the VM")]
+    CreateVm(#[source] kvm_ioctls::Error),
+    /// `KVM_SET_TSS_ADDR` failed.
+    #[error("Failed to set the VM's TSS address")]
+    SetTssAddress(#[source] kvm_ioctls::Error),
+    /// `KVM_SET_USER_MEMORY_REGION` failed.
+    #[error("Failed to register guest memory with KVM")]
+    SetUserMemoryRegion(#[source] kvm_ioctls::Error),
+    /// `KVM_CREATE_VCPU` failed.
+    #[error("Failed to create vCPU {0}")]
+    CreateVcpu(usize, #[source] kvm_ioctls::Error),
+    /// `KVM_SET_CPUID2` failed.
+    #[error("Failed to set CPUID of vCPU {0}")]
+    SetCpuid(usize, #[source] kvm_ioctls::Error),
+    /// The kick signal handler could not be installed.
+    #[error("Failed to install the vCPU kick signal handler")]
+    InstallSignalHandler(#[source] std::io::Error),
+    /// A vCPU could not be set up or reset.
+    #[error(transparent)]
+    Vcpu(#[from] VcpuError),
+}
+
+/// What to run: a function in guest memory, called as
+/// `entry(ctx, ctx_len) -> u64` (a BPF program's r1 and r2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call {
+    /// Guest address of the code.
+    pub entry: u64,
+    /// First argument.
+    pub ctx: u64,
+    /// Second argument.
+    pub ctx_len: u64,
+    /// Times to call it inside the guest, without leaving (at least 1).
+    pub repeat: u64,
+    /// Wall-clock budget for the whole invocation; `None` waits forever.
+    pub timeout: Option<Duration>,
+}
+
+impl Call {
+    /// One call of `entry` with no arguments and no deadline.
+    pub fn new(entry: u64) -> Call {
+        Call { entry, ctx: 0, ctx_len: 0, repeat: 1, timeout: None }
+    }
+
+    /// The same call with a deadline.
+    pub fn with_timeout(self, timeout: Duration) -> Call {
+        Call { timeout: Some(timeout), ..self }
+    }
+}
+
+/// How an invocation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every run returned; the last returned this value (the full r0).
+    Returned(u64),
+    /// A CPU exception stopped the program.
+    Trapped(Trap),
+    /// The program ran past its budget and was stopped; the sandbox is
+    /// poisoned until [`Sandbox::reset`].
+    DeadlineExceeded(Duration),
+}
+
+/// The result of an invocation, with its cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunReport {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Runs that completed.
+    pub runs: u64,
+    /// Guest TSC cycles those runs took.
+    pub cycles: u64,
+    /// The same, in time.
+    pub duration: Duration,
+    /// VM exits taken (a run that stays in the guest costs one).
+    pub exits: u64,
+    /// Host wall-clock time from request to answer.
+    pub wall: Duration,
+}
+
+/// Why an invocation has no outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The sandbox must be reset first.
+    #[error("Sandbox is poisoned by an earlier stopped or failed run; reset it first")]
+    Poisoned,
+    /// No such vCPU.
+    #[error("vCPU {cpu} does not exist; the sandbox has {nr_cpus}")]
+    NoSuchCpu {
+        /// The vCPU asked for.
+        cpu: usize,
+        /// vCPUs in the sandbox.
+        nr_cpus: usize,
+    },
+    /// The same vCPU was named twice in one request.
+    #[error("vCPU {0} was named twice")]
+    DuplicateCpu(usize),
+    /// The vCPU failed; the sandbox is poisoned.
+    #[error(transparent)]
+    Vcpu(#[from] VcpuError),
+}
+
+/// A KVM micro-VM running the guest runtime on its own vCPU threads.
+///
+/// Dropping it stops every vCPU, joins its thread and releases every file
+/// descriptor and mapping.
+#[derive(Debug)]
+pub struct Sandbox {
+    layout: Layout,
+    runtime: &'static RuntimeImage,
+    // Field order is drop order: vCPU threads first, then the VM, then memory.
+    vcpus: Vec<Mutex<VcpuHandle>>,
+    #[expect(dead_code, reason = "owns the VM for the sandbox's lifetime")]
+    vm: VmFd,
+    memory: Arc<GuestMemory>,
+    tsc_khz: u32,
+    next_seq: AtomicU64,
+    poisoned: AtomicBool,
+}
+
+impl Sandbox {
+    /// Builds a sandbox and starts its vCPU threads; every vCPU is ready to
+    /// run at the dispatch loop, with no exit taken yet.
+    pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        let layout = Layout::new(LayoutConfig {
+            nr_cpus: config.cpus,
+            code_size: config.code_size,
+            ctx_size: config.ctx_size,
+            ..LayoutConfig::default()
+        })
+        .map_err(SandboxError::Config)?;
+        install_handler().map_err(SandboxError::InstallSignalHandler)?;
+        let kvm = kvm()?;
+        let runtime = RuntimeImage::embedded()?;
+
+        let memory = Arc::new(GuestMemory::new(layout.memory_size()).map_err(SandboxError::CreateMemory)?);
+        let cr3 = write_boot_image(&memory, &layout, runtime).map_err(SandboxError::PrepareMachine)?;
+
+        let vm = kvm.create_vm().map_err(SandboxError::CreateVm)?;
+        vm.set_tss_address(KVM_TSS_ADDRESS).map_err(SandboxError::SetTssAddress)?;
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: memory.size(),
+            userspace_addr: memory.host_base(),
+        };
+        // SAFETY: the region is the mapping owned by `memory`, which outlives
+        // the VM: the Sandbox drops `vm` before `memory`, and vCPU threads
+        // (which hold their own Arc) are joined before either.
+        unsafe { vm.set_user_memory_region(region) }.map_err(SandboxError::SetUserMemoryRegion)?;
+
+        let mut vcpus = Vec::with_capacity(layout.nr_cpus());
+        let mut tsc_khz = 0;
+        for cpu in 0..layout.nr_cpus() {
+            let fd = vm.create_vcpu(cpu as u64).map_err(|e| SandboxError::CreateVcpu(cpu, e))?;
+            fd.set_cpuid2(&cpuid::for_cpu(supported_cpuid()?, cpu))
+                .map_err(|e| SandboxError::SetCpuid(cpu, e))?;
+            if cpu == 0 {
+                tsc_khz = cached_tsc_khz(&fd);
+            }
+            let vcpu = Vcpu {
+                cpu,
+                fd,
+                memory: Arc::clone(&memory),
+                mailbox: layout.mailbox(cpu),
+                sregs: boot_sregs(&layout, cpu, cr3),
+                dispatch_entry: runtime.dispatch_entry,
+                abort_entry: runtime.abort_entry,
+                stack_top: layout.stack_top(cpu),
+                kick: Arc::default(),
+            };
+            vcpu.load_boot_state(runtime.dispatch_entry)?;
+            vcpus.push(Mutex::new(VcpuHandle::spawn(vcpu)?));
+        }
+        Ok(Sandbox {
+            layout,
+            runtime,
+            vcpus,
+            vm,
+            memory,
+            tsc_khz,
+            next_seq: AtomicU64::new(1),
+            poisoned: AtomicBool::new(false),
+        })
+    }
+
+    /// The sandbox's address map.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Number of vCPUs.
+    pub fn nr_cpus(&self) -> usize {
+        self.layout.nr_cpus()
+    }
+
+    /// Guest memory, for reading and writing guest data.
+    pub fn memory(&self) -> &GuestMemory {
+        &self.memory
+    }
+
+    /// Whether a stopped or failed run left the sandbox needing a reset.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::SeqCst)
+    }
+
+    /// Runs `call` on vCPU `cpu` and waits for it.
+    pub fn call(&self, cpu: usize, call: &Call) -> Result<RunReport, RunError> {
+        self.call_on(&[cpu], call).pop().unwrap_or(Err(RunError::NoSuchCpu { cpu, nr_cpus: self.nr_cpus() }))
+    }
+
+    /// Runs `call` on every vCPU at the same time; results in CPU order.
+    pub fn call_on_all(&self, call: &Call) -> Vec<Result<RunReport, RunError>> {
+        let cpus: Vec<usize> = (0..self.nr_cpus()).collect();
+        self.call_on(&cpus, call)
+    }
+
+    /// Runs `call` on each of `cpus` at the same time, all under the same
+    /// deadline; results in the order of `cpus`.
+    pub fn call_on(&self, cpus: &[usize], call: &Call) -> Vec<Result<RunReport, RunError>> {
+        if let Err(e) = self.check_cpus(cpus) {
+            let mut results: Vec<_> = cpus.iter().map(|_| Err(RunError::Poisoned)).collect();
+            results.iter_mut().for_each(|r| *r = Err(clone_run_error(&e)));
+            return results;
+        }
+        // Lock in CPU order so concurrent callers cannot deadlock.
+        let mut order: Vec<usize> = (0..cpus.len()).collect();
+        order.sort_by_key(|&i| cpus[i]);
+        let mut guards: Vec<_> = order
+            .iter()
+            .map(|&i| (i, self.vcpus[cpus[i]].lock().unwrap_or_else(|p| p.into_inner())))
+            .collect();
+        guards.sort_by_key(|(i, _)| *i);
+
+        let start = Instant::now();
+        let deadline = call.timeout.map(|t| start + t);
+        let started: Vec<Result<u64, RunError>> = guards
+            .iter()
+            .map(|(_, handle)| {
+                let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+                let request = Request {
+                    seq,
+                    kind: REQUEST_CALL,
+                    entry: call.entry,
+                    ctx: call.ctx,
+                    ctx_len: call.ctx_len,
+                    repeat: call.repeat.max(1),
+                };
+                handle.start_call(request).map(|()| seq).map_err(RunError::from)
+            })
+            .collect();
+        guards
+            .iter()
+            .zip(started)
+            .map(|((_, handle), seq)| {
+                let report = handle.wait_call(seq?, deadline);
+                self.report(report, call, start)
+            })
+            .collect()
+    }
+
+    fn check_cpus(&self, cpus: &[usize]) -> Result<(), RunError> {
+        if self.is_poisoned() {
+            return Err(RunError::Poisoned);
+        }
+        let mut seen = [false; shm::layout::MAX_CPUS];
+        for &cpu in cpus {
+            if cpu >= self.nr_cpus() {
+                return Err(RunError::NoSuchCpu { cpu, nr_cpus: self.nr_cpus() });
+            }
+            if std::mem::replace(&mut seen[cpu], true) {
+                return Err(RunError::DuplicateCpu(cpu));
+            }
+        }
+        Ok(())
+    }
+
+    fn report(&self, report: Result<CallReport, VcpuError>, call: &Call, start: Instant) -> Result<RunReport, RunError> {
+        let wall = start.elapsed();
+        let report = report.inspect_err(|_| self.poisoned.store(true, Ordering::SeqCst))?;
+        let outcome = match report.end {
+            CallEnd::Returned(value) => Outcome::Returned(value),
+            CallEnd::Trapped(record) => Outcome::Trapped(Trap::from_record(&record)),
+            CallEnd::Stopped => {
+                self.poisoned.store(true, Ordering::SeqCst);
+                Outcome::DeadlineExceeded(call.timeout.unwrap_or_default())
+            }
+        };
+        Ok(RunReport {
+            outcome,
+            runs: report.runs,
+            cycles: report.cycles,
+            duration: cycles_to_duration(report.cycles, self.tsc_khz),
+            exits: report.exits,
+            wall,
+        })
+    }
+
+    /// Returns the sandbox to its boot state: runtime image, descriptor and
+    /// page tables, per-CPU blocks and every vCPU's registers are rebuilt,
+    /// and the poisoned mark is cleared. Code loaded into the sandbox stays.
+    pub fn reset(&mut self) -> Result<(), SandboxError> {
+        write_boot_image(&self.memory, &self.layout, self.runtime).map_err(SandboxError::PrepareMachine)?;
+        for vcpu in &self.vcpus {
+            vcpu.lock().unwrap_or_else(|p| p.into_inner()).reset()?;
+        }
+        self.poisoned.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Copies `code` into the JIT code region at `offset` and returns its
+    /// guest address. For tests that run raw x86-64 code before the JIT
+    /// exists; not a user feature.
+    #[cfg(feature = "test-utils")]
+    pub fn write_code(&self, offset: u64, code: &[u8]) -> Result<u64, MemoryError> {
+        let fits = offset.checked_add(code.len() as u64).is_some_and(|end| end <= self.layout.code_size());
+        if !fits {
+            return Err(MemoryError::OutOfBounds { addr: self.layout.code_start() + offset, len: code.len() });
+        }
+        let addr = self.layout.code_start() + offset;
+        self.memory.write(addr, code)?;
+        Ok(addr)
+    }
+}
+
+fn clone_run_error(e: &RunError) -> RunError {
+    match e {
+        RunError::Poisoned => RunError::Poisoned,
+        RunError::NoSuchCpu { cpu, nr_cpus } => RunError::NoSuchCpu { cpu: *cpu, nr_cpus: *nr_cpus },
+        RunError::DuplicateCpu(cpu) => RunError::DuplicateCpu(*cpu),
+        RunError::Vcpu(_) => RunError::Poisoned,
+    }
+}
+
+/// The guest TSC frequency, asked of KVM once per process (every vCPU of
+/// every sandbox runs at the host's TSC rate).
+fn cached_tsc_khz(vcpu: &kvm_ioctls::VcpuFd) -> u32 {
+    static TSC_KHZ: OnceLock<u32> = OnceLock::new();
+    *TSC_KHZ.get_or_init(|| vcpu.get_tsc_khz().unwrap_or(0))
+}
+
+fn cycles_to_duration(cycles: u64, tsc_khz: u32) -> Duration {
+    if tsc_khz == 0 {
+        return Duration::ZERO;
+    }
+    let nanos = u128::from(cycles) * 1_000_000 / u128::from(tsc_khz);
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cycles_convert_at_the_tsc_rate() {
+        assert_eq!(cycles_to_duration(2_000_000, 2_000_000), Duration::from_millis(1));
+        assert_eq!(cycles_to_duration(5, 0), Duration::ZERO);
+        assert_eq!(cycles_to_duration(u64::MAX, 1), Duration::from_nanos(u64::MAX));
+    }
+}
