@@ -12,7 +12,8 @@
 //!  0x0000_2000 ├───────────────────────────────┤
 //!              │ IDT                           │   R
 //!  0x0000_3000 ├───────────────────────────────┤
-//!              │ TSS × MAX_CPUS (128 B each)   │   R
+//!              │ TSS × MAX_CPUS (128 B each,   │   R
+//!              │ with the I/O bitmap)          │
 //!  0x0000_5000 ├───────────────────────────────┤
 //!              │ boot info                     │   R
 //!  0x0001_0000 ├───────────────────────────────┤
@@ -57,7 +58,8 @@
 //! by instruction emulation — around 700 ns an instruction, with no SSE —
 //! while CPL 3 code runs natively. Running at CPL 3 costs nothing on hardware
 //! KVM either: the guest never needs a privileged instruction on a hot path.
-//! `out` to our ports works at CPL 3 because RFLAGS.IOPL is 3. CPL 0 is
+//! `out` to our ports works at CPL 3 because each TSS's I/O permission
+//! bitmap grants them (Note [Port permissions] in `crate::ports`). CPL 0 is
 //! entered only by CPU exceptions, whose stubs copy the fault into the
 //! per-CPU block and return at once to a CPL 3 handler on the trap stack.
 

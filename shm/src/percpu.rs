@@ -125,6 +125,7 @@ unsafe impl Pod for TrapSlots {}
 // SAFETY: repr(C), all fields u64, no padding.
 unsafe impl Pod for BootInfo {}
 
-/// RFLAGS the runtime runs with: IOPL 3 (so `out` to our ports works at
-/// CPL 3), interrupts off, and the always-one bit.
-pub const USER_RFLAGS: u64 = (3 << 12) | (1 << 1);
+/// RFLAGS the runtime runs with: IOPL 0 (the TSS grants our ports, Note
+/// [Port permissions] in `crate::ports`), interrupts off, and the
+/// always-one bit.
+pub const USER_RFLAGS: u64 = 1 << 1;

@@ -4,13 +4,57 @@
 //! these ports is one VM exit, named here and decoded by the host's pure exit
 //! decoder. The byte written carries nothing the host relies on; details are
 //! in the vCPU's mailbox.
+//!
+//! Note [Port permissions]
+//! The runtime runs at CPL 3 with RFLAGS.IOPL 0, so `out` is allowed only to
+//! the ports the I/O permission bitmap in each vCPU's TSS grants: exactly
+//! [`USER_PORTS`]. IOPL 3 would be simpler, but some KVM hosts (PVM) consult
+//! the bitmap whatever IOPL says and drop IOPL on an emulated `iretq`. The
+//! ports are low numbers so the bitmap stays a few bytes long and the TSS
+//! fits its [`crate::layout::TSS_STRIDE`].
 
+/// First port of the range.
+const PORT_BASE: u16 = 0x40;
 /// The requested call returned; the response is in the mailbox.
-pub const RUN_DONE_PORT: u16 = 0xb9f0;
+pub const RUN_DONE_PORT: u16 = PORT_BASE;
 /// The program hit a CPU exception; the trap record is in the mailbox.
-pub const TRAP_PORT: u16 = 0xb9f1;
+pub const TRAP_PORT: u16 = PORT_BASE + 1;
 /// The runtime's abort entry ran after the host stopped a program.
-pub const ABORTED_PORT: u16 = 0xb9f2;
+pub const ABORTED_PORT: u16 = PORT_BASE + 2;
 /// The CPL 0 exception stub itself faulted: the guest machine is broken and
-/// must be reset. Nothing is in the mailbox.
-pub const KERNEL_FAULT_PORT: u16 = 0xb9f3;
+/// must be reset. Nothing is in the mailbox. Used at CPL 0 only.
+pub const KERNEL_FAULT_PORT: u16 = PORT_BASE + 3;
+
+/// The ports CPL 3 code may write (Note [Port permissions]).
+pub const USER_PORTS: [u16; 3] = [RUN_DONE_PORT, TRAP_PORT, ABORTED_PORT];
+
+/// Bytes of I/O permission bitmap that cover every port up to the highest of
+/// [`USER_PORTS`], plus the all-ones byte the CPU requires after it.
+pub const IO_BITMAP_SIZE: usize = (ABORTED_PORT as usize / 8) + 2;
+
+/// The I/O permission bitmap: a clear bit grants its port.
+pub const fn io_bitmap() -> [u8; IO_BITMAP_SIZE] {
+    let mut bitmap = [0xff; IO_BITMAP_SIZE];
+    let mut i = 0;
+    while i < USER_PORTS.len() {
+        let port = USER_PORTS[i] as usize;
+        bitmap[port / 8] &= !(1 << (port % 8));
+        i += 1;
+    }
+    bitmap
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitmap_grants_exactly_the_user_ports() {
+        let bitmap = io_bitmap();
+        for port in 0..(IO_BITMAP_SIZE * 8) {
+            let granted = bitmap[port / 8] & (1 << (port % 8)) == 0;
+            assert_eq!(granted, USER_PORTS.contains(&(port as u16)), "port {port:#x}");
+        }
+        assert_eq!(bitmap[IO_BITMAP_SIZE - 1], 0xff);
+    }
+}

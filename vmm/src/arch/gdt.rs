@@ -5,7 +5,8 @@
 //! already busy, so the CPU never needs to write these pages.
 
 use crate::runtime::{EXCEPTION_VECTORS, RuntimeImage};
-use shm::layout::{Layout, PAGE_SIZE};
+use shm::layout::{Layout, PAGE_SIZE, TSS_STRIDE};
+use shm::ports::{IO_BITMAP_SIZE, io_bitmap};
 
 /// Selector of the CPL 0 code segment (exception entry only).
 pub const KERNEL_CODE_SELECTOR: u16 = 0x08;
@@ -28,8 +29,13 @@ const USER_CODE_DESCRIPTOR: u64 = 0x00af_fb00_0000_ffff;
 const USER_DATA_DESCRIPTOR: u64 = 0x00cf_f300_0000_ffff;
 /// Type of a busy 64-bit TSS.
 pub const TSS_TYPE_BUSY: u8 = 0xb;
-/// Size of a TSS without an I/O bitmap, minus one.
-pub const TSS_LIMIT: u32 = 103;
+/// Size of the TSS proper, where the I/O permission bitmap starts.
+const TSS_BASE_SIZE: usize = 104;
+/// Size of a TSS with its I/O permission bitmap.
+const TSS_SIZE: usize = TSS_BASE_SIZE + IO_BITMAP_SIZE;
+/// Limit of a TSS segment (its size minus one).
+pub const TSS_LIMIT: u32 = TSS_SIZE as u32 - 1;
+const _: () = assert!(TSS_SIZE as u64 <= TSS_STRIDE);
 
 /// Interrupt-stack-table slot for ordinary exceptions.
 pub const IST_EXCEPTION: u8 = 1;
@@ -106,18 +112,19 @@ fn interrupt_gate(handler: u64, ist: u8) -> [u8; 16] {
 }
 
 /// `cpu`'s task state segment: every gate uses an IST stack, so only the IST
-/// pointers matter (RSP0 points at the kernel stack too, for safety); no I/O
-/// bitmap (RFLAGS.IOPL 3 grants CPL 3 the ports).
-pub fn build_tss(layout: &Layout, cpu: usize) -> [u8; 104] {
-    let mut tss = [0u8; 104];
+/// pointers matter (RSP0 points at the kernel stack too, for safety), and
+/// the I/O permission bitmap grants CPL 3 our ports and nothing else
+/// (Note [Port permissions] in `shm::ports`).
+pub fn build_tss(layout: &Layout, cpu: usize) -> [u8; TSS_SIZE] {
+    let mut tss = [0u8; TSS_SIZE];
     tss[4..12].copy_from_slice(&layout.kernel_stack_top(cpu).to_le_bytes());
     let ist_offset = |slot: u8| 0x24 + 8 * (usize::from(slot) - 1);
     let ist1 = ist_offset(IST_EXCEPTION);
     tss[ist1..ist1 + 8].copy_from_slice(&layout.kernel_stack_top(cpu).to_le_bytes());
     let ist2 = ist_offset(IST_FATAL);
     tss[ist2..ist2 + 8].copy_from_slice(&layout.fatal_stack_top(cpu).to_le_bytes());
-    // I/O map base past the limit: no I/O permission bitmap.
-    tss[102..104].copy_from_slice(&104u16.to_le_bytes());
+    tss[102..104].copy_from_slice(&(TSS_BASE_SIZE as u16).to_le_bytes());
+    tss[TSS_BASE_SIZE..].copy_from_slice(&io_bitmap());
     tss
 }
 
@@ -131,7 +138,7 @@ mod tests {
         let d = tss_descriptor(0x1234_5678_9abc_def0);
         let low = u64::from_le_bytes(d[..8].try_into().unwrap());
         let high = u64::from_le_bytes(d[8..].try_into().unwrap());
-        assert_eq!(low & 0xffff, 103);
+        assert_eq!(low & 0xffff, u64::from(TSS_LIMIT));
         assert_eq!((low >> 16) & 0xff_ffff, 0xbc_def0);
         assert_eq!((low >> 56) & 0xff, 0x9a);
         assert_eq!((low >> 40) & 0xf, 0xb);
@@ -165,5 +172,7 @@ mod tests {
         let ist2 = u64::from_le_bytes(tss[0x2c..0x34].try_into().unwrap());
         assert_eq!(ist1, layout.kernel_stack_top(1));
         assert_eq!(ist2, layout.fatal_stack_top(1));
+        let io_map_base = usize::from(u16::from_le_bytes([tss[102], tss[103]]));
+        assert_eq!(&tss[io_map_base..], &io_bitmap());
     }
 }

@@ -82,7 +82,7 @@ pub fn boot_sregs(layout: &Layout, cpu: usize, cr3: u64) -> kvm_sregs {
 }
 
 /// General registers to start executing at `rip` on stack `rsp`, with
-/// interrupts off and IOPL 3.
+/// interrupts off.
 pub fn entry_regs(rip: u64, rsp: u64) -> kvm_regs {
     kvm_regs { rip, rsp, rflags: USER_RFLAGS, ..Default::default() }
 }
