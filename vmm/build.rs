@@ -41,11 +41,16 @@ fn guest_rustflags(image_base: &str) -> Vec<String> {
 }
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
     let guest_dir = manifest_dir.join("../images/guest-rt");
     let shm_dir = manifest_dir.join("../shm");
-    for path in [guest_dir.join("src"), guest_dir.join("Cargo.toml"), shm_dir.join("src")] {
+    for path in [
+        guest_dir.join("src"),
+        guest_dir.join("Cargo.toml"),
+        shm_dir.join("src"),
+    ] {
         println!("cargo:rerun-if-changed={}", path.display());
     }
 
@@ -72,14 +77,22 @@ fn main() {
             || key.starts_with("CARGO_FEATURE_")
             || matches!(
                 key,
-                "RUSTFLAGS" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER" | "CARGO_PRIMARY_PACKAGE"
-                    | "CARGO_MAKEFLAGS" | "MAKEFLAGS" | "MFLAGS" | "RUSTDOCFLAGS"
+                "RUSTFLAGS"
+                    | "RUSTC_WRAPPER"
+                    | "RUSTC_WORKSPACE_WRAPPER"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_MAKEFLAGS"
+                    | "MAKEFLAGS"
+                    | "MFLAGS"
+                    | "RUSTDOCFLAGS"
             )
         {
             cmd.env_remove(key);
         }
     }
-    let status = cmd.status().expect("failed to run cargo for the guest runtime");
+    let status = cmd
+        .status()
+        .expect("failed to run cargo for the guest runtime");
     assert!(status.success(), "building the guest runtime failed");
 
     let elf = target_dir.join("release/guest-rt");

@@ -64,7 +64,10 @@ pub fn decide(
     if fault_addr < window.0 || fault_addr >= window.1 {
         return Fixup::Trap;
     }
-    let Some(offset) = rip.checked_sub(code_start).and_then(|o| u32::try_from(o).ok()) else {
+    let Some(offset) = rip
+        .checked_sub(code_start)
+        .and_then(|o| u32::try_from(o).ok())
+    else {
         return Fixup::Trap;
     };
     match lookup(entries, offset) {
@@ -82,9 +85,24 @@ mod tests {
 
     fn setup_table() -> [ExTableEntry; 3] {
         [
-            ExTableEntry { offset: 0x10, len: 3, dst: 0, reserved: 0 },
-            ExTableEntry { offset: 0x20, len: 4, dst: NO_DST, reserved: 0 },
-            ExTableEntry { offset: 0x30, len: 7, dst: 13, reserved: 0 },
+            ExTableEntry {
+                offset: 0x10,
+                len: 3,
+                dst: 0,
+                reserved: 0,
+            },
+            ExTableEntry {
+                offset: 0x20,
+                len: 4,
+                dst: NO_DST,
+                reserved: 0,
+            },
+            ExTableEntry {
+                offset: 0x30,
+                len: 7,
+                dst: 13,
+                reserved: 0,
+            },
         ]
     }
 
@@ -103,11 +121,17 @@ mod tests {
         let code = 0x60_0000;
         assert_eq!(
             decide(&table, code, code + 0x30, 0x1_0000_0008, window),
-            Fixup::Resume { rip: code + 0x37, zero_reg: Some(13) }
+            Fixup::Resume {
+                rip: code + 0x37,
+                zero_reg: Some(13)
+            }
         );
         assert_eq!(
             decide(&table, code, code + 0x20, 0x1_0000_0008, window),
-            Fixup::Resume { rip: code + 0x24, zero_reg: None }
+            Fixup::Resume {
+                rip: code + 0x24,
+                zero_reg: None
+            }
         );
     }
 
@@ -117,8 +141,17 @@ mod tests {
         let window = (0x1_0000_0000, 0x2_0000_0000);
         let code = 0x60_0000;
         assert_eq!(decide(&table, code, code + 0x30, 0, window), Fixup::Trap);
-        assert_eq!(decide(&table, code, code + 0x31, 0x1_0000_0000, window), Fixup::Trap);
-        assert_eq!(decide(&table, code, 0x1000, 0x1_0000_0000, window), Fixup::Trap);
-        assert_eq!(decide(&table, code, code + 0x30, 0x1_0000_0000, (0, 0)), Fixup::Trap);
+        assert_eq!(
+            decide(&table, code, code + 0x31, 0x1_0000_0000, window),
+            Fixup::Trap
+        );
+        assert_eq!(
+            decide(&table, code, 0x1000, 0x1_0000_0000, window),
+            Fixup::Trap
+        );
+        assert_eq!(
+            decide(&table, code, code + 0x30, 0x1_0000_0000, (0, 0)),
+            Fixup::Trap
+        );
     }
 }

@@ -351,8 +351,20 @@ impl Layout {
     /// Every mapped region except the runtime image, whose permissions come
     /// from its ELF segments. Calls `f` once per region, in address order.
     pub fn for_each_region(&self, mut f: impl FnMut(Region)) {
-        let kernel = |name, start, size, access| Region { name, start, size, access, user: false };
-        let user = |name, start, size, access| Region { name, start, size, access, user: true };
+        let kernel = |name, start, size, access| Region {
+            name,
+            start,
+            size,
+            access,
+            user: false,
+        };
+        let user = |name, start, size, access| Region {
+            name,
+            start,
+            size,
+            access,
+            user: true,
+        };
         f(kernel("GDT", GDT_START, PAGE_SIZE, Access::Read));
         f(kernel("IDT", IDT_START, PAGE_SIZE, Access::Read));
         let tss_size = align_up(MAX_CPUS as u64 * TSS_STRIDE, PAGE_SIZE);
@@ -361,17 +373,52 @@ impl Layout {
         for cpu in 0..self.config.nr_cpus {
             let base = self.percpu_area(cpu);
             let at = |offset| base + offset;
-            f(user("stack", at(area::STACK_OFFSET), area::STACK_SIZE, Access::ReadWrite));
-            f(user("trap stack", at(area::TRAP_STACK_OFFSET), area::TRAP_STACK_SIZE, Access::ReadWrite));
-            f(kernel("kernel stack", at(area::KERNEL_STACK_OFFSET), area::KERNEL_STACK_SIZE, Access::ReadWrite));
-            f(kernel("fatal stack", at(area::FATAL_STACK_OFFSET), area::FATAL_STACK_SIZE, Access::ReadWrite));
+            f(user(
+                "stack",
+                at(area::STACK_OFFSET),
+                area::STACK_SIZE,
+                Access::ReadWrite,
+            ));
+            f(user(
+                "trap stack",
+                at(area::TRAP_STACK_OFFSET),
+                area::TRAP_STACK_SIZE,
+                Access::ReadWrite,
+            ));
+            f(kernel(
+                "kernel stack",
+                at(area::KERNEL_STACK_OFFSET),
+                area::KERNEL_STACK_SIZE,
+                Access::ReadWrite,
+            ));
+            f(kernel(
+                "fatal stack",
+                at(area::FATAL_STACK_OFFSET),
+                area::FATAL_STACK_SIZE,
+                Access::ReadWrite,
+            ));
             // The per-CPU block, mailbox, trace and context buffers are
             // contiguous and all read-write.
             let data_size = self.area_size - area::BLOCK_OFFSET;
-            f(user("per-CPU data", at(area::BLOCK_OFFSET), data_size, Access::ReadWrite));
+            f(user(
+                "per-CPU data",
+                at(area::BLOCK_OFFSET),
+                data_size,
+                Access::ReadWrite,
+            ));
         }
-        f(user("JIT code", self.code_start(), self.config.code_size, Access::ReadExec));
-        f(user("exception table", self.extable_start(), self.config.extable_size, Access::Read));
+        f(user(
+            "JIT code",
+            self.code_start(),
+            self.config.code_size,
+            Access::ReadExec,
+        ));
+        f(user(
+            "exception table",
+            self.extable_start(),
+            self.config.extable_size,
+            Access::Read,
+        ));
     }
 }
 
@@ -390,7 +437,10 @@ impl fmt::Debug for Layout {
             .field("code", &format_args!("{:#x}", self.code_start()))
             .field("code_size", &format_args!("{:#x}", self.config.code_size))
             .field("extable", &format_args!("{:#x}", self.extable_start()))
-            .field("extable_size", &format_args!("{:#x}", self.config.extable_size))
+            .field(
+                "extable_size",
+                &format_args!("{:#x}", self.config.extable_size),
+            )
             .field("memory_size", &format_args!("{:#x}", self.memory_size()))
             .finish()
     }
@@ -401,7 +451,11 @@ mod tests {
     use super::*;
 
     pub(crate) fn setup_layout(nr_cpus: usize) -> Layout {
-        Layout::new(LayoutConfig { nr_cpus, ..LayoutConfig::default() }).unwrap()
+        Layout::new(LayoutConfig {
+            nr_cpus,
+            ..LayoutConfig::default()
+        })
+        .unwrap()
     }
 
     #[test]
@@ -454,9 +508,15 @@ mod tests {
 
     #[test]
     fn invalid_configs_are_refused() {
-        let bad_cpus = LayoutConfig { nr_cpus: 65, ..LayoutConfig::default() };
+        let bad_cpus = LayoutConfig {
+            nr_cpus: 65,
+            ..LayoutConfig::default()
+        };
         assert_eq!(Layout::new(bad_cpus), Err(LayoutError::CpuCount(65)));
-        let bad_code = LayoutConfig { code_size: 100, ..LayoutConfig::default() };
+        let bad_code = LayoutConfig {
+            code_size: 100,
+            ..LayoutConfig::default()
+        };
         let err = Layout::new(bad_code).unwrap_err();
         assert_eq!(
             err.to_string(),

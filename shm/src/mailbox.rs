@@ -83,5 +83,7 @@ unsafe impl Pod for Response {}
 unsafe impl Pod for TrapRecord {}
 
 const _: () = assert!(core::mem::size_of::<Request>() <= RESPONSE_OFFSET as usize);
-const _: () =
-    assert!(RESPONSE_OFFSET as usize + core::mem::size_of::<Response>() <= crate::layout::PAGE_SIZE as usize);
+const _: () = assert!(
+    RESPONSE_OFFSET as usize + core::mem::size_of::<Response>()
+        <= crate::layout::PAGE_SIZE as usize
+);

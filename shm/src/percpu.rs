@@ -78,7 +78,8 @@ pub const TRAP_STACK_TOP_OFFSET: usize = offset_of!(PerCpu, trap_stack_top);
 /// `gs:` offset of [`TrapSlots::vector`].
 pub const TRAP_VECTOR_OFFSET: usize = offset_of!(PerCpu, trap) + offset_of!(TrapSlots, vector);
 /// `gs:` offset of [`TrapSlots::error_code`].
-pub const TRAP_ERROR_CODE_OFFSET: usize = offset_of!(PerCpu, trap) + offset_of!(TrapSlots, error_code);
+pub const TRAP_ERROR_CODE_OFFSET: usize =
+    offset_of!(PerCpu, trap) + offset_of!(TrapSlots, error_code);
 /// `gs:` offset of [`TrapSlots::rip`].
 pub const TRAP_RIP_OFFSET: usize = offset_of!(PerCpu, trap) + offset_of!(TrapSlots, rip);
 /// `gs:` offset of [`TrapSlots::rflags`].

@@ -53,7 +53,11 @@ mod tests {
         let bitmap = io_bitmap();
         for port in 0..(IO_BITMAP_SIZE * 8) {
             let granted = bitmap[port / 8] & (1 << (port % 8)) == 0;
-            assert_eq!(granted, USER_PORTS.contains(&(port as u16)), "port {port:#x}");
+            assert_eq!(
+                granted,
+                USER_PORTS.contains(&(port as u16)),
+                "port {port:#x}"
+            );
         }
         assert_eq!(bitmap[IO_BITMAP_SIZE - 1], 0xff);
     }

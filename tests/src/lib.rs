@@ -10,8 +10,13 @@ pub fn kvm_available(test: &str) -> bool {
         return true;
     }
     let required = std::env::var("BPFVISOR_REQUIRE_KVM").is_ok_and(|v| v == "1");
-    assert!(!required, "{test}: /dev/kvm is not usable and BPFVISOR_REQUIRE_KVM=1");
-    eprintln!("SKIPPED {test}: /dev/kvm is not usable (set BPFVISOR_REQUIRE_KVM=1 to fail instead)");
+    assert!(
+        !required,
+        "{test}: /dev/kvm is not usable and BPFVISOR_REQUIRE_KVM=1"
+    );
+    eprintln!(
+        "SKIPPED {test}: /dev/kvm is not usable (set BPFVISOR_REQUIRE_KVM=1 to fail instead)"
+    );
     false
 }
 
@@ -24,10 +29,21 @@ pub fn assemble(addr: u64, build: impl FnOnce(&mut CodeAssembler)) -> Vec<u8> {
 
 /// Number of open file descriptors of this process.
 pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// Number of threads of this process.
 pub fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Number of memory mappings of this process.
+pub fn mappings() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .map(|m| m.lines().count())
+        .unwrap_or(0)
 }

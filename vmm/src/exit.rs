@@ -85,19 +85,52 @@ mod tests {
             (Ok(VcpuExit::IoOut(RUN_DONE_PORT, &[0])), VmExit::RunDone),
             (Ok(VcpuExit::IoOut(TRAP_PORT, &[0])), VmExit::Trapped),
             (Ok(VcpuExit::IoOut(ABORTED_PORT, &[0])), VmExit::Aborted),
-            (Ok(VcpuExit::IoOut(KERNEL_FAULT_PORT, &[0])), VmExit::KernelFault),
-            (Ok(VcpuExit::IoOut(0x3f8, &[0])), VmExit::UnknownPort { port: 0x3f8, write: true }),
-            (Ok(VcpuExit::IoIn(0x60, &mut buf)), VmExit::UnknownPort { port: 0x60, write: false }),
-            (Ok(VcpuExit::MmioWrite(0xfee0_0000, &[0])), VmExit::Mmio { addr: 0xfee0_0000, write: true }),
+            (
+                Ok(VcpuExit::IoOut(KERNEL_FAULT_PORT, &[0])),
+                VmExit::KernelFault,
+            ),
+            (
+                Ok(VcpuExit::IoOut(0x3f8, &[0])),
+                VmExit::UnknownPort {
+                    port: 0x3f8,
+                    write: true,
+                },
+            ),
+            (
+                Ok(VcpuExit::IoIn(0x60, &mut buf)),
+                VmExit::UnknownPort {
+                    port: 0x60,
+                    write: false,
+                },
+            ),
+            (
+                Ok(VcpuExit::MmioWrite(0xfee0_0000, &[0])),
+                VmExit::Mmio {
+                    addr: 0xfee0_0000,
+                    write: true,
+                },
+            ),
             (Ok(VcpuExit::Shutdown), VmExit::Shutdown),
             (Ok(VcpuExit::Hlt), VmExit::Halted),
             (Ok(VcpuExit::Intr), VmExit::Interrupted),
-            (Ok(VcpuExit::FailEntry(7, 0)), VmExit::FailEntry { reason: 7 }),
+            (
+                Ok(VcpuExit::FailEntry(7, 0)),
+                VmExit::FailEntry { reason: 7 },
+            ),
             (Ok(VcpuExit::InternalError), VmExit::InternalError),
             (Ok(VcpuExit::Unknown), VmExit::Other),
-            (Err(kvm_ioctls::Error::new(libc::EINTR)), VmExit::Interrupted),
-            (Err(kvm_ioctls::Error::new(libc::EAGAIN)), VmExit::Interrupted),
-            (Err(kvm_ioctls::Error::new(libc::EFAULT)), VmExit::RunFailed(libc::EFAULT)),
+            (
+                Err(kvm_ioctls::Error::new(libc::EINTR)),
+                VmExit::Interrupted,
+            ),
+            (
+                Err(kvm_ioctls::Error::new(libc::EAGAIN)),
+                VmExit::Interrupted,
+            ),
+            (
+                Err(kvm_ioctls::Error::new(libc::EFAULT)),
+                VmExit::RunFailed(libc::EFAULT),
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(decode(input), expected);

@@ -55,7 +55,11 @@ pub fn install_handler() -> Result<(), std::io::Error> {
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(kick_signal(), &action, std::ptr::null_mut())
         };
-        if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)) }
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+        }
     });
     (*result).map_err(std::io::Error::from_raw_os_error)
 }

@@ -8,7 +8,9 @@ use std::sync::OnceLock;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum KvmError {
     /// `/dev/kvm` could not be opened.
-    #[error("Cannot open /dev/kvm (errno {0}); bpfvisor needs KVM and read-write access to /dev/kvm")]
+    #[error(
+        "Cannot open /dev/kvm (errno {0}); bpfvisor needs KVM and read-write access to /dev/kvm"
+    )]
     OpenKvm(i32),
     /// `KVM_GET_SUPPORTED_CPUID` failed.
     #[error("Failed to query supported CPUID (errno {0})")]

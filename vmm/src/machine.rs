@@ -5,7 +5,9 @@ use crate::arch::gdt::{build_gdt, build_idt, build_tss};
 use crate::arch::paging::{PageTables, PagingError};
 use crate::memory::{GuestMemory, MemoryError};
 use crate::runtime::RuntimeImage;
-use shm::layout::{BOOT_INFO_START, GDT_START, IDT_START, Layout, PAGE_SIZE, PAGE_TABLES_START, area};
+use shm::layout::{
+    BOOT_INFO_START, GDT_START, IDT_START, Layout, PAGE_SIZE, PAGE_TABLES_START, area,
+};
 use shm::percpu::{BOOT_INFO_MAGIC, BootInfo, PerCpu};
 
 /// Why the boot image could not be written.
@@ -27,7 +29,8 @@ pub fn write_boot_image(
     layout: &Layout,
     runtime: &RuntimeImage,
 ) -> Result<u64, MachineError> {
-    let write = |addr: u64, bytes: &[u8]| memory.write(addr, bytes).map_err(MachineError::WriteMemory);
+    let write =
+        |addr: u64, bytes: &[u8]| memory.write(addr, bytes).map_err(MachineError::WriteMemory);
     for segment in &runtime.segments {
         write(segment.addr, segment.data)?;
         let bss = segment.mem_size - segment.data.len() as u64;
@@ -48,7 +51,9 @@ pub fn write_boot_image(
         extable: layout.extable_start(),
         ..BootInfo::default()
     };
-    memory.write_pod(BOOT_INFO_START, &boot_info).map_err(MachineError::WriteMemory)?;
+    memory
+        .write_pod(BOOT_INFO_START, &boot_info)
+        .map_err(MachineError::WriteMemory)?;
     for cpu in 0..layout.nr_cpus() {
         memory
             .write_pod(layout.percpu_block(cpu), &percpu_block(layout, cpu))
@@ -81,7 +86,10 @@ fn percpu_block(layout: &Layout, cpu: usize) -> PerCpu {
 }
 
 /// Maps every region of the layout and every runtime segment.
-pub fn build_page_tables(layout: &Layout, runtime: &RuntimeImage) -> Result<PageTables, PagingError> {
+pub fn build_page_tables(
+    layout: &Layout,
+    runtime: &RuntimeImage,
+) -> Result<PageTables, PagingError> {
     let mut tables = PageTables::new();
     let mut result = Ok(());
     layout.for_each_region(|region| {
@@ -111,19 +119,33 @@ mod tests {
 
     #[test]
     fn page_tables_protect_what_the_design_says() {
-        let layout = Layout::new(LayoutConfig { nr_cpus: 2, ..LayoutConfig::default() }).unwrap();
+        let layout = Layout::new(LayoutConfig {
+            nr_cpus: 2,
+            ..LayoutConfig::default()
+        })
+        .unwrap();
         let runtime = RuntimeImage::embedded().unwrap();
         let pt = build_page_tables(&layout, runtime).unwrap();
         let access = |addr| pt.translate(addr).map(|(_, access, user)| (access, user));
         assert_eq!(access(0), None, "null page");
         assert_eq!(access(GDT_START), Some((Access::Read, false)));
         assert_eq!(access(PAGE_TABLES_START), None, "page tables");
-        assert_eq!(access(runtime.dispatch_entry), Some((Access::ReadExec, true)));
+        assert_eq!(
+            access(runtime.dispatch_entry),
+            Some((Access::ReadExec, true))
+        );
         for cpu in 0..2 {
             let top = layout.stack_top(cpu);
             assert_eq!(access(top - 8), Some((Access::ReadWrite, true)));
-            assert_eq!(access(top - area::STACK_SIZE - 8), None, "guard below stack");
-            assert_eq!(access(layout.kernel_stack_top(cpu) - 8), Some((Access::ReadWrite, false)));
+            assert_eq!(
+                access(top - area::STACK_SIZE - 8),
+                None,
+                "guard below stack"
+            );
+            assert_eq!(
+                access(layout.kernel_stack_top(cpu) - 8),
+                Some((Access::ReadWrite, false))
+            );
             assert_eq!(access(layout.mailbox(cpu)), Some((Access::ReadWrite, true)));
         }
         assert_eq!(access(layout.code_start()), Some((Access::ReadExec, true)));

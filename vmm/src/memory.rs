@@ -8,9 +8,7 @@
 use shm::pod::{Pod, pod_bytes, read_pod};
 use std::fs::File;
 use std::os::fd::{FromRawFd, OwnedFd};
-use vm_memory::{
-    Bytes, FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion,
-};
+use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
 
 /// Why guest memory could not be created or accessed.
 #[derive(Debug, thiserror::Error)]
@@ -56,9 +54,14 @@ impl GuestMemory {
         }
         // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
         let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        file.set_len(size).map_err(|e| MemoryError::SetLen(size, e))?;
-        let len = usize::try_from(size).map_err(|_| MemoryError::OutOfBounds { addr: 0, len: usize::MAX })?;
-        let region = MmapRegion::from_file(FileOffset::new(file, 0), len).map_err(MemoryError::Map)?;
+        file.set_len(size)
+            .map_err(|e| MemoryError::SetLen(size, e))?;
+        let len = usize::try_from(size).map_err(|_| MemoryError::OutOfBounds {
+            addr: 0,
+            len: usize::MAX,
+        })?;
+        let region =
+            MmapRegion::from_file(FileOffset::new(file, 0), len).map_err(MemoryError::Map)?;
         let region = GuestRegionMmap::new(region, GuestAddress(0))
             .ok_or(MemoryError::OutOfBounds { addr: 0, len })?;
         let mem = GuestMemoryMmap::from_regions(vec![region]).map_err(MemoryError::Register)?;
@@ -89,7 +92,10 @@ impl GuestMemory {
         self.check(addr, bytes.len())?;
         self.mem
             .write_slice(bytes, GuestAddress(addr))
-            .map_err(|_| MemoryError::OutOfBounds { addr, len: bytes.len() })
+            .map_err(|_| MemoryError::OutOfBounds {
+                addr,
+                len: bytes.len(),
+            })
     }
 
     /// Copies guest bytes at `addr` into `buf`.
@@ -97,7 +103,10 @@ impl GuestMemory {
         self.check(addr, buf.len())?;
         self.mem
             .read_slice(buf, GuestAddress(addr))
-            .map_err(|_| MemoryError::OutOfBounds { addr, len: buf.len() })
+            .map_err(|_| MemoryError::OutOfBounds {
+                addr,
+                len: buf.len(),
+            })
     }
 
     /// Fills `len` bytes at `addr` with zeros.
@@ -122,7 +131,9 @@ impl GuestMemory {
     pub fn read_pod<T: Pod>(&self, addr: u64) -> Result<T, MemoryError> {
         let mut buf = [0u8; 512];
         let len = std::mem::size_of::<T>();
-        let buf = buf.get_mut(..len).ok_or(MemoryError::OutOfBounds { addr, len })?;
+        let buf = buf
+            .get_mut(..len)
+            .ok_or(MemoryError::OutOfBounds { addr, len })?;
         self.read(addr, buf)?;
         read_pod(buf).ok_or(MemoryError::OutOfBounds { addr, len })
     }
@@ -145,7 +156,10 @@ mod tests {
         mem.write_pod(0x1ff8, &0x1234_5678_u64).unwrap();
         assert_eq!(mem.read_pod::<u64>(0x1ff8).unwrap(), 0x1234_5678);
         let err = mem.write_pod(0x1ffc, &0u64).unwrap_err();
-        assert_eq!(err.to_string(), "Guest memory access of 8 bytes at 0x1ffc is out of bounds");
+        assert_eq!(
+            err.to_string(),
+            "Guest memory access of 8 bytes at 0x1ffc is out of bounds"
+        );
         assert!(mem.read(u64::MAX, &mut [0u8; 2]).is_err());
     }
 }

@@ -23,7 +23,9 @@ pub enum RuntimeError {
     #[error("Guest runtime image has no symbol `{0}`")]
     MissingSymbol(&'static str),
     /// A segment lies outside the runtime's window of the address map.
-    #[error("Guest runtime segment at {addr:#x} (+{size:#x}) is outside {RUNTIME_START:#x}..+{RUNTIME_SIZE:#x}")]
+    #[error(
+        "Guest runtime segment at {addr:#x} (+{size:#x}) is outside {RUNTIME_START:#x}..+{RUNTIME_SIZE:#x}"
+    )]
     SegmentOutOfWindow {
         /// Segment virtual address.
         addr: u64,
@@ -83,7 +85,10 @@ impl RuntimeImage {
     /// The embedded runtime, parsed on first use.
     pub fn embedded() -> Result<&'static RuntimeImage, RuntimeError> {
         static IMAGE: OnceLock<Result<RuntimeImage, RuntimeError>> = OnceLock::new();
-        IMAGE.get_or_init(|| RuntimeImage::parse(RUNTIME_ELF)).as_ref().map_err(Clone::clone)
+        IMAGE
+            .get_or_init(|| RuntimeImage::parse(RUNTIME_ELF))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Parses and checks a runtime ELF image.
@@ -98,18 +103,32 @@ impl RuntimeImage {
         };
         let mut segments = Vec::new();
         for seg in elf.segments() {
-            let SegmentFlags::Elf { p_flags, .. } = seg.flags() else { continue };
-            let data = seg.data().map_err(|e| RuntimeError::ParseElf(e.to_string()))?;
+            let SegmentFlags::Elf { p_flags, .. } = seg.flags() else {
+                continue;
+            };
+            let data = seg
+                .data()
+                .map_err(|e| RuntimeError::ParseElf(e.to_string()))?;
             let (addr, mem_size) = (seg.address(), seg.size());
             let in_window = addr >= RUNTIME_START
-                && addr.checked_add(mem_size).is_some_and(|end| end <= RUNTIME_START + RUNTIME_SIZE)
+                && addr
+                    .checked_add(mem_size)
+                    .is_some_and(|end| end <= RUNTIME_START + RUNTIME_SIZE)
                 && data.len() as u64 <= mem_size;
             if !in_window {
-                return Err(RuntimeError::SegmentOutOfWindow { addr, size: mem_size });
+                return Err(RuntimeError::SegmentOutOfWindow {
+                    addr,
+                    size: mem_size,
+                });
             }
             let access = segment_access(p_flags.0).ok_or(RuntimeError::WritableCode(addr))?;
             if mem_size > 0 {
-                segments.push(Segment { addr, data, mem_size, access });
+                segments.push(Segment {
+                    addr,
+                    data,
+                    mem_size,
+                    access,
+                });
             }
         }
         segments.sort_by_key(|s| s.addr);
@@ -157,16 +176,30 @@ mod tests {
     #[test]
     fn embedded_runtime_parses_with_code_and_entry_points() {
         let image = RuntimeImage::embedded().unwrap();
-        let text = image.segments.iter().find(|s| s.access == Access::ReadExec).unwrap();
-        for addr in [image.dispatch_entry, image.abort_entry, image.exception_stub(31)] {
-            assert!(addr >= text.addr && addr < text.addr + text.mem_size, "{addr:#x}");
+        let text = image
+            .segments
+            .iter()
+            .find(|s| s.access == Access::ReadExec)
+            .unwrap();
+        for addr in [
+            image.dispatch_entry,
+            image.abort_entry,
+            image.exception_stub(31),
+        ] {
+            assert!(
+                addr >= text.addr && addr < text.addr + text.mem_size,
+                "{addr:#x}"
+            );
         }
     }
 
     #[test]
     fn garbage_is_refused() {
         static GARBAGE: [u8; 16] = [0x7f; 16];
-        assert!(matches!(RuntimeImage::parse(&GARBAGE), Err(RuntimeError::ParseElf(_))));
+        assert!(matches!(
+            RuntimeImage::parse(&GARBAGE),
+            Err(RuntimeError::ParseElf(_))
+        ));
     }
 
     #[test]

@@ -33,7 +33,11 @@ pub struct SandboxConfig {
 impl Default for SandboxConfig {
     fn default() -> Self {
         let layout = LayoutConfig::default();
-        SandboxConfig { cpus: 1, code_size: layout.code_size, ctx_size: layout.ctx_size }
+        SandboxConfig {
+            cpus: 1,
+            code_size: layout.code_size,
+            ctx_size: layout.ctx_size,
+        }
     }
 }
 
@@ -97,12 +101,21 @@ pub struct Call {
 impl Call {
     /// One call of `entry` with no arguments and no deadline.
     pub fn new(entry: u64) -> Call {
-        Call { entry, ctx: 0, ctx_len: 0, repeat: 1, timeout: None }
+        Call {
+            entry,
+            ctx: 0,
+            ctx_len: 0,
+            repeat: 1,
+            timeout: None,
+        }
     }
 
     /// The same call with a deadline.
     pub fn with_timeout(self, timeout: Duration) -> Call {
-        Call { timeout: Some(timeout), ..self }
+        Call {
+            timeout: Some(timeout),
+            ..self
+        }
     }
 }
 
@@ -190,11 +203,14 @@ impl Sandbox {
         let kvm = kvm()?;
         let runtime = RuntimeImage::embedded()?;
 
-        let memory = Arc::new(GuestMemory::new(layout.memory_size()).map_err(SandboxError::CreateMemory)?);
-        let cr3 = write_boot_image(&memory, &layout, runtime).map_err(SandboxError::PrepareMachine)?;
+        let memory =
+            Arc::new(GuestMemory::new(layout.memory_size()).map_err(SandboxError::CreateMemory)?);
+        let cr3 =
+            write_boot_image(&memory, &layout, runtime).map_err(SandboxError::PrepareMachine)?;
 
         let vm = kvm.create_vm().map_err(SandboxError::CreateVm)?;
-        vm.set_tss_address(KVM_TSS_ADDRESS).map_err(SandboxError::SetTssAddress)?;
+        vm.set_tss_address(KVM_TSS_ADDRESS)
+            .map_err(SandboxError::SetTssAddress)?;
         let region = kvm_userspace_memory_region {
             slot: 0,
             flags: 0,
@@ -210,7 +226,9 @@ impl Sandbox {
         let mut vcpus = Vec::with_capacity(layout.nr_cpus());
         let mut tsc_khz = 0;
         for cpu in 0..layout.nr_cpus() {
-            let fd = vm.create_vcpu(cpu as u64).map_err(|e| SandboxError::CreateVcpu(cpu, e))?;
+            let fd = vm
+                .create_vcpu(cpu as u64)
+                .map_err(|e| SandboxError::CreateVcpu(cpu, e))?;
             fd.set_cpuid2(&cpuid::for_cpu(supported_cpuid()?, cpu))
                 .map_err(|e| SandboxError::SetCpuid(cpu, e))?;
             if cpu == 0 {
@@ -264,7 +282,12 @@ impl Sandbox {
 
     /// Runs `call` on vCPU `cpu` and waits for it.
     pub fn call(&self, cpu: usize, call: &Call) -> Result<RunReport, RunError> {
-        self.call_on(&[cpu], call).pop().unwrap_or(Err(RunError::NoSuchCpu { cpu, nr_cpus: self.nr_cpus() }))
+        self.call_on(&[cpu], call)
+            .pop()
+            .unwrap_or(Err(RunError::NoSuchCpu {
+                cpu,
+                nr_cpus: self.nr_cpus(),
+            }))
     }
 
     /// Runs `call` on every vCPU at the same time; results in CPU order.
@@ -278,7 +301,9 @@ impl Sandbox {
     pub fn call_on(&self, cpus: &[usize], call: &Call) -> Vec<Result<RunReport, RunError>> {
         if let Err(e) = self.check_cpus(cpus) {
             let mut results: Vec<_> = cpus.iter().map(|_| Err(RunError::Poisoned)).collect();
-            results.iter_mut().for_each(|r| *r = Err(clone_run_error(&e)));
+            results
+                .iter_mut()
+                .for_each(|r| *r = Err(clone_run_error(&e)));
             return results;
         }
         // Lock in CPU order so concurrent callers cannot deadlock.
@@ -286,7 +311,14 @@ impl Sandbox {
         order.sort_by_key(|&i| cpus[i]);
         let mut guards: Vec<_> = order
             .iter()
-            .map(|&i| (i, self.vcpus[cpus[i]].lock().unwrap_or_else(|p| p.into_inner())))
+            .map(|&i| {
+                (
+                    i,
+                    self.vcpus[cpus[i]]
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()),
+                )
+            })
             .collect();
         guards.sort_by_key(|(i, _)| *i);
 
@@ -304,7 +336,10 @@ impl Sandbox {
                     ctx_len: call.ctx_len,
                     repeat: call.repeat.max(1),
                 };
-                handle.start_call(request).map(|()| seq).map_err(RunError::from)
+                handle
+                    .start_call(request)
+                    .map(|()| seq)
+                    .map_err(RunError::from)
             })
             .collect();
         guards
@@ -324,7 +359,10 @@ impl Sandbox {
         let mut seen = [false; shm::layout::MAX_CPUS];
         for &cpu in cpus {
             if cpu >= self.nr_cpus() {
-                return Err(RunError::NoSuchCpu { cpu, nr_cpus: self.nr_cpus() });
+                return Err(RunError::NoSuchCpu {
+                    cpu,
+                    nr_cpus: self.nr_cpus(),
+                });
             }
             if std::mem::replace(&mut seen[cpu], true) {
                 return Err(RunError::DuplicateCpu(cpu));
@@ -333,7 +371,12 @@ impl Sandbox {
         Ok(())
     }
 
-    fn report(&self, report: Result<CallReport, VcpuError>, call: &Call, start: Instant) -> Result<RunReport, RunError> {
+    fn report(
+        &self,
+        report: Result<CallReport, VcpuError>,
+        call: &Call,
+        start: Instant,
+    ) -> Result<RunReport, RunError> {
         let wall = start.elapsed();
         let report = report.inspect_err(|_| self.poisoned.store(true, Ordering::SeqCst))?;
         let outcome = match report.end {
@@ -358,7 +401,8 @@ impl Sandbox {
     /// page tables, per-CPU blocks and every vCPU's registers are rebuilt,
     /// and the poisoned mark is cleared. Code loaded into the sandbox stays.
     pub fn reset(&mut self) -> Result<(), SandboxError> {
-        write_boot_image(&self.memory, &self.layout, self.runtime).map_err(SandboxError::PrepareMachine)?;
+        write_boot_image(&self.memory, &self.layout, self.runtime)
+            .map_err(SandboxError::PrepareMachine)?;
         for vcpu in &self.vcpus {
             vcpu.lock().unwrap_or_else(|p| p.into_inner()).reset()?;
         }
@@ -371,9 +415,14 @@ impl Sandbox {
     /// exists; not a user feature.
     #[cfg(feature = "test-utils")]
     pub fn write_code(&self, offset: u64, code: &[u8]) -> Result<u64, MemoryError> {
-        let fits = offset.checked_add(code.len() as u64).is_some_and(|end| end <= self.layout.code_size());
+        let fits = offset
+            .checked_add(code.len() as u64)
+            .is_some_and(|end| end <= self.layout.code_size());
         if !fits {
-            return Err(MemoryError::OutOfBounds { addr: self.layout.code_start() + offset, len: code.len() });
+            return Err(MemoryError::OutOfBounds {
+                addr: self.layout.code_start() + offset,
+                len: code.len(),
+            });
         }
         let addr = self.layout.code_start() + offset;
         self.memory.write(addr, code)?;
@@ -384,7 +433,10 @@ impl Sandbox {
 fn clone_run_error(e: &RunError) -> RunError {
     match e {
         RunError::Poisoned => RunError::Poisoned,
-        RunError::NoSuchCpu { cpu, nr_cpus } => RunError::NoSuchCpu { cpu: *cpu, nr_cpus: *nr_cpus },
+        RunError::NoSuchCpu { cpu, nr_cpus } => RunError::NoSuchCpu {
+            cpu: *cpu,
+            nr_cpus: *nr_cpus,
+        },
         RunError::DuplicateCpu(cpu) => RunError::DuplicateCpu(*cpu),
         RunError::Vcpu(_) => RunError::Poisoned,
     }
@@ -411,8 +463,14 @@ mod tests {
 
     #[test]
     fn cycles_convert_at_the_tsc_rate() {
-        assert_eq!(cycles_to_duration(2_000_000, 2_000_000), Duration::from_millis(1));
+        assert_eq!(
+            cycles_to_duration(2_000_000, 2_000_000),
+            Duration::from_millis(1)
+        );
         assert_eq!(cycles_to_duration(5, 0), Duration::ZERO);
-        assert_eq!(cycles_to_duration(u64::MAX, 1), Duration::from_nanos(u64::MAX));
+        assert_eq!(
+            cycles_to_duration(u64::MAX, 1),
+            Duration::from_nanos(u64::MAX)
+        );
     }
 }

@@ -178,8 +178,16 @@ impl fmt::Display for Trap {
                     PageFaultAccess::Write => "writing",
                     PageFaultAccess::Execute => "executing",
                 };
-                let why = if self.page_was_present() { "not permitted" } else { "not mapped" };
-                write!(f, "Page fault {what} {addr:#x} ({why}) at rip {:#x}", self.rip)
+                let why = if self.page_was_present() {
+                    "not permitted"
+                } else {
+                    "not mapped"
+                };
+                write!(
+                    f,
+                    "Page fault {what} {addr:#x} ({why}) at rip {:#x}",
+                    self.rip
+                )
             }
             (TrapKind::Other(vector), _, _) => {
                 write!(f, "CPU exception {vector} at rip {:#x}", self.rip)
@@ -203,16 +211,28 @@ mod tests {
     use super::*;
 
     fn record(vector: u64, error_code: u64, cr2: u64) -> TrapRecord {
-        TrapRecord { vector, error_code, rip: 0x60_0010, cr2, rsp: 0x40_8000 }
+        TrapRecord {
+            vector,
+            error_code,
+            rip: 0x60_0010,
+            cr2,
+            rsp: 0x40_8000,
+        }
     }
 
     #[test]
     fn page_faults_say_what_access_failed_and_why() {
         let t = Trap::from_record(&record(14, 0, 0));
-        assert_eq!(t.to_string(), "Page fault reading 0x0 (not mapped) at rip 0x600010");
+        assert_eq!(
+            t.to_string(),
+            "Page fault reading 0x0 (not mapped) at rip 0x600010"
+        );
         let t = Trap::from_record(&record(14, PF_PRESENT | PF_WRITE, 0x1000));
         assert_eq!(t.page_fault_access(), Some(PageFaultAccess::Write));
-        assert_eq!(t.to_string(), "Page fault writing 0x1000 (not permitted) at rip 0x600010");
+        assert_eq!(
+            t.to_string(),
+            "Page fault writing 0x1000 (not permitted) at rip 0x600010"
+        );
         let t = Trap::from_record(&record(14, PF_PRESENT | PF_FETCH, 0x41_1000));
         assert_eq!(t.page_fault_access(), Some(PageFaultAccess::Execute));
     }
@@ -224,10 +244,16 @@ mod tests {
         assert_eq!(t.fault_addr, None);
         assert_eq!(t.to_string(), "Invalid opcode at rip 0x600010");
         let t = Trap::from_record(&record(13, 0x18, 0));
-        assert_eq!(t.to_string(), "General protection fault at rip 0x600010 (error code 0x18)");
+        assert_eq!(
+            t.to_string(),
+            "General protection fault at rip 0x600010 (error code 0x18)"
+        );
         let t = Trap::from_record(&record(u64::MAX, 0, 0));
         assert_eq!(t.kind, TrapKind::Other(u64::MAX));
-        assert_eq!(t.to_string(), "CPU exception 18446744073709551615 at rip 0x600010");
+        assert_eq!(
+            t.to_string(),
+            "CPU exception 18446744073709551615 at rip 0x600010"
+        );
     }
 
     #[test]
@@ -235,7 +261,11 @@ mod tests {
         for vector in 0..32 {
             let kind = TrapKind::from_vector(vector);
             let reserved = matches!(vector, 9 | 15 | 22..=31);
-            assert_eq!(matches!(kind, TrapKind::Other(_)), reserved, "vector {vector}");
+            assert_eq!(
+                matches!(kind, TrapKind::Other(_)),
+                reserved,
+                "vector {vector}"
+            );
         }
     }
 }

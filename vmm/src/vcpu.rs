@@ -13,7 +13,9 @@ use crate::memory::{GuestMemory, MemoryError};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use kvm_bindings::kvm_sregs;
 use kvm_ioctls::VcpuFd;
-use shm::mailbox::{RESPONSE_OFFSET, Request, Response, STATUS_RETURNED, STATUS_TRAPPED, TrapRecord};
+use shm::mailbox::{
+    RESPONSE_OFFSET, Request, Response, STATUS_RETURNED, STATUS_TRAPPED, TrapRecord,
+};
 use std::os::unix::thread::JoinHandleExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -132,7 +134,9 @@ pub struct Vcpu {
 
 impl std::fmt::Debug for Vcpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vcpu").field("cpu", &self.cpu).finish_non_exhaustive()
+        f.debug_struct("Vcpu")
+            .field("cpu", &self.cpu)
+            .finish_non_exhaustive()
     }
 }
 
@@ -143,7 +147,9 @@ impl Vcpu {
         let err = |e| VcpuError::SetRegisters(self.cpu, e);
         self.fd.set_sregs(&self.sregs).map_err(err)?;
         self.fd.set_fpu(&boot_fpu()).map_err(err)?;
-        self.fd.set_regs(&entry_regs(rip, self.stack_top)).map_err(err)
+        self.fd
+            .set_regs(&entry_regs(rip, self.stack_top))
+            .map_err(err)
     }
 
     fn run(mut self, commands: Receiver<VcpuCommand>, events: Sender<VcpuEvent>) {
@@ -185,7 +191,12 @@ impl Vcpu {
                 VmExit::RunDone | VmExit::Trapped => return self.read_answer(seq, exit, exits),
                 // A kick, or a stray signal: `should_stop` decides.
                 VmExit::Interrupted => self.fd.set_kvm_immediate_exit(0),
-                exit => return Err(VcpuError::UnexpectedExit { cpu: self.cpu, exit }),
+                exit => {
+                    return Err(VcpuError::UnexpectedExit {
+                        cpu: self.cpu,
+                        exit,
+                    });
+                }
             }
         }
     }
@@ -196,8 +207,12 @@ impl Vcpu {
             .read_pod(self.mailbox + RESPONSE_OFFSET)
             .map_err(|e| VcpuError::Mailbox(self.cpu, e))?;
         let end = match (exit, response.status) {
-            (VmExit::RunDone, STATUS_RETURNED) if response.seq == seq => CallEnd::Returned(response.retval),
-            (VmExit::Trapped, STATUS_TRAPPED) if response.seq == seq => CallEnd::Trapped(response.trap),
+            (VmExit::RunDone, STATUS_RETURNED) if response.seq == seq => {
+                CallEnd::Returned(response.retval)
+            }
+            (VmExit::Trapped, STATUS_TRAPPED) if response.seq == seq => {
+                CallEnd::Trapped(response.trap)
+            }
             _ => {
                 return Err(VcpuError::BadResponse {
                     cpu: self.cpu,
@@ -207,7 +222,12 @@ impl Vcpu {
                 });
             }
         };
-        Ok(CallReport { end, runs: response.runs, cycles: response.cycles, exits })
+        Ok(CallReport {
+            end,
+            runs: response.runs,
+            cycles: response.cycles,
+            exits,
+        })
     }
 
     /// Sends the guest to the runtime's abort entry with every register in
@@ -221,13 +241,23 @@ impl Vcpu {
             exits += 1;
             match exit {
                 VmExit::Aborted => {
-                    return Ok(CallReport { end: CallEnd::Stopped, runs: 0, cycles: 0, exits });
+                    return Ok(CallReport {
+                        end: CallEnd::Stopped,
+                        runs: 0,
+                        cycles: 0,
+                        exits,
+                    });
                 }
                 VmExit::Interrupted if self.kick.kicks.load(Ordering::SeqCst) == kicks => {
                     self.fd.set_kvm_immediate_exit(0);
                 }
                 VmExit::Interrupted => return Err(VcpuError::AbortFailed(self.cpu)),
-                exit => return Err(VcpuError::UnexpectedExit { cpu: self.cpu, exit }),
+                exit => {
+                    return Err(VcpuError::UnexpectedExit {
+                        cpu: self.cpu,
+                        exit,
+                    });
+                }
             }
         }
     }
@@ -255,7 +285,13 @@ impl VcpuHandle {
             .stack_size(256 * 1024)
             .spawn(move || vcpu.run(command_rx, event_tx))
             .map_err(|e| VcpuError::SpawnThread(cpu, e))?;
-        Ok(VcpuHandle { cpu, commands, events, kick, thread: Some(thread) })
+        Ok(VcpuHandle {
+            cpu,
+            commands,
+            events,
+            kick,
+            thread: Some(thread),
+        })
     }
 
     /// Sends a call; answer it with [`VcpuHandle::wait_call`].
@@ -269,7 +305,10 @@ impl VcpuHandle {
     pub fn wait_call(&self, seq: u64, deadline: Option<Instant>) -> Result<CallReport, VcpuError> {
         let first = match deadline {
             Some(deadline) => self.events.recv_deadline(deadline),
-            None => self.events.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            None => self
+                .events
+                .recv()
+                .map_err(|_| RecvTimeoutError::Disconnected),
         };
         let event = match first {
             Ok(event) => event,
@@ -291,7 +330,9 @@ impl VcpuHandle {
             Ok(event) => Ok(event),
             Err(RecvTimeoutError::Timeout) => {
                 self.kick.kick(pthread, seq);
-                self.events.recv().map_err(|_| VcpuError::ThreadGone(self.cpu))
+                self.events
+                    .recv()
+                    .map_err(|_| VcpuError::ThreadGone(self.cpu))
             }
             Err(RecvTimeoutError::Disconnected) => Err(VcpuError::ThreadGone(self.cpu)),
         }
@@ -299,7 +340,9 @@ impl VcpuHandle {
 
     /// Puts the vCPU back into its boot state.
     pub fn reset(&self) -> Result<(), VcpuError> {
-        self.commands.send(VcpuCommand::Reset).map_err(|_| VcpuError::ThreadGone(self.cpu))?;
+        self.commands
+            .send(VcpuCommand::Reset)
+            .map_err(|_| VcpuError::ThreadGone(self.cpu))?;
         match self.events.recv() {
             Ok(VcpuEvent::Reset(result)) => result,
             _ => Err(VcpuError::ThreadGone(self.cpu)),
@@ -313,7 +356,9 @@ impl VcpuHandle {
 
 impl Drop for VcpuHandle {
     fn drop(&mut self) {
-        let Some(thread) = self.thread.take() else { return };
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
         // Stop whatever the guest may still be running (a call whose answer
         // nobody waited for), then close both channels so the thread leaves
         // its loop whether it is idle or about to answer.

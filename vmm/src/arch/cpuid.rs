@@ -29,8 +29,15 @@ mod tests {
     #[test]
     fn apic_id_lands_in_leaf_1_and_topology_leaves() {
         let entries = [
-            kvm_cpuid_entry2 { function: 1, ebx: 0xaabb_ccdd, ..Default::default() },
-            kvm_cpuid_entry2 { function: 0xb, ..Default::default() },
+            kvm_cpuid_entry2 {
+                function: 1,
+                ebx: 0xaabb_ccdd,
+                ..Default::default()
+            },
+            kvm_cpuid_entry2 {
+                function: 0xb,
+                ..Default::default()
+            },
         ];
         let cpuid = CpuId::from_entries(&entries).unwrap();
         let patched = for_cpu(&cpuid, 5);

@@ -51,7 +51,13 @@ pub fn tss_selector(cpu: usize) -> u16 {
 /// 16-byte TSS descriptor per vCPU.
 pub fn build_gdt(layout: &Layout) -> Vec<u8> {
     let mut gdt = Vec::with_capacity(PAGE_SIZE as usize);
-    for descriptor in [0, KERNEL_CODE_DESCRIPTOR, KERNEL_DATA_DESCRIPTOR, USER_CODE_DESCRIPTOR, USER_DATA_DESCRIPTOR] {
+    for descriptor in [
+        0,
+        KERNEL_CODE_DESCRIPTOR,
+        KERNEL_DATA_DESCRIPTOR,
+        USER_CODE_DESCRIPTOR,
+        USER_DATA_DESCRIPTOR,
+    ] {
         gdt.extend_from_slice(&u64::to_le_bytes(descriptor));
     }
     for cpu in 0..layout.nr_cpus() {
@@ -148,7 +154,11 @@ mod tests {
 
     #[test]
     fn gdt_fits_its_page_for_the_most_cpus() {
-        let layout = Layout::new(LayoutConfig { nr_cpus: 64, ..LayoutConfig::default() }).unwrap();
+        let layout = Layout::new(LayoutConfig {
+            nr_cpus: 64,
+            ..LayoutConfig::default()
+        })
+        .unwrap();
         let gdt = build_gdt(&layout);
         assert!(gdt.len() as u64 <= PAGE_SIZE);
         assert_eq!(usize::from(gdt_limit(&layout)) + 1, gdt.len());
@@ -166,7 +176,11 @@ mod tests {
 
     #[test]
     fn tss_points_ist_slots_at_stack_tops() {
-        let layout = Layout::new(LayoutConfig { nr_cpus: 2, ..LayoutConfig::default() }).unwrap();
+        let layout = Layout::new(LayoutConfig {
+            nr_cpus: 2,
+            ..LayoutConfig::default()
+        })
+        .unwrap();
         let tss = build_tss(&layout, 1);
         let ist1 = u64::from_le_bytes(tss[0x24..0x2c].try_into().unwrap());
         let ist2 = u64::from_le_bytes(tss[0x2c..0x34].try_into().unwrap());

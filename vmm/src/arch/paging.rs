@@ -54,7 +54,9 @@ impl Default for PageTables {
 impl PageTables {
     /// An empty hierarchy: just the PML4 at the start of the region.
     pub fn new() -> PageTables {
-        PageTables { bytes: vec![0; PAGE_SIZE as usize] }
+        PageTables {
+            bytes: vec![0; PAGE_SIZE as usize],
+        }
     }
 
     /// Guest-physical address of the PML4, for CR3.
@@ -69,7 +71,14 @@ impl PageTables {
 
     /// Maps `size` bytes at guest-virtual `virt` to guest-physical `phys`.
     /// `user` makes it reachable from CPL 3.
-    pub fn map(&mut self, virt: u64, phys: u64, size: u64, access: Access, user: bool) -> Result<(), PagingError> {
+    pub fn map(
+        &mut self,
+        virt: u64,
+        phys: u64,
+        size: u64,
+        access: Access,
+        user: bool,
+    ) -> Result<(), PagingError> {
         for page in (0..size).step_by(PAGE_SIZE as usize) {
             self.map_page(virt + page, phys + page, access, user)?;
         }
@@ -77,11 +86,23 @@ impl PageTables {
     }
 
     /// Maps a range identically (virtual = physical).
-    pub fn identity_map(&mut self, start: u64, size: u64, access: Access, user: bool) -> Result<(), PagingError> {
+    pub fn identity_map(
+        &mut self,
+        start: u64,
+        size: u64,
+        access: Access,
+        user: bool,
+    ) -> Result<(), PagingError> {
         self.map(start, start, size, access, user)
     }
 
-    fn map_page(&mut self, virt: u64, phys: u64, access: Access, user: bool) -> Result<(), PagingError> {
+    fn map_page(
+        &mut self,
+        virt: u64,
+        phys: u64,
+        access: Access,
+        user: bool,
+    ) -> Result<(), PagingError> {
         if virt % PAGE_SIZE != 0 || virt >= 1 << 47 {
             return Err(PagingError::BadAddress(virt));
         }
@@ -174,31 +195,52 @@ mod tests {
     #[test]
     fn translate_follows_what_map_wrote() {
         let mut pt = PageTables::new();
-        pt.identity_map(0x1000, 0x2000, Access::Read, false).unwrap();
-        pt.map(0x7f00_0000_0000, 0x40_0000, 0x1000, Access::ReadWrite, true).unwrap();
-        pt.identity_map(0x20_0000, 0x1000, Access::ReadExec, true).unwrap();
+        pt.identity_map(0x1000, 0x2000, Access::Read, false)
+            .unwrap();
+        pt.map(0x7f00_0000_0000, 0x40_0000, 0x1000, Access::ReadWrite, true)
+            .unwrap();
+        pt.identity_map(0x20_0000, 0x1000, Access::ReadExec, true)
+            .unwrap();
         assert_eq!(pt.translate(0x1234), Some((0x1234, Access::Read, false)));
         assert_eq!(pt.translate(0x2fff), Some((0x2fff, Access::Read, false)));
         assert_eq!(pt.translate(0x3000), None);
         assert_eq!(pt.translate(0), None);
-        assert_eq!(pt.translate(0x7f00_0000_0010), Some((0x40_0010, Access::ReadWrite, true)));
-        assert_eq!(pt.translate(0x20_0000), Some((0x20_0000, Access::ReadExec, true)));
+        assert_eq!(
+            pt.translate(0x7f00_0000_0010),
+            Some((0x40_0010, Access::ReadWrite, true))
+        );
+        assert_eq!(
+            pt.translate(0x20_0000),
+            Some((0x20_0000, Access::ReadExec, true))
+        );
     }
 
     #[test]
     fn leaf_flags_never_allow_write_and_execute() {
         for access in [Access::Read, Access::ReadWrite, Access::ReadExec] {
             let flags = leaf_flags(access);
-            assert!(flags & WRITABLE == 0 || flags & NO_EXECUTE != 0, "{access:?}");
+            assert!(
+                flags & WRITABLE == 0 || flags & NO_EXECUTE != 0,
+                "{access:?}"
+            );
         }
     }
 
     #[test]
     fn bad_and_duplicate_mappings_are_refused() {
         let mut pt = PageTables::new();
-        assert_eq!(pt.identity_map(0x1001, 0x1000, Access::Read, true), Err(PagingError::BadAddress(0x1001)));
-        assert_eq!(pt.map(1 << 47, 0, 0x1000, Access::Read, true), Err(PagingError::BadAddress(1 << 47)));
+        assert_eq!(
+            pt.identity_map(0x1001, 0x1000, Access::Read, true),
+            Err(PagingError::BadAddress(0x1001))
+        );
+        assert_eq!(
+            pt.map(1 << 47, 0, 0x1000, Access::Read, true),
+            Err(PagingError::BadAddress(1 << 47))
+        );
         pt.identity_map(0x1000, 0x1000, Access::Read, true).unwrap();
-        assert_eq!(pt.identity_map(0x1000, 0x1000, Access::Read, true), Err(PagingError::AlreadyMapped(0x1000)));
+        assert_eq!(
+            pt.identity_map(0x1000, 0x1000, Access::Read, true),
+            Err(PagingError::AlreadyMapped(0x1000))
+        );
     }
 }

@@ -1,7 +1,10 @@
 //! The register state every vCPU boots with: long mode, CPL 0, interrupts
 //! off, SSE on, GS on the vCPU's per-CPU block.
 
-use super::gdt::{TSS_LIMIT, TSS_TYPE_BUSY, USER_CODE_SELECTOR, USER_DATA_SELECTOR, gdt_limit, idt_limit, tss_selector};
+use super::gdt::{
+    TSS_LIMIT, TSS_TYPE_BUSY, USER_CODE_SELECTOR, USER_DATA_SELECTOR, gdt_limit, idt_limit,
+    tss_selector,
+};
 use kvm_bindings::{kvm_fpu, kvm_regs, kvm_segment, kvm_sregs};
 use shm::layout::{GDT_START, IDT_START, Layout};
 use shm::percpu::USER_RFLAGS;
@@ -58,13 +61,20 @@ pub fn boot_sregs(layout: &Layout, cpu: usize, cr3: u64) -> kvm_sregs {
         s: 0,
         ..Default::default()
     };
-    let ldt = kvm_segment { type_: 0x2, unusable: 1, ..Default::default() };
+    let ldt = kvm_segment {
+        type_: 0x2,
+        unusable: 1,
+        ..Default::default()
+    };
     let mut sregs = kvm_sregs {
         cs: code,
         ds: data,
         es: data,
         fs: data,
-        gs: kvm_segment { base: layout.percpu_block(cpu), ..data },
+        gs: kvm_segment {
+            base: layout.percpu_block(cpu),
+            ..data
+        },
         ss: data,
         tr,
         ldt,
@@ -84,12 +94,21 @@ pub fn boot_sregs(layout: &Layout, cpu: usize, cr3: u64) -> kvm_sregs {
 /// General registers to start executing at `rip` on stack `rsp`, with
 /// interrupts off.
 pub fn entry_regs(rip: u64, rsp: u64) -> kvm_regs {
-    kvm_regs { rip, rsp, rflags: USER_RFLAGS, ..Default::default() }
+    kvm_regs {
+        rip,
+        rsp,
+        rflags: USER_RFLAGS,
+        ..Default::default()
+    }
 }
 
 /// FPU and SSE state after `fninit` with all SSE exceptions masked.
 pub fn boot_fpu() -> kvm_fpu {
-    kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() }
+    kvm_fpu {
+        fcw: 0x37f,
+        mxcsr: 0x1f80,
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]
@@ -99,12 +118,19 @@ mod tests {
 
     #[test]
     fn sregs_put_gs_on_the_percpu_block_and_tr_on_the_tss() {
-        let layout = Layout::new(LayoutConfig { nr_cpus: 4, ..LayoutConfig::default() }).unwrap();
+        let layout = Layout::new(LayoutConfig {
+            nr_cpus: 4,
+            ..LayoutConfig::default()
+        })
+        .unwrap();
         let sregs = boot_sregs(&layout, 3, 0x1_0000);
         assert_eq!(sregs.gs.base, layout.percpu_block(3));
         assert_eq!(sregs.tr.base, layout.tss(3));
         assert_eq!(sregs.tr.selector, 0x28 + 3 * 16);
-        assert_eq!((sregs.cs.dpl, sregs.cs.selector & 3, sregs.ss.dpl), (3, 3, 3));
+        assert_eq!(
+            (sregs.cs.dpl, sregs.cs.selector & 3, sregs.ss.dpl),
+            (3, 3, 3)
+        );
         assert_eq!(sregs.cr3, 0x1_0000);
         assert_ne!(sregs.cr0 & CR0_WP, 0);
         assert_ne!(sregs.efer & EFER_NXE, 0);

@@ -1,0 +1,54 @@
+//! Dropping a sandbox releases everything it held. This test has its own
+//! file, hence its own process: other tests' vCPU threads and descriptors
+//! would blur the counts.
+
+use iced_x86::code_asm::*;
+use integration_tests::{assemble, kvm_available, mappings, open_fds, threads};
+use shm::percpu::CPU_ID_OFFSET;
+use vmm::{Call, Outcome, Sandbox, SandboxConfig};
+
+fn setup_sandbox(cpus: usize) -> Sandbox {
+    Sandbox::new(SandboxConfig {
+        cpus,
+        ..SandboxConfig::default()
+    })
+    .expect("sandbox")
+}
+
+fn load_cpu_id_code(sandbox: &Sandbox) -> u64 {
+    let code = assemble(sandbox.layout().code_start(), |a| {
+        a.mov(rax, qword_ptr(CPU_ID_OFFSET as u64).gs()).unwrap();
+        a.ret().unwrap();
+    });
+    sandbox.write_code(0, &code).unwrap()
+}
+
+#[test]
+fn a_thousand_sandboxes_leave_no_fd_mapping_or_thread_behind() {
+    if !kvm_available("a_thousand_sandboxes_leave_no_fd_mapping_or_thread_behind") {
+        return;
+    }
+    // Warm up process-wide state: the KVM handle, the runtime image, and
+    // glibc's per-thread malloc arenas and thread-stack cache, which stay
+    // mapped (bounded) after the threads that made them are gone.
+    create_run_and_drop(100);
+    let before = (open_fds(), threads(), mappings());
+    create_run_and_drop(1000);
+    assert_eq!(
+        (open_fds(), threads(), mappings()),
+        before,
+        "(fds, threads, mappings)"
+    );
+}
+
+fn create_run_and_drop(count: usize) {
+    for i in 0..count {
+        let sandbox = setup_sandbox(1 + i % 2);
+        let entry = load_cpu_id_code(&sandbox);
+        let cpu = i % sandbox.nr_cpus();
+        assert_eq!(
+            sandbox.call(cpu, &Call::new(entry)).unwrap().outcome,
+            Outcome::Returned(cpu as u64)
+        );
+    }
+}
