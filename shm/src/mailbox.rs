@@ -29,6 +29,9 @@ pub struct Request {
 
 /// Call `entry(ctx, ctx_len)` `repeat` times.
 pub const REQUEST_CALL: u64 = 1;
+/// Answer at once with the vCPU's id as the return value, running no code
+/// of the host's: a liveness check and the floor of the invocation cost.
+pub const REQUEST_PING: u64 = 2;
 
 /// What the guest answers.
 #[repr(C)]

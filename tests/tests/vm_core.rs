@@ -75,6 +75,21 @@ fn one_vcpu_sees_its_cpu_id_through_gs() {
 }
 
 #[test]
+fn ping_answers_from_every_vcpu_without_loaded_code() {
+    if !kvm_available("ping_answers_from_every_vcpu_without_loaded_code") {
+        return;
+    }
+    let sandbox = setup_sandbox(3);
+    for cpu in 0..3 {
+        let report = sandbox.ping(cpu).unwrap();
+        assert_eq!(
+            (report.outcome, report.exits),
+            (Outcome::Returned(cpu as u64), 1)
+        );
+    }
+}
+
+#[test]
 fn four_vcpus_run_at_once_each_with_its_own_cpu_id() {
     if !kvm_available("four_vcpus_run_at_once_each_with_its_own_cpu_id") {
         return;

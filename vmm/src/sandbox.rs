@@ -11,10 +11,13 @@ use crate::vcpu::{CallEnd, CallReport, Vcpu, VcpuError, VcpuHandle};
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
 use shm::layout::{Layout, LayoutConfig, LayoutError};
-use shm::mailbox::{REQUEST_CALL, Request};
+use shm::mailbox::{REQUEST_CALL, REQUEST_PING, Request};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+/// A ping runs no user code; if it takes this long, the vCPU is stuck.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where KVM keeps the TSS it needs on Intel hosts; outside guest memory.
 const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
@@ -296,15 +299,27 @@ impl Sandbox {
         self.call_on(&cpus, call)
     }
 
+    /// Asks vCPU `cpu` to answer with its id without running any loaded
+    /// code: a liveness check, and the floor of what an invocation costs.
+    pub fn ping(&self, cpu: usize) -> Result<RunReport, RunError> {
+        let call = Call::new(0).with_timeout(PING_TIMEOUT);
+        self.invoke(&[cpu], REQUEST_PING, &call)
+            .pop()
+            .unwrap_or(Err(RunError::NoSuchCpu {
+                cpu,
+                nr_cpus: self.nr_cpus(),
+            }))
+    }
+
     /// Runs `call` on each of `cpus` at the same time, all under the same
     /// deadline; results in the order of `cpus`.
     pub fn call_on(&self, cpus: &[usize], call: &Call) -> Vec<Result<RunReport, RunError>> {
+        self.invoke(cpus, REQUEST_CALL, call)
+    }
+
+    fn invoke(&self, cpus: &[usize], kind: u64, call: &Call) -> Vec<Result<RunReport, RunError>> {
         if let Err(e) = self.check_cpus(cpus) {
-            let mut results: Vec<_> = cpus.iter().map(|_| Err(RunError::Poisoned)).collect();
-            results
-                .iter_mut()
-                .for_each(|r| *r = Err(clone_run_error(&e)));
-            return results;
+            return cpus.iter().map(|_| Err(clone_run_error(&e))).collect();
         }
         // Lock in CPU order so concurrent callers cannot deadlock.
         let mut order: Vec<usize> = (0..cpus.len()).collect();
@@ -330,7 +345,7 @@ impl Sandbox {
                 let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
                 let request = Request {
                     seq,
-                    kind: REQUEST_CALL,
+                    kind,
                     entry: call.entry,
                     ctx: call.ctx,
                     ctx_len: call.ctx_len,

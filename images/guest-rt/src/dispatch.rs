@@ -1,8 +1,11 @@
 //! The per-vCPU dispatch loop: serve the mailbox request, answer, exit.
 
-use crate::percpu::{request_ptr, response_ptr};
+use crate::percpu::{gs_read, request_ptr, response_ptr};
 use crate::port::exit_to_host;
-use shm::mailbox::{REQUEST_CALL, Request, Response, STATUS_BAD_REQUEST, STATUS_RETURNED};
+use shm::mailbox::{
+    REQUEST_CALL, REQUEST_PING, Request, Response, STATUS_BAD_REQUEST, STATUS_RETURNED,
+};
+use shm::percpu::CPU_ID_OFFSET;
 use shm::ports::RUN_DONE_PORT;
 
 /// Serves requests forever. Entered from `bpfvisor_dispatch_entry` on a
@@ -24,6 +27,12 @@ pub extern "C" fn dispatch_loop() -> ! {
 fn serve(request: &Request) -> Response {
     match request.kind {
         REQUEST_CALL => call(request),
+        REQUEST_PING => Response {
+            seq: request.seq,
+            status: STATUS_RETURNED,
+            retval: gs_read(CPU_ID_OFFSET),
+            ..Response::default()
+        },
         _ => Response { seq: request.seq, status: STATUS_BAD_REQUEST, ..Response::default() },
     }
 }

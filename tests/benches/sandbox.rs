@@ -1,0 +1,97 @@
+//! Sandbox lifecycle costs, measured side by side in one run:
+//!
+//! * raw `KVM_CREATE_VM` + `KVM_CREATE_VCPU`, the floor any KVM sandbox
+//!   pays, and closing both;
+//! * `Sandbox::new` with one vCPU, and dropping it;
+//! * one invocation round trip: host → guest → host through the mailbox.
+//!
+//! `cargo bench -p integration-tests --bench sandbox`; prints medians and
+//! the ratio of sandbox creation to the raw KVM figure.
+
+use iced_x86::code_asm::*;
+use integration_tests::assemble;
+use std::time::{Duration, Instant};
+use vmm::{Call, Outcome, Sandbox, SandboxConfig};
+
+const ROUNDS: usize = 300;
+const ROUND_TRIPS: usize = 3000;
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Time to create a VM with one vCPU, and time to close both.
+fn raw_kvm_vm_and_vcpu(kvm: &kvm_ioctls::Kvm) -> (Duration, Duration) {
+    let start = Instant::now();
+    let vm = kvm.create_vm().expect("KVM_CREATE_VM");
+    let vcpu = vm.create_vcpu(0).expect("KVM_CREATE_VCPU");
+    let created = start.elapsed();
+    let start = Instant::now();
+    drop(vcpu);
+    drop(vm);
+    (created, start.elapsed())
+}
+
+fn main() {
+    if !vmm::kvm::is_available() {
+        eprintln!("SKIPPED sandbox bench: /dev/kvm is not usable");
+        return;
+    }
+    let kvm = vmm::kvm::kvm().expect("kvm");
+    let config = SandboxConfig::default();
+    drop(Sandbox::new(config).expect("warm-up sandbox"));
+
+    // Interleave the two so that machine noise hits both alike.
+    let (mut raw, mut raw_close) = (Vec::new(), Vec::new());
+    let (mut create, mut destroy) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let (created, closed) = raw_kvm_vm_and_vcpu(kvm);
+        raw.push(created);
+        raw_close.push(closed);
+        let start = Instant::now();
+        let sandbox = Sandbox::new(config).expect("sandbox");
+        create.push(start.elapsed());
+        let start = Instant::now();
+        drop(sandbox);
+        destroy.push(start.elapsed());
+    }
+
+    let sandbox = Sandbox::new(config).expect("sandbox");
+    let code = assemble(sandbox.layout().code_start(), |a| {
+        a.mov(eax, 7).unwrap();
+        a.ret().unwrap();
+    });
+    let entry = sandbox.write_code(0, &code).expect("code");
+    let call = Call::new(entry);
+    let mut round_trip = Vec::with_capacity(ROUND_TRIPS);
+    for _ in 0..ROUND_TRIPS {
+        let start = Instant::now();
+        let report = sandbox.call(0, &call).expect("call");
+        round_trip.push(start.elapsed());
+        assert_eq!(report.outcome, Outcome::Returned(7));
+    }
+
+    let (raw, create) = (median(raw), median(create));
+    println!("{:<44} {:>12}", "benchmark (median)", "time");
+    println!(
+        "{:<44} {:>12.1?}",
+        "raw KVM_CREATE_VM + KVM_CREATE_VCPU", raw
+    );
+    println!(
+        "{:<44} {:>12.1?}",
+        "raw close of that VM and vCPU",
+        median(raw_close)
+    );
+    println!("{:<44} {:>12.1?}", "Sandbox::new (1 vCPU)", create);
+    println!("{:<44} {:>12.1?}", "drop(Sandbox)", median(destroy));
+    println!(
+        "{:<44} {:>12.1?}",
+        "call round trip (host -> guest -> host)",
+        median(round_trip)
+    );
+    println!(
+        "sandbox creation / raw KVM = {:.2}x",
+        create.as_secs_f64() / raw.as_secs_f64()
+    );
+}
