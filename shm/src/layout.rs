@@ -227,7 +227,7 @@ const fn align_up(value: u64, align: u64) -> u64 {
 }
 
 fn check_size(what: &'static str, size: u64) -> Result<(), LayoutError> {
-    if size == 0 || size % PAGE_SIZE != 0 || size > MAX_REGION_SIZE {
+    if size == 0 || !size.is_multiple_of(PAGE_SIZE) || size > MAX_REGION_SIZE {
         return Err(LayoutError::Size(what, size));
     }
     Ok(())

@@ -59,8 +59,8 @@ fn main() {
 
     let sandbox = Sandbox::new(config).expect("sandbox");
     let code = assemble(sandbox.layout().code_start(), |a| {
-        a.mov(eax, 7).unwrap();
-        a.ret().unwrap();
+        a.mov(eax, 7).expect("mov");
+        a.ret().expect("ret");
     });
     let entry = sandbox.write_code(0, &code).expect("code");
     let call = Call::new(entry);

@@ -151,15 +151,14 @@ impl Trap {
 
     /// For a page fault: what the access was.
     pub fn page_fault_access(&self) -> Option<PageFaultAccess> {
-        (self.kind == TrapKind::PageFault).then(|| {
-            if self.error_code & PF_FETCH != 0 {
-                PageFaultAccess::Execute
-            } else if self.error_code & PF_WRITE != 0 {
-                PageFaultAccess::Write
-            } else {
-                PageFaultAccess::Read
-            }
-        })
+        let access = if self.error_code & PF_FETCH != 0 {
+            PageFaultAccess::Execute
+        } else if self.error_code & PF_WRITE != 0 {
+            PageFaultAccess::Write
+        } else {
+            PageFaultAccess::Read
+        };
+        (self.kind == TrapKind::PageFault).then_some(access)
     }
 
     /// For a page fault: whether the page was mapped (a protection violation)

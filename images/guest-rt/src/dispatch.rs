@@ -33,7 +33,11 @@ fn serve(request: &Request) -> Response {
             retval: gs_read(CPU_ID_OFFSET),
             ..Response::default()
         },
-        _ => Response { seq: request.seq, status: STATUS_BAD_REQUEST, ..Response::default() },
+        _ => Response {
+            seq: request.seq,
+            status: STATUS_BAD_REQUEST,
+            ..Response::default()
+        },
     }
 }
 

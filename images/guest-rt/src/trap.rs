@@ -27,14 +27,14 @@ pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
     let vector = gs_read(TRAP_VECTOR_OFFSET);
     let rip = gs_read(TRAP_RIP_OFFSET);
     let cr2 = gs_read(TRAP_CR2_OFFSET);
-    if vector == PAGE_FAULT_VECTOR {
-        if let Fixup::Resume { rip, zero_reg } = decide_fixup(rip, cr2) {
-            if let Some(reg) = zero_reg {
-                frame.regs[usize::from(reg & 15)] = 0;
-            }
-            gs_write(TRAP_RIP_OFFSET, rip);
-            return;
+    if vector == PAGE_FAULT_VECTOR
+        && let Fixup::Resume { rip, zero_reg } = decide_fixup(rip, cr2)
+    {
+        if let Some(reg) = zero_reg {
+            frame.regs[usize::from(reg & 15)] = 0;
         }
+        gs_write(TRAP_RIP_OFFSET, rip);
+        return;
     }
     report_trap(TrapRecord {
         vector,
@@ -55,9 +55,18 @@ fn decide_fixup(rip: u64, fault_addr: u64) -> Fixup {
     // SAFETY: the host placed `extable_len` sorted entries at `extable`, in a
     // read-only region it sized for them; the guest cannot change either.
     let entries = unsafe {
-        core::slice::from_raw_parts(info.extable as *const ExTableEntry, info.extable_len as usize)
+        core::slice::from_raw_parts(
+            info.extable as *const ExTableEntry,
+            info.extable_len as usize,
+        )
     };
-    decide(entries, info.code_start, rip, fault_addr, (info.fixup_start, info.fixup_end))
+    decide(
+        entries,
+        info.code_start,
+        rip,
+        fault_addr,
+        (info.fixup_start, info.fixup_end),
+    )
 }
 
 /// Writes the trap into the mailbox, leaves to the host, and then serves the

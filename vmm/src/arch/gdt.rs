@@ -68,7 +68,7 @@ pub fn build_gdt(layout: &Layout) -> Vec<u8> {
 
 /// Limit of the GDT as loaded into GDTR.
 pub fn gdt_limit(layout: &Layout) -> u16 {
-    (tss_selector(layout.nr_cpus()) - 1) as u16
+    tss_selector(layout.nr_cpus()) - 1
 }
 
 /// A 64-bit system-segment descriptor for a busy TSS at `base`.

@@ -103,10 +103,10 @@ impl PageTables {
         access: Access,
         user: bool,
     ) -> Result<(), PagingError> {
-        if virt % PAGE_SIZE != 0 || virt >= 1 << 47 {
+        if !virt.is_multiple_of(PAGE_SIZE) || virt >= 1 << 47 {
             return Err(PagingError::BadAddress(virt));
         }
-        if phys % PAGE_SIZE != 0 || phys & !ADDRESS_MASK != 0 {
+        if !phys.is_multiple_of(PAGE_SIZE) || phys & !ADDRESS_MASK != 0 {
             return Err(PagingError::BadAddress(phys));
         }
         let mut table = 0;
