@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * A BTF-defined map. Maps are not supported at run time yet: this object is
+ * here so that the loader records map references, and so that the CLI can
+ * show how it refuses them.
+ */
+#include "bpfvisor.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 16);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+SEC("syscall")
+int count(__u32 *arg)
+{
+	__u32 key = *arg & 15;
+	__u64 *value = bpf_map_lookup_elem(&counters, &key);
+
+	if (!value)
+		return -1;
+	*value += 1;
+	return *value;
+}
+
+char LICENSE[] SEC("license") = "GPL";
