@@ -28,6 +28,11 @@
 //!              │ JIT code                      │   RX
 //!              ├───────────────────────────────┤ extable_start()
 //!              │ exception table               │   R
+//!              ├───────────────────────────────┤ rodata_start()
+//!              │ program read-only data        │   R
+//!              │ (.rodata sections)            │
+//!              ├───────────────────────────────┤ data_start()
+//!              │ program data (.data, .bss)    │   RW
 //!              └───────────────────────────────┘ memory_size()
 //!
 //!  per-CPU area (offsets from percpu_area(cpu)):
@@ -139,6 +144,12 @@ pub struct LayoutConfig {
     pub code_size: u64,
     /// Bytes of exception table; a multiple of [`PAGE_SIZE`].
     pub extable_size: u64,
+    /// Bytes for programs' read-only globals; a multiple of [`PAGE_SIZE`],
+    /// may be 0.
+    pub rodata_size: u64,
+    /// Bytes for programs' writable globals; a multiple of [`PAGE_SIZE`],
+    /// may be 0.
+    pub data_size: u64,
     /// Bytes of context buffer per vCPU; a multiple of [`PAGE_SIZE`].
     pub ctx_size: u64,
 }
@@ -149,6 +160,8 @@ impl Default for LayoutConfig {
             nr_cpus: 1,
             code_size: 0x10_0000,
             extable_size: 0x4_0000,
+            rodata_size: 0,
+            data_size: 0,
             ctx_size: 0x1_0000,
         }
     }
@@ -242,6 +255,12 @@ impl Layout {
         check_size("code size", config.code_size)?;
         check_size("exception table size", config.extable_size)?;
         check_size("context size", config.ctx_size)?;
+        if config.rodata_size != 0 {
+            check_size("read-only data size", config.rodata_size)?;
+        }
+        if config.data_size != 0 {
+            check_size("data size", config.data_size)?;
+        }
         Ok(Layout {
             config,
             area_size: area::CTX_OFFSET + config.ctx_size,
@@ -343,9 +362,29 @@ impl Layout {
         self.config.extable_size
     }
 
+    /// Start of the region for programs' read-only globals.
+    pub fn rodata_start(&self) -> u64 {
+        self.extable_start() + self.config.extable_size
+    }
+
+    /// Size of the read-only globals region.
+    pub fn rodata_size(&self) -> u64 {
+        self.config.rodata_size
+    }
+
+    /// Start of the region for programs' writable globals.
+    pub fn data_start(&self) -> u64 {
+        self.rodata_start() + self.config.rodata_size
+    }
+
+    /// Size of the writable globals region.
+    pub fn data_size(&self) -> u64 {
+        self.config.data_size
+    }
+
     /// Bytes of guest memory the low region needs.
     pub fn memory_size(&self) -> u64 {
-        self.extable_start() + self.config.extable_size
+        self.data_start() + self.config.data_size
     }
 
     /// Every mapped region except the runtime image, whose permissions come
@@ -419,6 +458,22 @@ impl Layout {
             self.config.extable_size,
             Access::Read,
         ));
+        if self.config.rodata_size != 0 {
+            f(user(
+                "read-only data",
+                self.rodata_start(),
+                self.config.rodata_size,
+                Access::Read,
+            ));
+        }
+        if self.config.data_size != 0 {
+            f(user(
+                "data",
+                self.data_start(),
+                self.config.data_size,
+                Access::ReadWrite,
+            ));
+        }
     }
 }
 
@@ -441,6 +496,10 @@ impl fmt::Debug for Layout {
                 "extable_size",
                 &format_args!("{:#x}", self.config.extable_size),
             )
+            .field("rodata", &format_args!("{:#x}", self.rodata_start()))
+            .field("rodata_size", &format_args!("{:#x}", self.config.rodata_size))
+            .field("data", &format_args!("{:#x}", self.data_start()))
+            .field("data_size", &format_args!("{:#x}", self.config.data_size))
             .field("memory_size", &format_args!("{:#x}", self.memory_size()))
             .finish()
     }
@@ -453,6 +512,8 @@ mod tests {
     pub(crate) fn setup_layout(nr_cpus: usize) -> Layout {
         Layout::new(LayoutConfig {
             nr_cpus,
+            rodata_size: 2 * PAGE_SIZE,
+            data_size: 3 * PAGE_SIZE,
             ..LayoutConfig::default()
         })
         .unwrap()

@@ -36,6 +36,10 @@ pub struct PerCpu {
     /// Where the CPL 0 exception stub hands a fault to the CPL 3 handler,
     /// and where the handler says where to resume.
     pub trap: TrapSlots,
+    /// Stack pointer of the runtime's program-call frame while a program
+    /// runs, so that a helper can end the whole program at once (Note
+    /// [Unwinding] in the guest runtime).
+    pub unwind_rsp: u64,
 }
 
 /// The fault being handled on this vCPU (Note [Guest privilege levels]).
@@ -90,6 +94,9 @@ pub const TRAP_RSP_OFFSET: usize = offset_of!(PerCpu, trap) + offset_of!(TrapSlo
 pub const TRAP_CR2_OFFSET: usize = offset_of!(PerCpu, trap) + offset_of!(TrapSlots, cr2);
 /// `gs:` offset of [`TrapSlots::scratch`].
 pub const TRAP_SCRATCH_OFFSET: usize = offset_of!(PerCpu, trap) + offset_of!(TrapSlots, scratch);
+
+/// `gs:` offset of [`PerCpu::unwind_rsp`].
+pub const UNWIND_RSP_OFFSET: usize = offset_of!(PerCpu, unwind_rsp);
 
 const _: () = assert!(THIS_CPU_OFF_OFFSET == 8);
 

@@ -82,6 +82,7 @@ fn percpu_block(layout: &Layout, cpu: usize) -> PerCpu {
         ctx_size: layout.ctx_size(),
         trap_stack_top: layout.trap_stack_top(cpu),
         trap: Default::default(),
+        unwind_rsp: 0,
     }
 }
 

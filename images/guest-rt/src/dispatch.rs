@@ -2,6 +2,7 @@
 
 use crate::percpu::{gs_read, request_ptr, response_ptr};
 use crate::port::exit_to_host;
+use crate::program::call_program;
 use shm::mailbox::{
     REQUEST_CALL, REQUEST_PING, Request, Response, STATUS_BAD_REQUEST, STATUS_RETURNED,
 };
@@ -44,14 +45,14 @@ fn serve(request: &Request) -> Response {
 /// Calls `request.entry` `repeat` times (at least once), timing the calls
 /// with the TSC.
 fn call(request: &Request) -> Response {
-    // SAFETY: the host put JIT code at `entry` that follows the SysV calling
-    // convention. If it does not, the CPU faults and the trap path reports it.
-    let entry: extern "C" fn(u64, u64) -> u64 = unsafe { core::mem::transmute(request.entry) };
     let repeat = request.repeat.max(1);
     let mut retval = 0;
     let start = rdtsc();
     for _ in 0..repeat {
-        retval = entry(request.ctx, request.ctx_len);
+        // SAFETY: the host put JIT code at `entry`, which follows the SysV
+        // calling convention. If it does not, the CPU faults and the trap
+        // path reports it.
+        retval = unsafe { call_program(request.entry, request.ctx, request.ctx_len) };
     }
     let cycles = rdtsc().wrapping_sub(start);
     Response {

@@ -14,6 +14,7 @@ mod entry;
 mod mem;
 mod percpu;
 mod port;
+mod program;
 mod trap;
 
 #[panic_handler]
