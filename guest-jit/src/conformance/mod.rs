@@ -27,7 +27,7 @@ use crate::insn::Insn;
 
 pub use run::{
     CONFORMANCE_STEP_LIMIT, CaseError, CheckError, ConformanceHelpers, UNWIND_HELPER_ID,
-    check_case, error_chain, program_of, run_case,
+    check_case, error_chain, judge, program_of, run_case,
 };
 
 /// What a test expects of its program.

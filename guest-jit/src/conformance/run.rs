@@ -61,9 +61,9 @@ pub enum CaseError {
     },
 }
 
-/// Why a test failed.
+/// Why a test failed; `E` is why the engine that ran it failed.
 #[derive(Clone, Debug, Error, PartialEq, Eq)]
-pub enum CheckError {
+pub enum CheckError<E: StdError + 'static = CaseError> {
     /// The program returned the wrong value.
     #[error("Returned {actual:#x}, expected {expected:#x}")]
     CompareResult {
@@ -87,7 +87,7 @@ pub enum CheckError {
         expected: u64,
         /// The failure.
         #[source]
-        source: CaseError,
+        source: E,
     },
     /// The program failed, but not with the expected error.
     #[error("Failed with an error not containing `{expected}`")]
@@ -96,7 +96,7 @@ pub enum CheckError {
         expected: String,
         /// The failure.
         #[source]
-        source: CaseError,
+        source: E,
     },
 }
 
@@ -163,9 +163,18 @@ pub fn run_case(case: &TestCase) -> Result<u64, CaseError> {
     Ok(exit.return_value)
 }
 
-/// Runs the test and compares the outcome with its expectation.
+/// Runs the test in the interpreter and compares the outcome with its
+/// expectation.
 pub fn check_case(case: &TestCase) -> Result<(), CheckError> {
-    match (&case.expected, run_case(case)) {
+    judge(&case.expected, run_case(case))
+}
+
+/// Compares what an engine made of a test with the test's expectation.
+pub fn judge<E: StdError + 'static>(
+    expected: &Expected,
+    outcome: Result<u64, E>,
+) -> Result<(), CheckError<E>> {
+    match (expected, outcome) {
         (Expected::Return(expected), Ok(actual)) if *expected == actual => Ok(()),
         (Expected::Return(expected), Ok(actual)) => Err(CheckError::CompareResult {
             expected: *expected,
