@@ -6,6 +6,7 @@
 use object::read::elf::ElfFile64;
 use object::{Object, ObjectSegment, ObjectSymbol, SegmentFlags};
 use shm::layout::{Access, EXCEPTION_STUB_STRIDE, PAGE_SIZE, RUNTIME_SIZE, RUNTIME_START};
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 static RUNTIME_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest-rt.elf"));
@@ -79,6 +80,9 @@ pub struct RuntimeImage {
     pub abort_entry: u64,
     /// The first exception vector stub (`bpfvisor_exception_stubs`).
     pub exception_stubs: u64,
+    /// Every global symbol in the runtime's text, by name: helpers are found
+    /// here by their kernel names (`bpf_trace_printk`).
+    code_symbols: BTreeMap<String, u64>,
 }
 
 impl RuntimeImage {
@@ -143,12 +147,28 @@ impl RuntimeImage {
         if span != EXCEPTION_VECTORS * EXCEPTION_STUB_STRIDE {
             return Err(RuntimeError::StubLayout(span));
         }
+        let text = |addr: u64| {
+            segments
+                .iter()
+                .any(|s| s.access == Access::ReadExec && addr >= s.addr && addr < s.addr + s.mem_size)
+        };
+        let code_symbols = elf
+            .symbols()
+            .filter(|s| s.is_global() && text(s.address()))
+            .filter_map(|s| Some((s.name().ok()?.to_owned(), s.address())))
+            .collect();
         Ok(RuntimeImage {
             segments,
             dispatch_entry: symbol("bpfvisor_dispatch_entry")?,
             abort_entry: symbol("bpfvisor_abort_entry")?,
             exception_stubs,
+            code_symbols,
         })
+    }
+
+    /// Address of the global code symbol `name` (a helper, an entry point).
+    pub fn symbol(&self, name: &str) -> Option<u64> {
+        self.code_symbols.get(name).copied()
     }
 
     /// Address of the stub for exception `vector`.
@@ -185,6 +205,7 @@ mod tests {
             image.dispatch_entry,
             image.abort_entry,
             image.exception_stub(31),
+            image.symbol("bpfvisor_conformance_unwind").unwrap(),
         ] {
             assert!(
                 addr >= text.addr && addr < text.addr + text.mem_size,

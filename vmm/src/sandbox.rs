@@ -13,11 +13,15 @@ use kvm_ioctls::VmFd;
 use shm::layout::{Layout, LayoutConfig, LayoutError};
 use shm::mailbox::{REQUEST_CALL, REQUEST_PING, Request};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A ping runs no user code; if it takes this long, the vCPU is stuck.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default room for programs' global data of each kind. Guest memory is
+/// sparse: pages no program data lands on cost nothing.
+const DEFAULT_DATA_SIZE: u64 = 0x10_0000;
 
 /// Where KVM keeps the TSS it needs on Intel hosts; outside guest memory.
 const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
@@ -31,6 +35,10 @@ pub struct SandboxConfig {
     pub code_size: u64,
     /// Bytes of context buffer per vCPU.
     pub ctx_size: u64,
+    /// Bytes for programs' read-only global data (`.rodata`).
+    pub rodata_size: u64,
+    /// Bytes for programs' writable global data (`.data`, `.bss`).
+    pub data_size: u64,
 }
 
 impl Default for SandboxConfig {
@@ -40,7 +48,23 @@ impl Default for SandboxConfig {
             cpus: 1,
             code_size: layout.code_size,
             ctx_size: layout.ctx_size,
+            rodata_size: DEFAULT_DATA_SIZE,
+            data_size: DEFAULT_DATA_SIZE,
         }
+    }
+}
+
+impl SandboxConfig {
+    /// The address map of a sandbox built with this configuration.
+    pub fn layout(&self) -> Result<Layout, LayoutError> {
+        Layout::new(LayoutConfig {
+            nr_cpus: self.cpus,
+            code_size: self.code_size,
+            ctx_size: self.ctx_size,
+            rodata_size: self.rodata_size,
+            data_size: self.data_size,
+            ..LayoutConfig::default()
+        })
     }
 }
 
@@ -171,7 +195,24 @@ pub enum RunError {
     /// The vCPU failed; the sandbox is poisoned.
     #[error(transparent)]
     Vcpu(#[from] VcpuError),
+    /// No program has that id in this sandbox.
+    #[error("No such program in this sandbox")]
+    NoSuchProgram,
+    /// The input does not fit the context buffer.
+    #[error("Input of {len} bytes does not fit the context buffer of {max} bytes")]
+    ContextTooLarge {
+        /// Bytes given.
+        len: u64,
+        /// Bytes the buffer holds.
+        max: u64,
+    },
+    /// The context buffer could not be read or written.
+    #[error("Failed to access the context buffer")]
+    Memory(#[source] MemoryError),
 }
+
+/// Exclusive use of one vCPU for one invocation.
+pub(crate) type VcpuGuard<'a> = MutexGuard<'a, VcpuHandle>;
 
 /// A KVM micro-VM running the guest runtime on its own vCPU threads.
 ///
@@ -179,13 +220,13 @@ pub enum RunError {
 /// descriptor and mapping.
 #[derive(Debug)]
 pub struct Sandbox {
-    layout: Layout,
-    runtime: &'static RuntimeImage,
+    pub(crate) layout: Layout,
+    pub(crate) runtime: &'static RuntimeImage,
     // Field order is drop order: vCPU threads first, then the VM, then memory.
     vcpus: Vec<Mutex<VcpuHandle>>,
     #[expect(dead_code, reason = "owns the VM for the sandbox's lifetime")]
     vm: VmFd,
-    memory: Arc<GuestMemory>,
+    pub(crate) memory: Arc<GuestMemory>,
     tsc_khz: u32,
     next_seq: AtomicU64,
     poisoned: AtomicBool,
@@ -195,13 +236,7 @@ impl Sandbox {
     /// Builds a sandbox and starts its vCPU threads; every vCPU is ready to
     /// run at the dispatch loop, with no exit taken yet.
     pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
-        let layout = Layout::new(LayoutConfig {
-            nr_cpus: config.cpus,
-            code_size: config.code_size,
-            ctx_size: config.ctx_size,
-            ..LayoutConfig::default()
-        })
-        .map_err(SandboxError::Config)?;
+        let layout = config.layout().map_err(SandboxError::Config)?;
         install_handler().map_err(SandboxError::InstallSignalHandler)?;
         let kvm = kvm()?;
         let runtime = RuntimeImage::embedded()?;
@@ -318,9 +353,16 @@ impl Sandbox {
     }
 
     fn invoke(&self, cpus: &[usize], kind: u64, call: &Call) -> Vec<Result<RunReport, RunError>> {
-        if let Err(e) = self.check_cpus(cpus) {
-            return cpus.iter().map(|_| Err(clone_run_error(&e))).collect();
+        match self.lock_cpus(cpus) {
+            Ok(guards) => self.invoke_locked(&guards, kind, call),
+            Err(e) => cpus.iter().map(|_| Err(clone_run_error(&e))).collect(),
         }
+    }
+
+    /// Locks the vCPUs `cpus` for one invocation; the guards are in the
+    /// order of `cpus`.
+    pub(crate) fn lock_cpus(&self, cpus: &[usize]) -> Result<Vec<VcpuGuard<'_>>, RunError> {
+        self.check_cpus(cpus)?;
         // Lock in CPU order so concurrent callers cannot deadlock.
         let mut order: Vec<usize> = (0..cpus.len()).collect();
         order.sort_by_key(|&i| cpus[i]);
@@ -336,12 +378,22 @@ impl Sandbox {
             })
             .collect();
         guards.sort_by_key(|(i, _)| *i);
+        Ok(guards.into_iter().map(|(_, guard)| guard).collect())
+    }
 
+    /// Runs one request on every locked vCPU at the same time, all under
+    /// the same deadline; results in the order of `guards`.
+    pub(crate) fn invoke_locked(
+        &self,
+        guards: &[VcpuGuard<'_>],
+        kind: u64,
+        call: &Call,
+    ) -> Vec<Result<RunReport, RunError>> {
         let start = Instant::now();
         let deadline = call.timeout.map(|t| start + t);
         let started: Vec<Result<u64, RunError>> = guards
             .iter()
-            .map(|(_, handle)| {
+            .map(|handle| {
                 let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
                 let request = Request {
                     seq,
@@ -360,7 +412,7 @@ impl Sandbox {
         guards
             .iter()
             .zip(started)
-            .map(|((_, handle), seq)| {
+            .map(|(handle, seq)| {
                 let report = handle.wait_call(seq?, deadline);
                 self.report(report, call, start)
             })
@@ -414,7 +466,8 @@ impl Sandbox {
 
     /// Returns the sandbox to its boot state: runtime image, descriptor and
     /// page tables, per-CPU blocks and every vCPU's registers are rebuilt,
-    /// and the poisoned mark is cleared. Code loaded into the sandbox stays.
+    /// and the poisoned mark is cleared. Loaded programs stay, and so does
+    /// their global data, as the kernel keeps global data across runs.
     pub fn reset(&mut self) -> Result<(), SandboxError> {
         write_boot_image(&self.memory, &self.layout, self.runtime)
             .map_err(SandboxError::PrepareMachine)?;
@@ -453,7 +506,12 @@ fn clone_run_error(e: &RunError) -> RunError {
             nr_cpus: *nr_cpus,
         },
         RunError::DuplicateCpu(cpu) => RunError::DuplicateCpu(*cpu),
-        RunError::Vcpu(_) => RunError::Poisoned,
+        RunError::ContextTooLarge { len, max } => RunError::ContextTooLarge {
+            len: *len,
+            max: *max,
+        },
+        RunError::NoSuchProgram => RunError::NoSuchProgram,
+        RunError::Vcpu(_) | RunError::Memory(_) => RunError::Poisoned,
     }
 }
 

@@ -78,7 +78,8 @@ impl TrapKind {
         }
     }
 
-    fn name(&self) -> &'static str {
+    /// What the exception is called, in lower case ("page fault").
+    pub fn name(&self) -> &'static str {
         match self {
             TrapKind::DivideError => "divide error",
             TrapKind::Debug => "debug exception",
