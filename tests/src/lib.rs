@@ -1,5 +1,7 @@
 //! Fixtures shared by the integration tests.
 
+pub mod progen;
+
 use iced_x86::code_asm::CodeAssembler;
 
 /// Whether KVM tests can run here. Without `/dev/kvm` they print a loud
