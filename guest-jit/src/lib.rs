@@ -8,5 +8,7 @@ pub mod conformance;
 pub mod disasm;
 /// BPF instructions: raw slots, opcodes and the decoded view.
 pub mod insn;
+/// BPF → x86-64 JIT for the guest, and x86 disassembly of its output.
+pub mod jit;
 /// Reference interpreter with RFC 9669 semantics.
 pub mod interp;

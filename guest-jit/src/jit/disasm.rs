@@ -1,0 +1,85 @@
+//! JIT output as text: each BPF instruction followed by the x86 code it
+//! became, decoded by iced-x86 in Intel syntax at guest addresses.
+//!
+//! ```text
+//! ; 3: add %r0, %r1
+//! 0000000000600025  48 01 f8              add rax, rdi
+//! ```
+
+use std::fmt::Write as _;
+
+use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter};
+
+use super::JitOutput;
+use crate::insn::Program;
+
+/// Columns the instruction bytes take, so that the assembly lines up for
+/// all but the longest encodings.
+const BYTES_WIDTH: usize = 24;
+
+/// The x86 code of `output`, assumed to live at `code_addr`, interleaved
+/// with the BPF instruction each block came from. Tolerates an output that
+/// does not belong to `program`: blocks outside the code are left empty.
+pub fn disassemble(program: &Program, output: &JitOutput, code_addr: u64) -> String {
+    let mut formatter = formatter();
+    let mut out = String::new();
+    for (pc, op) in program.iter() {
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "; {pc}: {op}");
+        let start = output.insn_offsets.get(pc).copied();
+        let end = output.insn_offsets.get(pc + op.slots()).copied();
+        let (Some(start), Some(end)) = (start, end) else {
+            continue;
+        };
+        let Some(bytes) = output.code.get(start as usize..end as usize) else {
+            continue;
+        };
+        write_code(
+            &mut out,
+            &mut formatter,
+            bytes,
+            code_addr.wrapping_add(start.into()),
+        );
+    }
+    out
+}
+
+/// The Intel-syntax formatter the listings use.
+fn formatter() -> IntelFormatter {
+    let mut formatter = IntelFormatter::new();
+    let options = formatter.options_mut();
+    options.set_hex_prefix("0x");
+    options.set_hex_suffix("");
+    options.set_uppercase_hex(false);
+    options.set_space_after_operand_separator(true);
+    options.set_first_operand_char_index(8);
+    formatter
+}
+
+/// One line per instruction of `bytes`, which start at address `ip`.
+fn write_code(out: &mut String, formatter: &mut IntelFormatter, bytes: &[u8], ip: u64) {
+    let mut decoder = Decoder::with_ip(64, bytes, ip, DecoderOptions::NONE);
+    let mut instruction = Instruction::default();
+    let mut text = String::new();
+    let mut position = 0;
+    while decoder.can_decode() {
+        decoder.decode_out(&mut instruction);
+        let len = instruction.len();
+        let hex: Vec<String> = bytes
+            .get(position..position + len)
+            .unwrap_or_default()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        position += len;
+        text.clear();
+        formatter.format(&instruction, &mut text);
+        let _ = writeln!(
+            out,
+            "{:016x}  {:<width$} {text}",
+            instruction.ip(),
+            hex.join(" "),
+            width = BYTES_WIDTH
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! Jumps, `may_goto` and calls.
+//!
+//! Every jump goes to the dynamic label of its target instruction;
+//! `dynasmrt` resolves forward ones when the program is finished, with
+//! rel32 displacements, so no jump is ever out of reach.
+
+use dynasmrt::{DynasmApi, DynasmLabelApi};
+
+use super::{Emitter, JitError, MAY_GOTO_SLOT, x64};
+use crate::insn::{JmpCond, Source, Width};
+use crate::jit::regs::{RBP, x86};
+
+impl Emitter<'_> {
+    /// `ja` / `gotol`.
+    pub(super) fn ja(&mut self, pc: usize, off: i64) -> Result<(), JitError> {
+        let target = self.jump_label(pc, off)?;
+        x64!(self.ops; jmp =>target); // jmp target
+        Ok(())
+    }
+
+    /// `if dst cond src goto target`: `cmp` (or `test` for `jset`) at the
+    /// width, then the matching `jcc`. An immediate is sign-extended to 64
+    /// bits by both BPF and x86; JMP32 compares the low halves.
+    pub(super) fn jmp(
+        &mut self,
+        pc: usize,
+        width: Width,
+        cond: JmpCond,
+        d: u8,
+        src: Source,
+        off: i64,
+    ) -> Result<(), JitError> {
+        let target = self.jump_label(pc, off)?;
+        let set = cond == JmpCond::Set;
+        match (width, src, set) {
+            (Width::W64, Source::Reg(s), false) => {
+                let s = x86(s);
+                x64!(self.ops; cmp Rq(d), Rq(s)); // cmp dst, src
+            }
+            (Width::W64, Source::Reg(s), true) => {
+                let s = x86(s);
+                x64!(self.ops; test Rq(d), Rq(s)); // test dst, src
+            }
+            (Width::W32, Source::Reg(s), false) => {
+                let s = x86(s);
+                x64!(self.ops; cmp Rd(d), Rd(s)); // cmp dst32, src32
+            }
+            (Width::W32, Source::Reg(s), true) => {
+                let s = x86(s);
+                x64!(self.ops; test Rd(d), Rd(s)); // test dst32, src32
+            }
+            (Width::W64, Source::Imm(imm), false) => x64!(self.ops; cmp Rq(d), imm), // cmp dst, imm32
+            (Width::W64, Source::Imm(imm), true) => x64!(self.ops; test Rq(d), imm), // test dst, imm32
+            (Width::W32, Source::Imm(imm), false) => x64!(self.ops; cmp Rd(d), imm), // cmp dst32, imm32
+            (Width::W32, Source::Imm(imm), true) => x64!(self.ops; test Rd(d), imm), // test dst32, imm32
+        }
+        match cond {
+            JmpCond::Eq => x64!(self.ops; je =>target), // je target
+            JmpCond::Ne | JmpCond::Set => x64!(self.ops; jne =>target), // jne target
+            JmpCond::Gt => x64!(self.ops; ja =>target), // ja target (unsigned >)
+            JmpCond::Ge => x64!(self.ops; jae =>target), // jae target
+            JmpCond::Lt => x64!(self.ops; jb =>target), // jb target
+            JmpCond::Le => x64!(self.ops; jbe =>target), // jbe target
+            JmpCond::Sgt => x64!(self.ops; jg =>target), // jg target (signed >)
+            JmpCond::Sge => x64!(self.ops; jge =>target), // jge target
+            JmpCond::Slt => x64!(self.ops; jl =>target), // jl target
+            JmpCond::Sle => x64!(self.ops; jle =>target), // jle target
+        }
+        Ok(())
+    }
+
+    /// `may_goto`: Note [may_goto].
+    pub(super) fn may_goto(&mut self, pc: usize, off: i64) -> Result<(), JitError> {
+        let target = self.jump_label(pc, off)?;
+        x64!(self.ops
+            ; cmp QWORD [Rq(RBP) - MAY_GOTO_SLOT], 0 // cmp qword [rbp-520], 0
+            ; je =>target // je target (budget spent)
+            ; sub QWORD [Rq(RBP) - MAY_GOTO_SLOT], 1 // sub qword [rbp-520], 1
+        );
+        Ok(())
+    }
+
+    /// A helper: one `call rel32` into the guest runtime. R1–R5 are already
+    /// the SysV argument registers and R0 the return register; R6–R9 and
+    /// R10 are callee-saved, and rsp is 16-byte aligned here.
+    pub(super) fn call_helper(&mut self, pc: usize, id: u32) -> Result<(), JitError> {
+        let addr = (self.config.helper_addr)(id).ok_or(JitError::UnknownHelper { pc, id })?;
+        // The displacement counts from the end of the 5-byte call.
+        let next = self.config.code_addr as i128 + self.ops.offset().0 as i128 + 5;
+        if i32::try_from(addr as i128 - next).is_err() {
+            return Err(JitError::ReachHelper { pc, id, addr });
+        }
+        let addr = addr as usize;
+        x64!(self.ops; call extern addr); // call helper
+        Ok(())
+    }
+
+    /// A bpf-to-bpf call: the callee's prologue builds its own frame.
+    pub(super) fn call_local(&mut self, pc: usize, off: i64) -> Result<(), JitError> {
+        let function = self.function_label(pc, off)?;
+        x64!(self.ops; call =>function); // call function
+        Ok(())
+    }
+}

@@ -1,0 +1,344 @@
+//! The code generator: one pass over the program, one dynamic label per
+//! instruction, forward references resolved by `dynasmrt` at the end.
+//!
+//! Each submodule emits one family of instructions as methods of
+//! [`Emitter`]; this file drives them and emits what every function shares:
+//! its prologue and epilogue (the frame drawn in [`crate::jit`]).
+
+// dynasm! converts every dynamic register operand with `.into()`, also the
+// `u8`s this JIT passes.
+#![allow(clippy::useless_conversion, reason = "dynasm! expansion")]
+
+mod alu;
+mod jump;
+mod mem;
+
+use dynasmrt::x64::X64Relocation;
+use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
+use shm::extable::ExTableEntry;
+
+use super::regs::{CALLEE_SAVED, RAX, RBP, RCX, RDX, RSP, SCRATCH, x86};
+use super::{JitConfig, JitError, JitOutput};
+use crate::insn::{Imm64, Op, Program, Reg};
+
+/// `dynasm!` for x86-64. Every instruction written through it carries a
+/// trailing comment with the assembly it stands for.
+macro_rules! x64 {
+    ($ops:expr; $($t:tt)*) => {
+        dynasmrt::dynasm!($ops
+            ; .arch x64
+            ; $($t)*
+        )
+    };
+}
+pub(super) use x64;
+
+/// Bytes of BPF stack per frame (the kernel's `MAX_BPF_STACK`).
+pub(crate) const BPF_STACK_SIZE: i32 = 512;
+/// Distance below rbp of the frame's `may_goto` counter (Note [may_goto]).
+pub(crate) const MAY_GOTO_SLOT: i32 = BPF_STACK_SIZE + 8;
+/// Bytes `sub rsp` reserves below rbp: the BPF stack, the `may_goto` slot,
+/// and padding that keeps rsp 16-byte aligned once R6–R9 are pushed.
+pub(crate) const FRAME_SIZE: i32 = BPF_STACK_SIZE + 16;
+const _: () = assert!((FRAME_SIZE + 8 * CALLEE_SAVED.len() as i32) % 16 == 0);
+
+/// Alignment, and padding byte, of the code.
+const CODE_ALIGN: usize = 16;
+const INT3: u8 = 0xcc;
+
+/// The assembler type the emitters write to.
+pub(super) type Ops = VecAssembler<X64Relocation>;
+
+/// State of one compilation.
+pub(super) struct Emitter<'a> {
+    pub(super) ops: Ops,
+    program: &'a Program,
+    config: &'a JitConfig<'a>,
+    /// Label of each slot's code, after any prologue (what jumps target).
+    labels: Vec<DynamicLabel>,
+    /// Label of each function's prologue, at its first slot (what calls and
+    /// `func` loads target).
+    functions: Vec<Option<DynamicLabel>>,
+    extable: Vec<ExTableEntry>,
+    /// Whether any `may_goto` exists, so that prologues set the counter.
+    uses_may_goto: bool,
+}
+
+/// See [`super::compile`].
+pub(super) fn compile(program: &Program, config: &JitConfig) -> Result<JitOutput, JitError> {
+    if program.is_empty() {
+        return Err(JitError::EmptyProgram);
+    }
+    // Code addresses are guest addresses and the host is 64-bit: no loss.
+    let mut e = Emitter {
+        ops: VecAssembler::new(config.code_addr as usize),
+        program,
+        config,
+        labels: Vec::with_capacity(program.len()),
+        functions: vec![None; program.len()],
+        extable: Vec::new(),
+        uses_may_goto: program
+            .iter()
+            .any(|(_, op)| matches!(op, Op::MayGoto { .. })),
+    };
+    for _ in 0..program.len() {
+        let label = e.ops.new_dynamic_label();
+        e.labels.push(label);
+    }
+    e.find_functions()?;
+    let mut percpu = vec![false; program.len()];
+    for &pc in config.percpu_loads {
+        match program.op(pc) {
+            Some(Op::LdImm64 { .. }) => percpu[pc] = true,
+            _ => return Err(JitError::MarkPercpuLoad { pc }),
+        }
+    }
+
+    let mut insn_offsets = vec![0u32; program.len() + 1];
+    for (pc, op) in program.iter() {
+        let start = e.offset()?;
+        insn_offsets[pc] = start;
+        if op.slots() == 2 {
+            insn_offsets[pc + 1] = start;
+        }
+        if let Some(function) = e.functions[pc] {
+            e.prologue(function, pc == 0);
+        }
+        let label = e.labels[pc];
+        x64!(e.ops; =>label);
+        e.op(pc, *op)?;
+        if percpu[pc] {
+            e.percpu_offset(*op);
+        }
+        // Every instruction gets at least one byte, so that insn_at can
+        // tell instructions apart (`le64`, `mod r1, 0`, `ja +0`).
+        if e.offset()? == start {
+            x64!(e.ops; nop); // nop
+        }
+    }
+    let end = e.offset()?;
+    insn_offsets[program.len()] = end;
+    e.ops.align(CODE_ALIGN, INT3);
+    let code = e.ops.finalize().map_err(JitError::Assemble)?;
+    Ok(JitOutput {
+        code,
+        extable: e.extable,
+        insn_offsets,
+    })
+}
+
+impl Emitter<'_> {
+    /// Current code offset.
+    fn offset(&self) -> Result<u32, JitError> {
+        u32::try_from(self.ops.offset().0).map_err(|_| JitError::ExceedCodeSize)
+    }
+
+    /// The slot `off` after the one following `pc`, if an instruction starts
+    /// there.
+    fn target(&self, pc: usize, off: i64) -> Result<usize, JitError> {
+        let target = (pc as i64).saturating_add(1).saturating_add(off);
+        usize::try_from(target)
+            .ok()
+            .filter(|&t| self.program.op(t).is_some())
+            .ok_or(JitError::JumpOutside { pc, target })
+    }
+
+    /// Label of the instruction `off` slots after the one following `pc`.
+    fn jump_label(&self, pc: usize, off: i64) -> Result<DynamicLabel, JitError> {
+        Ok(self.labels[self.target(pc, off)?])
+    }
+
+    /// Label of the function that starts `off` slots after `pc + 1`.
+    fn function_label(&self, pc: usize, off: i64) -> Result<DynamicLabel, JitError> {
+        let target = self.target(pc, off)?;
+        // find_functions gave every call and func-load target a label.
+        self.functions[target].ok_or(JitError::JumpOutside {
+            pc,
+            target: target as i64,
+        })
+    }
+
+    /// Gives slot 0 and every target of a local call or `func` load a
+    /// prologue label.
+    fn find_functions(&mut self) -> Result<(), JitError> {
+        let entry = self.ops.new_dynamic_label();
+        self.functions[0] = Some(entry);
+        for (pc, op) in self.program.iter() {
+            let off = match *op {
+                Op::CallLocal { off } => i64::from(off),
+                Op::LdImm64 {
+                    value: Imm64::Func { off },
+                    ..
+                } => i64::from(off),
+                _ => continue,
+            };
+            let target = self.target(pc, off)?;
+            if self.functions[target].is_none() {
+                let label = self.ops.new_dynamic_label();
+                self.functions[target] = Some(label);
+            }
+        }
+        Ok(())
+    }
+
+    /// Emits the code of `op`, the instruction at slot `pc`.
+    fn op(&mut self, pc: usize, op: Op) -> Result<(), JitError> {
+        match op {
+            Op::Alu {
+                width,
+                op,
+                dst,
+                src,
+            } => self.alu(width, op, x86(dst), src),
+            Op::Neg { width, dst } => self.neg(width, x86(dst)),
+            Op::Movsx {
+                width,
+                dst,
+                src,
+                from,
+            } => self.movsx(width, x86(dst), x86(src), from),
+            Op::ByteSwap { dst, kind, bits } => self.byte_swap(x86(dst), kind, bits),
+            Op::AddrSpaceCast { dst, src, kind } => {
+                self.addr_space_cast(x86(dst), x86(src), kind);
+            }
+            Op::LdImm64 { dst, value } => self.ld_imm64(pc, x86(dst), value)?,
+            Op::Load {
+                size,
+                dst,
+                src,
+                off,
+            }
+            | Op::LoadAcquire {
+                size,
+                dst,
+                src,
+                off,
+            } => self.load(size, x86(dst), x86(src), off.into()),
+            Op::LoadSx {
+                size,
+                dst,
+                src,
+                off,
+            } => self.load_sx(size, x86(dst), x86(src), off.into()),
+            Op::Store {
+                size,
+                dst,
+                off,
+                src,
+            } => self.store(size, x86(dst), off.into(), src),
+            Op::StoreRelease {
+                size,
+                dst,
+                off,
+                src,
+            } => self.store(size, x86(dst), off.into(), crate::insn::Source::Reg(src)),
+            Op::Atomic {
+                width,
+                op,
+                dst,
+                off,
+                src,
+            } => self.atomic(width, op, x86(dst), off.into(), x86(src)),
+            Op::Ja { off } => self.ja(pc, off.into())?,
+            Op::Gotol { off } => self.ja(pc, off.into())?,
+            Op::Jmp {
+                width,
+                cond,
+                dst,
+                src,
+                off,
+            } => self.jmp(pc, width, cond, x86(dst), src, off.into())?,
+            Op::MayGoto { off } => self.may_goto(pc, off.into())?,
+            Op::CallHelper { id } => self.call_helper(pc, id)?,
+            Op::CallLocal { off } => self.call_local(pc, off.into())?,
+            Op::CallKfunc { btf_id, .. } => return Err(JitError::CallKfunc { pc, btf_id }),
+            Op::Callx { .. } => return Err(JitError::CallRegister { pc }),
+            Op::Exit => self.epilogue(),
+        }
+        Ok(())
+    }
+
+    /// A function's entry: the frame drawn in [`crate::jit`].
+    fn prologue(&mut self, function: DynamicLabel, is_entry: bool) {
+        x64!(self.ops
+            ; =>function
+            ; push Rq(RBP) // push rbp
+            ; mov Rq(RBP), Rq(RSP) // mov rbp, rsp
+            ; sub Rq(RSP), FRAME_SIZE // sub rsp, FRAME_SIZE
+        );
+        for reg in CALLEE_SAVED {
+            x64!(self.ops; push Rq(reg)); // push reg
+        }
+        if self.uses_may_goto {
+            self.init_may_goto();
+        }
+        if is_entry {
+            // R0, R3–R9: the interpreter starts them at 0. A 32-bit xor
+            // clears the whole register.
+            for reg in [0, 3, 4, 5, 6, 7, 8, 9].into_iter().filter_map(Reg::new) {
+                let reg = x86(reg);
+                x64!(self.ops; xor Rd(reg), Rd(reg)); // xor reg32, reg32
+            }
+        }
+    }
+
+    /// Note [may_goto]
+    /// Each frame counts its own `may_goto` iterations, as the interpreter
+    /// does: the prologue stores the budget in the frame's slot, every
+    /// `may_goto` falls through while decrementing it and jumps once it is
+    /// 0 (and stays 0). A slot in the frame, not a register, so nothing is
+    /// reserved for a rare instruction and a callee's count cannot disturb
+    /// its caller's.
+    fn init_may_goto(&mut self) {
+        let budget = self.config.may_goto_budget;
+        match i32::try_from(budget) {
+            Ok(budget) => {
+                x64!(self.ops
+                    ; mov QWORD [Rq(RBP) - MAY_GOTO_SLOT], budget // mov qword [rbp-520], budget
+                );
+            }
+            Err(_) => {
+                x64!(self.ops
+                    ; mov Rq(SCRATCH), QWORD budget as i64 // movabs r11, budget
+                    ; mov [Rq(RBP) - MAY_GOTO_SLOT], Rq(SCRATCH) // mov [rbp-520], r11
+                );
+            }
+        }
+    }
+
+    /// `exit`: restore R6–R9 and the caller's frame, return r0 in rax.
+    fn epilogue(&mut self) {
+        for reg in CALLEE_SAVED.into_iter().rev() {
+            x64!(self.ops; pop Rq(reg)); // pop reg
+        }
+        x64!(self.ops
+            ; leave // leave (mov rsp, rbp; pop rbp)
+            ; ret // ret
+        );
+    }
+
+    /// Records an exception-table entry for the one instruction `emit`
+    /// writes: a BPF memory access. `dst` is the register a load writes.
+    fn access(&mut self, dst: Option<u8>, emit: impl FnOnce(&mut Ops)) {
+        let start = self.ops.offset().0;
+        emit(&mut self.ops);
+        let end = self.ops.offset().0;
+        // compile() checks the total size against u32 when it is done, and
+        // an x86 instruction is at most 15 bytes: neither cast truncates
+        // any offset that ends up in an output.
+        self.extable.push(ExTableEntry {
+            offset: start as u32,
+            len: (end - start) as u8,
+            dst: dst.unwrap_or(shm::extable::NO_DST),
+            reserved: 0,
+        });
+    }
+}
+
+/// Registers the division sequence and variable shifts must keep, named
+/// here so the emitters read as the x86 rules they follow.
+pub(super) const DIVIDEND: u8 = RAX;
+/// High half of the dividend; the remainder.
+pub(super) const REMAINDER: u8 = RDX;
+/// The register whose low byte `cl` is a variable shift's count.
+pub(super) const SHIFT_COUNT: u8 = RCX;
