@@ -1,0 +1,369 @@
+//! Linking one program: its entry function and every function it reaches,
+//! laid out in one instruction array.
+//!
+//! ```text
+//!  object                                   linked program
+//!  syscall: pythagoras [0..8)  ---------->  slot 0   pythagoras   call +k --+
+//!  .text:   square     [0..3)  --+          slot 8   sum_of_squares  <------+
+//!           sum_of_sq  [3..12) --|--------> slot 17  square
+//!           gcd        [12..20)  (not reached: left out)
+//! ```
+//!
+//! Functions are placed in the order they are first reached (breadth
+//! first), each once however often it is called. Call and function-address
+//! offsets are computed for the new layout after everything is placed.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::read::{Place, Reloc, RelocKind, Role};
+use super::{DataKind, LoadError, Object, ProgramSpec};
+use crate::btf::LineTable;
+use crate::insn::opcode::{CALL, CALL_LOCAL, LD_IMM64, PSEUDO_FUNC, PSEUDO_IMM64};
+use crate::insn::{INSN_SIZE, Insn, Program};
+use crate::verify;
+
+/// A function of a linked program.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FunctionSymbol {
+    /// Its name in the object.
+    pub name: String,
+    /// Slot of its first instruction.
+    pub start: usize,
+}
+
+/// A program ready to verify and compile: self-contained instructions with
+/// their source lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkedProgram {
+    /// Entry function name.
+    pub name: String,
+    /// Section the entry function is in.
+    pub section: String,
+    /// The entry function at slot 0, then every subprogram it reaches.
+    /// Local calls and `ld_imm64` function addresses (`Imm64::Func`) point
+    /// at the new slots; `ld_imm64` of global data is
+    /// `Imm64::Value(placement(i) + offset)`.
+    pub program: Program,
+    /// Source line of each slot, from `.BTF.ext` line info (empty without
+    /// it).
+    pub lines: LineTable,
+    /// Each function of `program`, by start slot; the entry is first.
+    pub functions: Vec<FunctionSymbol>,
+    /// Slots of `ld_imm64`s that load the address of `.percpu` data: the
+    /// JIT adds the running CPU's offset after them.
+    pub percpu_loads: Vec<usize>,
+}
+
+/// How a fixed-up instruction refers to a function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RefKind {
+    Call,
+    FuncAddr,
+}
+
+impl RefKind {
+    fn describe(self) -> &'static str {
+        match self {
+            RefKind::Call => "Call",
+            RefKind::FuncAddr => "Function address",
+        }
+    }
+}
+
+/// A function of the object: code section index and function index.
+type FuncId = (usize, usize);
+
+struct Linker<'a> {
+    object: &'a Object,
+    placement: &'a dyn Fn(usize) -> u64,
+    program: &'a str,
+    out: Vec<Insn>,
+    placed: HashMap<FuncId, usize>,
+    queue: VecDeque<FuncId>,
+    /// `(slot in out, kind, callee)`, resolved once all are placed.
+    fixups: Vec<(usize, RefKind, FuncId)>,
+    lines: LineTable,
+    functions: Vec<FunctionSymbol>,
+    percpu_loads: Vec<usize>,
+}
+
+pub(super) fn link(
+    object: &Object,
+    spec: &ProgramSpec,
+    placement: &dyn Fn(usize) -> u64,
+) -> Result<LinkedProgram, LoadError> {
+    let not_ours = || LoadError::ResolveProgram {
+        name: spec.name.clone(),
+    };
+    let valid = object
+        .code
+        .get(spec.code)
+        .and_then(|code| Some((code, code.functions.get(spec.function)?)))
+        .is_some_and(|(code, f)| code.name == spec.section && f.name == spec.name);
+    if !valid {
+        return Err(not_ours());
+    }
+    let mut linker = Linker {
+        object,
+        placement,
+        program: &spec.name,
+        out: Vec::new(),
+        placed: HashMap::new(),
+        queue: VecDeque::new(),
+        fixups: Vec::new(),
+        lines: LineTable::new(),
+        functions: Vec::new(),
+        percpu_loads: Vec::new(),
+    };
+    linker.enqueue((spec.code, spec.function));
+    while let Some(id) = linker.queue.pop_front() {
+        linker.copy(id)?;
+    }
+    linker.apply_fixups();
+
+    let functions = linker.functions;
+    let lines = linker.lines;
+    let ctx = verify::VerifyContext {
+        helper_known: &|_| true,
+        lines: Some(&lines),
+        functions: &functions,
+    };
+    let program =
+        verify::decode(&linker.out, &ctx).map_err(|e| LoadError::DecodeProgram(Box::new(e)))?;
+    Ok(LinkedProgram {
+        name: spec.name.clone(),
+        section: spec.section.clone(),
+        program,
+        lines,
+        functions,
+        percpu_loads: linker.percpu_loads,
+    })
+}
+
+impl Linker<'_> {
+    /// Schedules a function to be copied; its slot is known once it is.
+    fn enqueue(&mut self, id: FuncId) {
+        if !self.placed.contains_key(&id) && !self.queue.contains(&id) {
+            self.queue.push_back(id);
+        }
+    }
+
+    /// Copies a function to the end of the output and resolves what its
+    /// instructions refer to.
+    fn copy(&mut self, id: FuncId) -> Result<(), LoadError> {
+        let object = self.object;
+        let code = &object.code[id.0];
+        let function = &code.functions[id.1];
+        let base = self.out.len();
+        self.placed.insert(id, base);
+        self.functions.push(FunctionSymbol {
+            name: function.name.clone(),
+            start: base,
+        });
+        let range = function.start..function.end;
+        self.out
+            .extend_from_slice(code.insns.get(range.clone()).unwrap_or_default());
+        self.lines.insert(base, None);
+        for info in &code.lines {
+            if range.contains(&info.slot) {
+                self.lines
+                    .insert(base + info.slot - range.start, Some(info.line.clone()));
+            }
+        }
+        let mut pc = range.start;
+        while pc < range.end {
+            let insn = code.insns[pc];
+            let new = base + pc - range.start;
+            match code.relocs.get(&pc) {
+                Some(&reloc) => self.relocate(id.0, pc, new, reloc)?,
+                None => self.local_ref(id.0, pc, new, insn)?,
+            }
+            pc += if insn.code == LD_IMM64 { 2 } else { 1 };
+        }
+        Ok(())
+    }
+
+    /// A call or function address without a relocation: relative to the
+    /// instruction, inside its own section.
+    fn local_ref(&mut self, c: usize, pc: usize, new: usize, insn: Insn) -> Result<(), LoadError> {
+        let kind = match (insn.code, insn.src()) {
+            (CALL, CALL_LOCAL) => RefKind::Call,
+            (LD_IMM64, PSEUDO_FUNC) => RefKind::FuncAddr,
+            _ => return Ok(()),
+        };
+        let target = pc as i128 + 1 + i128::from(insn.imm);
+        self.refer(c, pc, new, kind, c, target)
+    }
+
+    /// Resolves a function reference to `target` (a slot of section
+    /// `target_code`, possibly out of range) and records the fixup.
+    fn refer(
+        &mut self,
+        c: usize,
+        pc: usize,
+        new: usize,
+        kind: RefKind,
+        target_code: usize,
+        target: i128,
+    ) -> Result<(), LoadError> {
+        let code = &self.object.code[target_code];
+        let function = usize::try_from(target)
+            .ok()
+            .and_then(|slot| code.function_at(slot));
+        let Some(function) = function else {
+            return Err(LoadError::ResolveCall {
+                what: kind.describe(),
+                section: self.object.code[c].name.clone(),
+                offset: byte_offset(pc),
+                target_section: code.name.clone(),
+                target: i64::try_from(target).unwrap_or(i64::MAX),
+            });
+        };
+        let callee = (target_code, function);
+        self.enqueue(callee);
+        self.fixups.push((new, kind, callee));
+        Ok(())
+    }
+
+    /// Applies a relocation of the instruction at `pc` of section `c`,
+    /// copied to `new`.
+    fn relocate(&mut self, c: usize, pc: usize, new: usize, reloc: Reloc) -> Result<(), LoadError> {
+        let object = self.object;
+        let code = &object.code[c];
+        let symbol = &object.symbols[reloc.symbol];
+        let imm = code.insns[pc].imm;
+        let offset = byte_offset(pc);
+        let section = || code.name.clone();
+        let target = match symbol.place {
+            Place::Undefined => {
+                return Err(LoadError::UseExtern {
+                    program: self.program.to_owned(),
+                    symbol: symbol.name.clone(),
+                    section: section(),
+                    offset,
+                });
+            }
+            Place::Special => None,
+            Place::Section(s) => Some((s, &object.sections[s])),
+        };
+        let unplaceable = |target_section: &str| LoadError::ResolveGlobal {
+            section: section(),
+            offset,
+            symbol: symbol.name.clone(),
+            target_section: target_section.to_owned(),
+        };
+        let Some((s, target)) = target else {
+            return Err(unplaceable("(absolute)"));
+        };
+        let value = i128::from(symbol.value);
+        match (reloc.kind, target.role) {
+            (RelocKind::Ld64, Role::Maps) => Err(LoadError::UseMap {
+                program: self.program.to_owned(),
+                map: self.map_name(s, reloc.symbol, imm),
+                section: section(),
+                offset,
+            }),
+            (RelocKind::Ld64, Role::Data(d)) => {
+                let data = &object.data[d];
+                // clang puts the offset into the section in imm for section
+                // symbols, and 0 there for named ones (libbpf adds both).
+                let at = value + i128::from(imm);
+                let size = data.bytes.len() as u64;
+                let at = u64::try_from(at)
+                    .ok()
+                    .filter(|&at| at <= size)
+                    .ok_or_else(|| LoadError::CheckGlobalOffset {
+                        section: section(),
+                        offset,
+                        target_section: data.name.clone(),
+                        at,
+                        size,
+                    })?;
+                let address = (self.placement)(d).wrapping_add(at);
+                if let [first, second, ..] = &mut self.out[new..] {
+                    first.imm = address as i32;
+                    first.regs &= 0x0f; // src = PSEUDO_IMM64
+                    second.imm = (address >> 32) as i32;
+                }
+                debug_assert_eq!(PSEUDO_IMM64, 0);
+                if data.kind == DataKind::PerCpu {
+                    self.percpu_loads.push(new);
+                }
+                Ok(())
+            }
+            (RelocKind::Ld64, Role::Code(tc)) => {
+                // The byte offset of the function in its section.
+                let byte = value + i128::from(imm);
+                let slot = if byte % INSN_SIZE as i128 == 0 {
+                    byte / INSN_SIZE as i128
+                } else {
+                    -1
+                };
+                self.refer(c, pc, new, RefKind::FuncAddr, tc, slot)
+            }
+            (RelocKind::Call, Role::Code(tc)) => {
+                // libbpf: symbol offset in slots, plus imm + 1 (imm is -1
+                // for a named function, the slot offset - 1 for a section
+                // symbol).
+                let slot = if value % INSN_SIZE as i128 == 0 {
+                    value / INSN_SIZE as i128 + i128::from(imm) + 1
+                } else {
+                    -1
+                };
+                self.refer(c, pc, new, RefKind::Call, tc, slot)
+            }
+            (_, _) => Err(unplaceable(&target.name)),
+        }
+    }
+
+    /// The map a `.maps` relocation names: the symbol, or for a section
+    /// symbol the map defined at its offset.
+    fn map_name(&self, section: usize, symbol: usize, imm: i32) -> String {
+        let sym = &self.object.symbols[symbol];
+        if !sym.is_section {
+            return sym.name.clone();
+        }
+        let at = sym.value.wrapping_add_signed(imm.into());
+        self.object
+            .symbols
+            .iter()
+            .find(|s| s.place == Place::Section(section) && !s.is_section && s.value == at)
+            .map_or_else(
+                || format!("at offset {at:#x} of {}", sym.name),
+                |s| s.name.clone(),
+            )
+    }
+
+    /// Points every call and function address at its callee's new slot.
+    fn apply_fixups(&mut self) {
+        for &(slot, kind, callee) in &self.fixups {
+            let Some(&start) = self.placed.get(&callee) else {
+                continue;
+            };
+            let rel = start as i64 - (slot as i64 + 1);
+            // A linked program is at most as long as the object's code,
+            // which came from a slice: the offset fits in i32 unless the
+            // object is over 16 GiB.
+            let rel = i32::try_from(rel).unwrap_or(i32::MAX);
+            match kind {
+                RefKind::Call => {
+                    let call = &mut self.out[slot];
+                    call.imm = rel;
+                    call.regs = (CALL_LOCAL << 4) | call.dst();
+                }
+                RefKind::FuncAddr => {
+                    if let [first, second, ..] = &mut self.out[slot..] {
+                        first.imm = rel;
+                        first.regs = (PSEUDO_FUNC << 4) | first.dst();
+                        second.imm = 0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Byte offset of a slot in its section, as `llvm-readelf -r` shows it.
+fn byte_offset(slot: usize) -> u64 {
+    (slot as u64).saturating_mul(INSN_SIZE as u64)
+}
