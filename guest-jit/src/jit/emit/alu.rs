@@ -7,7 +7,7 @@
 
 use dynasmrt::{DynasmApi, DynasmLabelApi};
 
-use super::{DIVIDEND, Emitter, JitError, REMAINDER, SHIFT_COUNT, x64};
+use super::{DIVIDEND, Emitter, JitError, REMAINDER, SHIFT_COUNT, x64, x64_imm};
 use crate::insn::{AluOp, CastKind, Imm64, Size, Source, SwapBits, SwapKind, Width};
 use crate::jit::regs::SCRATCH;
 
@@ -50,18 +50,18 @@ impl Emitter<'_> {
                 }
             }
             (Width::W64, Source::Imm(imm)) => match op {
-                Add => x64!(self.ops; add Rq(d), imm), // add dst, imm32 (sign-extended)
-                Sub => x64!(self.ops; sub Rq(d), imm), // sub dst, imm32
-                Or => x64!(self.ops; or Rq(d), imm),   // or dst, imm32
-                And => x64!(self.ops; and Rq(d), imm), // and dst, imm32
-                _ => x64!(self.ops; xor Rq(d), imm),   // xor dst, imm32
+                Add => x64_imm!(self.ops, imm; add Rq(d), IMM), // add dst, imm32 (sign-extended)
+                Sub => x64_imm!(self.ops, imm; sub Rq(d), IMM), // sub dst, imm32
+                Or => x64_imm!(self.ops, imm; or Rq(d), IMM),   // or dst, imm32
+                And => x64_imm!(self.ops, imm; and Rq(d), IMM), // and dst, imm32
+                _ => x64_imm!(self.ops, imm; xor Rq(d), IMM),   // xor dst, imm32
             },
             (Width::W32, Source::Imm(imm)) => match op {
-                Add => x64!(self.ops; add Rd(d), imm), // add dst32, imm32
-                Sub => x64!(self.ops; sub Rd(d), imm), // sub dst32, imm32
-                Or => x64!(self.ops; or Rd(d), imm),   // or dst32, imm32
-                And => x64!(self.ops; and Rd(d), imm), // and dst32, imm32
-                _ => x64!(self.ops; xor Rd(d), imm),   // xor dst32, imm32
+                Add => x64_imm!(self.ops, imm; add Rd(d), IMM), // add dst32, imm32
+                Sub => x64_imm!(self.ops, imm; sub Rd(d), IMM), // sub dst32, imm32
+                Or => x64_imm!(self.ops, imm; or Rd(d), IMM),   // or dst32, imm32
+                And => x64_imm!(self.ops, imm; and Rd(d), IMM), // and dst32, imm32
+                _ => x64_imm!(self.ops, imm; xor Rd(d), IMM),   // xor dst32, imm32
             },
         }
     }
@@ -97,10 +97,10 @@ impl Emitter<'_> {
                 x64!(self.ops; imul Rd(d), Rd(s)); // imul dst32, src32
             }
             (Width::W64, Source::Imm(imm)) => {
-                x64!(self.ops; imul Rq(d), Rq(d), imm); // imul dst, dst, imm32
+                x64_imm!(self.ops, imm; imul Rq(d), Rq(d), IMM); // imul dst, dst, imm32
             }
             (Width::W32, Source::Imm(imm)) => {
-                x64!(self.ops; imul Rd(d), Rd(d), imm); // imul dst32, dst32, imm32
+                x64_imm!(self.ops, imm; imul Rd(d), Rd(d), IMM); // imul dst32, dst32, imm32
             }
         }
     }
@@ -128,21 +128,26 @@ impl Emitter<'_> {
                     Width::W64 => x64!(self.ops; test Rq(s), Rq(s)), // test src, src
                     Width::W32 => x64!(self.ops; test Rd(s), Rd(s)), // test src32, src32
                 }
-                x64!(self.ops; jnz >nonzero); // jnz nonzero
-                self.div_by_zero(width, modulo, d);
-                x64!(self.ops
-                    ; jmp >done // jmp done
-                    ; nonzero:
-                );
+                if modulo && width == Width::W64 {
+                    // Modulo by zero leaves dst as it is: nothing to do.
+                    x64!(self.ops; jz BYTE >done); // jz done
+                } else {
+                    x64!(self.ops; jnz BYTE >nonzero); // jnz nonzero
+                    self.div_by_zero(width, modulo, d);
+                    x64!(self.ops
+                        ; jmp BYTE >done // jmp done
+                        ; nonzero:
+                    );
+                }
                 if signed {
                     match width {
                         Width::W64 => x64!(self.ops; cmp Rq(s), -1), // cmp src, -1
                         Width::W32 => x64!(self.ops; cmp Rd(s), -1), // cmp src32, -1
                     }
-                    x64!(self.ops; jne >divide); // jne divide
+                    x64!(self.ops; jne BYTE >divide); // jne divide
                     self.div_by_minus_one(width, modulo, d);
                     x64!(self.ops
-                        ; jmp >done // jmp done
+                        ; jmp BYTE >done // jmp done
                         ; divide:
                     );
                 }
@@ -345,7 +350,7 @@ impl Emitter<'_> {
             let high = i64::from(upper) << 32;
             x64!(self.ops
                 ; test Rd(d), Rd(d) // test dst32, dst32
-                ; jz >null // jz null (NULL stays NULL)
+                ; jz BYTE >null // jz null (NULL stays NULL)
                 ; mov Rq(SCRATCH), QWORD high // movabs r11, arena_upper << 32
                 ; or Rq(d), Rq(SCRATCH) // or dst, r11
                 ; null:

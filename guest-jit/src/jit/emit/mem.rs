@@ -7,7 +7,7 @@
 
 use dynasmrt::{DynasmApi, DynasmLabelApi};
 
-use super::{DIVIDEND, Emitter, x64};
+use super::{DIVIDEND, Emitter, x64, x64_mem};
 use crate::insn::{AtomicOp, Size, Source, Width};
 use crate::jit::regs::{SCRATCH, SCRATCH_AUX, x86};
 
@@ -15,21 +15,21 @@ impl Emitter<'_> {
     /// `dst = *(size *)(src + off)`, zero-extended.
     pub(super) fn load(&mut self, size: Size, d: u8, s: u8, off: i32) {
         self.access(Some(d), |ops| match size {
-            Size::B => x64!(ops; movzx Rd(d), BYTE [Rq(s) + off]), // movzx dst32, byte [src+off]
-            Size::H => x64!(ops; movzx Rd(d), WORD [Rq(s) + off]), // movzx dst32, word [src+off]
-            Size::W => x64!(ops; mov Rd(d), DWORD [Rq(s) + off]),  // mov dst32, dword [src+off]
-            Size::DW => x64!(ops; mov Rq(d), QWORD [Rq(s) + off]), // mov dst, qword [src+off]
+            Size::B => x64_mem!(ops, s, off; movzx Rd(d), BYTE MEM), // movzx dst32, byte [src+off]
+            Size::H => x64_mem!(ops, s, off; movzx Rd(d), WORD MEM), // movzx dst32, word [src+off]
+            Size::W => x64_mem!(ops, s, off; mov Rd(d), DWORD MEM),  // mov dst32, dword [src+off]
+            Size::DW => x64_mem!(ops, s, off; mov Rq(d), QWORD MEM), // mov dst, qword [src+off]
         });
     }
 
     /// `dst = *(signed size *)(src + off)`, sign-extended to 64 bits.
     pub(super) fn load_sx(&mut self, size: Size, d: u8, s: u8, off: i32) {
         self.access(Some(d), |ops| match size {
-            Size::B => x64!(ops; movsx Rq(d), BYTE [Rq(s) + off]), // movsx dst, byte [src+off]
-            Size::H => x64!(ops; movsx Rq(d), WORD [Rq(s) + off]), // movsx dst, word [src+off]
-            Size::W => x64!(ops; movsxd Rq(d), DWORD [Rq(s) + off]), // movsxd dst, dword [src+off]
+            Size::B => x64_mem!(ops, s, off; movsx Rq(d), BYTE MEM), // movsx dst, byte [src+off]
+            Size::H => x64_mem!(ops, s, off; movsx Rq(d), WORD MEM), // movsx dst, word [src+off]
+            Size::W => x64_mem!(ops, s, off; movsxd Rq(d), DWORD MEM), // movsxd dst, dword [src+off]
             // The decoder refuses ldsxdw; 64 bits need no extension.
-            Size::DW => x64!(ops; mov Rq(d), QWORD [Rq(s) + off]), // mov dst, qword [src+off]
+            Size::DW => x64_mem!(ops, s, off; mov Rq(d), QWORD MEM), // mov dst, qword [src+off]
         });
     }
 
@@ -40,18 +40,18 @@ impl Emitter<'_> {
             Source::Reg(s) => {
                 let s = x86(s);
                 self.access(None, |ops| match size {
-                    Size::B => x64!(ops; mov BYTE [Rq(d) + off], Rb(s)), // mov byte [dst+off], src8
-                    Size::H => x64!(ops; mov WORD [Rq(d) + off], Rw(s)), // mov word [dst+off], src16
-                    Size::W => x64!(ops; mov DWORD [Rq(d) + off], Rd(s)), // mov dword [dst+off], src32
-                    Size::DW => x64!(ops; mov QWORD [Rq(d) + off], Rq(s)), // mov qword [dst+off], src
+                    Size::B => x64_mem!(ops, d, off; mov BYTE MEM, Rb(s)), // mov byte [dst+off], src8
+                    Size::H => x64_mem!(ops, d, off; mov WORD MEM, Rw(s)), // mov word [dst+off], src16
+                    Size::W => x64_mem!(ops, d, off; mov DWORD MEM, Rd(s)), // mov dword [dst+off], src32
+                    Size::DW => x64_mem!(ops, d, off; mov QWORD MEM, Rq(s)), // mov qword [dst+off], src
                 });
             }
             Source::Imm(imm) => {
                 self.access(None, |ops| match size {
-                    Size::B => x64!(ops; mov BYTE [Rq(d) + off], imm as i8), // mov byte [dst+off], imm8
-                    Size::H => x64!(ops; mov WORD [Rq(d) + off], imm as i16), // mov word [dst+off], imm16
-                    Size::W => x64!(ops; mov DWORD [Rq(d) + off], imm), // mov dword [dst+off], imm32
-                    Size::DW => x64!(ops; mov QWORD [Rq(d) + off], imm), // mov qword [dst+off], imm32 (sign-extended)
+                    Size::B => x64_mem!(ops, d, off; mov BYTE MEM, imm as i8), // mov byte [dst+off], imm8
+                    Size::H => x64_mem!(ops, d, off; mov WORD MEM, imm as i16), // mov word [dst+off], imm16
+                    Size::W => x64_mem!(ops, d, off; mov DWORD MEM, imm), // mov dword [dst+off], imm32
+                    Size::DW => x64_mem!(ops, d, off; mov QWORD MEM, imm), // mov qword [dst+off], imm32 (sign-extended)
                 });
             }
         }
@@ -65,37 +65,37 @@ impl Emitter<'_> {
         match op {
             AtomicOp::Add | AtomicOp::Or | AtomicOp::And | AtomicOp::Xor => {
                 self.access(None, |ops| match (op, w64) {
-                    (AtomicOp::Add, true) => x64!(ops; lock add QWORD [Rq(d) + off], Rq(s)), // lock add [dst+off], src
-                    (AtomicOp::Or, true) => x64!(ops; lock or QWORD [Rq(d) + off], Rq(s)), // lock or [dst+off], src
-                    (AtomicOp::And, true) => x64!(ops; lock and QWORD [Rq(d) + off], Rq(s)), // lock and [dst+off], src
-                    (_, true) => x64!(ops; lock xor QWORD [Rq(d) + off], Rq(s)), // lock xor [dst+off], src
-                    (AtomicOp::Add, false) => x64!(ops; lock add DWORD [Rq(d) + off], Rd(s)), // lock add [dst+off], src32
-                    (AtomicOp::Or, false) => x64!(ops; lock or DWORD [Rq(d) + off], Rd(s)), // lock or [dst+off], src32
-                    (AtomicOp::And, false) => x64!(ops; lock and DWORD [Rq(d) + off], Rd(s)), // lock and [dst+off], src32
-                    (_, false) => x64!(ops; lock xor DWORD [Rq(d) + off], Rd(s)), // lock xor [dst+off], src32
+                    (AtomicOp::Add, true) => x64_mem!(ops, d, off; lock add QWORD MEM, Rq(s)), // lock add [dst+off], src
+                    (AtomicOp::Or, true) => x64_mem!(ops, d, off; lock or QWORD MEM, Rq(s)), // lock or [dst+off], src
+                    (AtomicOp::And, true) => x64_mem!(ops, d, off; lock and QWORD MEM, Rq(s)), // lock and [dst+off], src
+                    (_, true) => x64_mem!(ops, d, off; lock xor QWORD MEM, Rq(s)), // lock xor [dst+off], src
+                    (AtomicOp::Add, false) => x64_mem!(ops, d, off; lock add DWORD MEM, Rd(s)), // lock add [dst+off], src32
+                    (AtomicOp::Or, false) => x64_mem!(ops, d, off; lock or DWORD MEM, Rd(s)), // lock or [dst+off], src32
+                    (AtomicOp::And, false) => x64_mem!(ops, d, off; lock and DWORD MEM, Rd(s)), // lock and [dst+off], src32
+                    (_, false) => x64_mem!(ops, d, off; lock xor DWORD MEM, Rd(s)), // lock xor [dst+off], src32
                 });
             }
             AtomicOp::FetchAdd => self.access(None, |ops| {
                 if w64 {
-                    x64!(ops; lock xadd QWORD [Rq(d) + off], Rq(s)); // lock xadd [dst+off], src
+                    x64_mem!(ops, d, off; lock xadd QWORD MEM, Rq(s)); // lock xadd [dst+off], src
                 } else {
-                    x64!(ops; lock xadd DWORD [Rq(d) + off], Rd(s)); // lock xadd [dst+off], src32
+                    x64_mem!(ops, d, off; lock xadd DWORD MEM, Rd(s)); // lock xadd [dst+off], src32
                 }
             }),
             // xchg with memory is locked without the prefix.
             AtomicOp::Xchg => self.access(None, |ops| {
                 if w64 {
-                    x64!(ops; xchg QWORD [Rq(d) + off], Rq(s)); // xchg [dst+off], src
+                    x64_mem!(ops, d, off; xchg QWORD MEM, Rq(s)); // xchg [dst+off], src
                 } else {
-                    x64!(ops; xchg DWORD [Rq(d) + off], Rd(s)); // xchg [dst+off], src32
+                    x64_mem!(ops, d, off; xchg DWORD MEM, Rd(s)); // xchg [dst+off], src32
                 }
             }),
             AtomicOp::Cmpxchg => {
                 self.access(None, |ops| {
                     if w64 {
-                        x64!(ops; lock cmpxchg QWORD [Rq(d) + off], Rq(s)); // lock cmpxchg [dst+off], src
+                        x64_mem!(ops, d, off; lock cmpxchg QWORD MEM, Rq(s)); // lock cmpxchg [dst+off], src
                     } else {
-                        x64!(ops; lock cmpxchg DWORD [Rq(d) + off], Rd(s)); // lock cmpxchg [dst+off], src32
+                        x64_mem!(ops, d, off; lock cmpxchg DWORD MEM, Rd(s)); // lock cmpxchg [dst+off], src32
                     }
                 });
                 if !w64 {
@@ -131,7 +131,7 @@ impl Emitter<'_> {
         );
         if w64 {
             self.access(Some(DIVIDEND), |ops| {
-                x64!(ops; mov Rq(DIVIDEND), QWORD [Rq(base) + off]); // mov rax, [dst+off]
+                x64_mem!(ops, base, off; mov Rq(DIVIDEND), QWORD MEM); // mov rax, [dst+off]
             });
             x64!(self.ops; mov Rq(SCRATCH), Rq(DIVIDEND)); // mov r11, rax
             match op {
@@ -141,11 +141,11 @@ impl Emitter<'_> {
             }
             x64!(self.ops; cmp Rq(SCRATCH), Rq(SCRATCH)); // cmp r11, r11 (ZF = 1, Note [Fetch-op loop under fixup])
             self.access(None, |ops| {
-                x64!(ops; lock cmpxchg QWORD [Rq(base) + off], Rq(SCRATCH)); // lock cmpxchg [dst+off], r11
+                x64_mem!(ops, base, off; lock cmpxchg QWORD MEM, Rq(SCRATCH)); // lock cmpxchg [dst+off], r11
             });
         } else {
             self.access(Some(DIVIDEND), |ops| {
-                x64!(ops; mov Rd(DIVIDEND), DWORD [Rq(base) + off]); // mov eax, [dst+off]
+                x64_mem!(ops, base, off; mov Rd(DIVIDEND), DWORD MEM); // mov eax, [dst+off]
             });
             x64!(self.ops; mov Rd(SCRATCH), Rd(DIVIDEND)); // mov r11d, eax
             match op {
@@ -155,13 +155,13 @@ impl Emitter<'_> {
             }
             x64!(self.ops; cmp Rd(SCRATCH), Rd(SCRATCH)); // cmp r11d, r11d (ZF = 1, Note [Fetch-op loop under fixup])
             self.access(None, |ops| {
-                x64!(ops; lock cmpxchg DWORD [Rq(base) + off], Rd(SCRATCH)); // lock cmpxchg [dst+off], r11d
+                x64_mem!(ops, base, off; lock cmpxchg DWORD MEM, Rd(SCRATCH)); // lock cmpxchg [dst+off], r11d
             });
         }
         // rax holds the old value, zero-extended for 32 bits (loaded by a
         // 32-bit mov, or written by a failed cmpxchg).
         x64!(self.ops
-            ; jne <retry // jne retry
+            ; jne BYTE <retry // jne retry
             ; mov Rq(src), Rq(DIVIDEND) // mov src, rax (old value)
             ; mov Rq(DIVIDEND), Rq(SCRATCH_AUX) // mov rax, r10 (R0, or the old value if src is R0)
         );

@@ -33,6 +33,45 @@ macro_rules! x64 {
 }
 pub(super) use x64;
 
+/// `x64!` with one BPF memory operand, written `MEM`, that stands for
+/// `[base + off]`: the displacement takes one byte when it fits, as in the
+/// kernel's JIT, four otherwise.
+macro_rules! x64_mem {
+    ($ops:expr, $base:expr, $off:expr; $($t:tt)*) => {
+        $crate::jit::emit::x64_mem!(@munch $ops, $base, $off, [] $($t)*)
+    };
+    (@munch $ops:expr, $base:expr, $off:expr, [$($done:tt)*] MEM $($rest:tt)*) => {
+        match i8::try_from($off) {
+            Ok(off8) => $crate::jit::emit::x64!($ops; $($done)* [BYTE Rq($base) + off8] $($rest)*),
+            Err(_) => $crate::jit::emit::x64!($ops; $($done)* [Rq($base) + $off] $($rest)*),
+        }
+    };
+    (@munch $ops:expr, $base:expr, $off:expr, [$($done:tt)*] $next:tt $($rest:tt)*) => {
+        $crate::jit::emit::x64_mem!(@munch $ops, $base, $off, [$($done)* $next] $($rest)*)
+    };
+}
+pub(super) use x64_mem;
+
+/// `x64!` with one immediate operand, written `IMM`, that stands for the
+/// i32 `imm`: encoded in one byte (sign-extended by the CPU) when it fits,
+/// as in the kernel's JIT, four otherwise. Only for instructions that have
+/// both forms.
+macro_rules! x64_imm {
+    ($ops:expr, $imm:expr; $($t:tt)*) => {
+        $crate::jit::emit::x64_imm!(@munch $ops, $imm, [] $($t)*)
+    };
+    (@munch $ops:expr, $imm:expr, [$($done:tt)*] IMM $($rest:tt)*) => {
+        match i8::try_from($imm) {
+            Ok(imm8) => $crate::jit::emit::x64!($ops; $($done)* BYTE imm8 $($rest)*),
+            Err(_) => $crate::jit::emit::x64!($ops; $($done)* DWORD $imm $($rest)*),
+        }
+    };
+    (@munch $ops:expr, $imm:expr, [$($done:tt)*] $next:tt $($rest:tt)*) => {
+        $crate::jit::emit::x64_imm!(@munch $ops, $imm, [$($done)* $next] $($rest)*)
+    };
+}
+pub(super) use x64_imm;
+
 /// Bytes of BPF stack per frame (the kernel's `MAX_BPF_STACK`).
 pub(crate) const BPF_STACK_SIZE: i32 = 512;
 /// Distance below rbp of the frame's `may_goto` counter (Note [may_goto]).
