@@ -16,8 +16,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use guest_jit::jit::disassemble;
-use jit_forms::{CODE_ADDR, SLOT, cases};
+use guest_jit::asm::assemble;
+use guest_jit::insn::Program;
+use guest_jit::jit::{JitConfig, compile, disassemble};
+use jit_forms::{CODE_ADDR, SLOT, cases, helper_addr};
 
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -40,9 +42,32 @@ fn slot_code(listing: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whole programs, listed with their prologues and epilogues: the frame
+/// layout, calls and the `may_goto` counter.
+const PROGRAMS: [(&str, &str); 1] = [(
+    "program_calls",
+    "mov %r6, %r1\ncall 1\ncall local f\nadd %r0, %r6\nexit\n\
+     f:\nmov %r0, 0\nloop:\nmay_goto done\nadd %r0, 1\nja loop\ndone:\nexit",
+)];
+
 /// Every golden file's expected text, by file name.
 fn listings() -> BTreeMap<String, String> {
     let mut files: BTreeMap<String, String> = BTreeMap::new();
+    for (name, src) in PROGRAMS {
+        let program = Program::decode(&assemble(src).unwrap()).unwrap();
+        let config = JitConfig {
+            code_addr: CODE_ADDR,
+            helper_addr: &helper_addr,
+            percpu_loads: &[],
+            arena_upper: 0,
+            may_goto_budget: guest_jit::interp::MAY_GOTO_BUDGET,
+        };
+        let output = compile(&program, &config).unwrap();
+        files.insert(
+            format!("{name}.txt"),
+            disassemble(&program, &output, CODE_ADDR),
+        );
+    }
     for case in cases() {
         let program = case.program();
         let output = case.compile();

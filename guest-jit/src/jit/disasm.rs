@@ -83,3 +83,45 @@ fn write_code(out: &mut String, formatter: &mut IntelFormatter, bytes: &[u8], ip
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jit::compile;
+    use crate::jit::tests::{CODE_ADDR, setup_config, setup_helpers, setup_program};
+
+    #[test]
+    fn listing_interleaves_bpf_and_x86() {
+        let program = setup_program("lddw %r1, 0x123456789\nadd %r0, %r1\nexit");
+        let output = compile(&program, &setup_config(&setup_helpers)).unwrap();
+        let listing = disassemble(&program, &output, CODE_ADDR);
+        let headers: Vec<&str> = listing.lines().filter(|l| l.starts_with(';')).collect();
+        assert_eq!(
+            headers,
+            [
+                "; 0: lddw %r1, 0x123456789",
+                "; 2: add %r0, %r1",
+                "; 3: exit"
+            ]
+        );
+        let add = format!(
+            "{:016x}  48 01 f8                 add     rax, rdi",
+            CODE_ADDR + u64::from(output.insn_offsets[2])
+        );
+        assert!(listing.lines().any(|l| l == add), "{listing}");
+        assert!(listing.contains("mov     rdi, 0x123456789"), "{listing}");
+        assert!(listing.trim_end().ends_with("ret"), "{listing}");
+    }
+
+    #[test]
+    fn foreign_output_does_not_panic() {
+        let program = setup_program("mov %r0, 1\nexit");
+        let output = JitOutput {
+            code: vec![0x90],
+            extable: Vec::new(),
+            insn_offsets: vec![0, 500],
+        };
+        let listing = disassemble(&program, &output, 0);
+        assert_eq!(listing, "; 0: mov %r0, 1\n; 1: exit\n");
+    }
+}

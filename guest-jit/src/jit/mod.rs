@@ -35,6 +35,18 @@
 //! from the runtime's call) so that a program reading a register it never
 //! wrote sees what the interpreter gives it, 0, rather than whatever the
 //! runtime left there.
+//!
+//! Where JIT code and the interpreter may differ, only programs the kernel's
+//! verifier would refuse can tell, and the kernel's JIT differs the same way:
+//!
+//! * a frame's stack is not zeroed (the interpreter gives every frame a
+//!   fresh, zeroed one): reading stack never written sees old bytes;
+//! * a helper call clobbers R1–R5 (the interpreter keeps them);
+//! * the frames of nested calls are adjacent on one machine stack, below
+//!   each other's saved registers and return addresses, so an access off
+//!   the 512 bytes of a frame is not an error but reaches those (the
+//!   interpreter has a guard page around each frame). The VM is the
+//!   boundary such a program stays inside.
 
 mod disasm;
 mod emit;

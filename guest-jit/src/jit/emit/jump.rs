@@ -102,3 +102,37 @@ impl Emitter<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::jit::tests::{CODE_ADDR, setup_config, setup_program};
+    use crate::jit::{JitError, compile};
+
+    #[test]
+    fn helper_reach_is_exactly_rel32() {
+        // `call 1` is the first instruction after the entry prologue; its
+        // displacement counts from the end of the 5-byte call.
+        let program = setup_program("call 1\nexit");
+        let near = |_| Some(0);
+        let call_end = CODE_ADDR
+            + u64::from(
+                compile(&program, &setup_config(&near))
+                    .unwrap()
+                    .insn_offsets[1],
+            );
+        let at = |addr: u64| {
+            let helper = move |_| Some(addr);
+            compile(&program, &setup_config(&helper))
+        };
+        let farthest = call_end + i32::MAX as u64;
+        assert!(at(farthest).is_ok());
+        assert!(matches!(
+            at(farthest + 1),
+            Err(JitError::ReachHelper { pc: 0, id: 1, .. })
+        ));
+        let output = at(farthest).unwrap();
+        let call = output.insn_offsets[1] as usize - 5;
+        assert_eq!(output.code[call], 0xe8);
+        assert_eq!(output.code[call + 1..call + 5], i32::MAX.to_le_bytes());
+    }
+}

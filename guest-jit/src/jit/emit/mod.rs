@@ -381,3 +381,98 @@ pub(super) const DIVIDEND: u8 = RAX;
 pub(super) const REMAINDER: u8 = RDX;
 /// The register whose low byte `cl` is a variable shift's count.
 pub(super) const SHIFT_COUNT: u8 = RCX;
+
+#[cfg(test)]
+mod tests {
+    use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind, Register};
+
+    use super::*;
+    use crate::jit::tests::{CODE_ADDR, setup_config, setup_helpers, setup_program};
+
+    /// Decoded instructions of slot `pc`'s code.
+    fn slot_code(src: &str, pc: usize) -> Vec<iced_x86::Instruction> {
+        let program = setup_program(src);
+        let out = compile(&program, &setup_config(&setup_helpers)).unwrap();
+        let start = out.insn_offsets[pc] as usize;
+        let end = out.insn_offsets[pc + program.op(pc).unwrap().slots()] as usize;
+        let ip = CODE_ADDR + start as u64;
+        Decoder::with_ip(64, &out.code[start..end], ip, DecoderOptions::NONE)
+            .iter()
+            .collect()
+    }
+
+    /// How far rsp is below its value at the function's entry (where it is
+    /// 8 past a multiple of 16) after the prologue's pushes and `sub`.
+    fn prologue_depth(code: &[iced_x86::Instruction]) -> i64 {
+        let mut depth = 8; // the return address
+        for insn in code {
+            match insn.mnemonic() {
+                Mnemonic::Push => depth += 8,
+                Mnemonic::Sub if insn.op0_register() == Register::RSP => {
+                    assert_eq!(insn.op1_kind(), OpKind::Immediate32to64);
+                    depth += insn.immediate32to64();
+                }
+                _ => {}
+            }
+        }
+        depth
+    }
+
+    #[test]
+    fn every_function_keeps_calls_16_byte_aligned() {
+        let src = "call local f\nexit\nf:\nmay_goto +0\ncall 1\nexit";
+        for pc in [0, 2] {
+            let code = slot_code(src, pc);
+            // Rust helpers may use aligned SSE moves on their frame.
+            assert_eq!(prologue_depth(&code) % 16, 0, "slot {pc}");
+            assert_eq!(code[0].mnemonic(), Mnemonic::Push);
+            assert_eq!(code[0].op0_register(), Register::RBP);
+        }
+    }
+
+    #[test]
+    fn only_the_entry_clears_registers() {
+        let zeroed = |code: &[iced_x86::Instruction]| {
+            code.iter()
+                .filter(|i| i.mnemonic() == Mnemonic::Xor && i.op0_register() == i.op1_register())
+                .count()
+        };
+        let src = "call local f\nexit\nf:\nexit";
+        // R0 and R3–R9 in the entry; a subprogram gets its caller's values.
+        assert_eq!(zeroed(&slot_code(src, 0)), 8);
+        assert_eq!(zeroed(&slot_code(src, 2)), 0);
+    }
+
+    #[test]
+    fn may_goto_budget_is_set_in_every_frame_when_used() {
+        let wide = u64::from(u32::MAX) + 1;
+        let program = setup_program("call local f\nexit\nf:\nmay_goto +0\nexit");
+        for budget in [8 * 1024 * 1024, wide] {
+            let config = JitConfig {
+                may_goto_budget: budget,
+                ..setup_config(&setup_helpers)
+            };
+            let out = compile(&program, &config).unwrap();
+            let code: Vec<_> = Decoder::with_ip(64, &out.code, CODE_ADDR, DecoderOptions::NONE)
+                .iter()
+                .collect();
+            let slot_stores = code
+                .iter()
+                .filter(|i| {
+                    i.mnemonic() == Mnemonic::Mov
+                        && i.op0_kind() == OpKind::Memory
+                        && i.memory_displacement64() as i64 == -i64::from(MAY_GOTO_SLOT)
+                })
+                .count();
+            assert_eq!(slot_stores, 2, "budget {budget}");
+            let wide_immediate = code.iter().any(|i| i.immediate64() == wide);
+            assert_eq!(wide_immediate, budget == wide);
+        }
+        // No may_goto, no counter.
+        let code = slot_code("call local f\nexit\nf:\nexit", 0);
+        assert!(
+            code.iter()
+                .all(|i| i.memory_displacement64() as i64 != -i64::from(MAY_GOTO_SLOT))
+        );
+    }
+}
