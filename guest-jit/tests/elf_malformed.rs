@@ -1,13 +1,15 @@
 //! Malformed objects are refused with a clear error, never a panic:
 //! truncated files, wrong headers, bad relocations, bad symbols, corrupted
-//! BTF, and random mutations of the sample objects.
+//! BTF, and random mutations of the sample objects; and a `.percpu`
+//! section, made by renaming one in a sample.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 use std::error::Error as _;
 use std::fs;
 
-use guest_jit::elf::{LoadError, Object};
+use guest_jit::elf::{DataKind, LoadError, Object};
+use guest_jit::insn::{Imm64, Op, Reg};
 use guest_jit::verify::{VerifyContext, verify};
 use proptest::prelude::*;
 
@@ -535,4 +537,38 @@ proptest! {
         }
         load_everything(&bytes);
     }
+}
+
+#[test]
+fn percpu_loads_are_recorded() {
+    // globals.bpf.o with `.data.table` renamed `.percpu` in the string
+    // table: the same bytes, now one copy per CPU.
+    let mut bytes = sample("globals.bpf.o");
+    let table = section(&bytes, ".data.table");
+    let strtab = section(&bytes, ".strtab");
+    let name_at = strtab.offset + get(&bytes, table.at, 4) as usize;
+    bytes[name_at..name_at + 8].copy_from_slice(b".percpu\0");
+    let object = Object::parse(&bytes).unwrap();
+    let percpu = object
+        .data_sections()
+        .iter()
+        .position(|d| d.name == ".percpu")
+        .unwrap();
+    assert_eq!(object.data_sections()[percpu].kind, DataKind::PerCpu);
+    assert_eq!(
+        object.data_sections()[percpu].bytes[..4],
+        1u32.to_le_bytes()
+    );
+    let linked = object
+        .link(&object.programs()[0], &|i| 0x1000_0000 * (i as u64 + 1))
+        .unwrap();
+    // `table[i]` is the program's first load.
+    assert_eq!(linked.percpu_loads, [0]);
+    assert_eq!(
+        linked.program.op(0),
+        Some(&Op::LdImm64 {
+            dst: Reg::R2,
+            value: Imm64::Value(0x1000_0000 * (percpu as u64 + 1)),
+        })
+    );
 }

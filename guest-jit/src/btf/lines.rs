@@ -44,6 +44,21 @@ impl LineTable {
         LineTable::default()
     }
 
+    /// A table from `(first slot, line)` entries in any order; of several
+    /// for one slot, the last counts.
+    pub fn from_entries(mut entries: Vec<(usize, Option<SourceLine>)>) -> LineTable {
+        // Stable: equal slots keep their order, and the last one wins.
+        entries.sort_by_key(|(slot, _)| *slot);
+        let mut deduped: Vec<(usize, Option<SourceLine>)> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            match deduped.last_mut() {
+                Some(last) if last.0 == entry.0 => *last = entry,
+                _ => deduped.push(entry),
+            }
+        }
+        LineTable { entries: deduped }
+    }
+
     /// Records that slots from `slot` on come from `line` (`None`: from no
     /// known line), until the next entry. A later entry for the same slot
     /// replaces an earlier one; entries may come in any order.
@@ -107,6 +122,14 @@ mod tests {
         assert_eq!(table.starting_at(9), Some(&line(30)));
         assert_eq!(table.iter().count(), 4);
         assert_eq!(LineTable::new().get(0), None);
+        let built = LineTable::from_entries(vec![
+            (9, Some(line(1))),
+            (4, Some(line(20))),
+            (8, None),
+            (0, Some(line(10))),
+            (9, Some(line(30))),
+        ]);
+        assert_eq!(built, table);
     }
 
     #[test]

@@ -13,11 +13,11 @@
 //! first), each once however often it is called. Call and function-address
 //! offsets are computed for the new layout after everything is placed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::read::{Place, Reloc, RelocKind, Role};
 use super::{DataKind, LoadError, Object, ProgramSpec};
-use crate::btf::LineTable;
+use crate::btf::{LineTable, SourceLine};
 use crate::insn::opcode::{CALL, CALL_LOCAL, LD_IMM64, PSEUDO_FUNC, PSEUDO_IMM64};
 use crate::insn::{INSN_SIZE, Insn, Program};
 use crate::verify;
@@ -79,10 +79,13 @@ struct Linker<'a> {
     program: &'a str,
     out: Vec<Insn>,
     placed: HashMap<FuncId, usize>,
+    /// Functions placed or waiting in `queue`.
+    scheduled: HashSet<FuncId>,
     queue: VecDeque<FuncId>,
     /// `(slot in out, kind, callee)`, resolved once all are placed.
     fixups: Vec<(usize, RefKind, FuncId)>,
-    lines: LineTable,
+    /// Line entries for [`LineTable::from_entries`].
+    lines: Vec<(usize, Option<SourceLine>)>,
     functions: Vec<FunctionSymbol>,
     percpu_loads: Vec<usize>,
 }
@@ -109,9 +112,10 @@ pub(super) fn link(
         program: &spec.name,
         out: Vec::new(),
         placed: HashMap::new(),
+        scheduled: HashSet::new(),
         queue: VecDeque::new(),
         fixups: Vec::new(),
-        lines: LineTable::new(),
+        lines: Vec::new(),
         functions: Vec::new(),
         percpu_loads: Vec::new(),
     };
@@ -122,7 +126,7 @@ pub(super) fn link(
     linker.apply_fixups();
 
     let functions = linker.functions;
-    let lines = linker.lines;
+    let lines = LineTable::from_entries(linker.lines);
     let ctx = verify::VerifyContext {
         helper_known: &|_| true,
         lines: Some(&lines),
@@ -143,7 +147,7 @@ pub(super) fn link(
 impl Linker<'_> {
     /// Schedules a function to be copied; its slot is known once it is.
     fn enqueue(&mut self, id: FuncId) {
-        if !self.placed.contains_key(&id) && !self.queue.contains(&id) {
+        if self.scheduled.insert(id) {
             self.queue.push_back(id);
         }
     }
@@ -161,24 +165,26 @@ impl Linker<'_> {
             start: base,
         });
         let range = function.start..function.end;
-        self.out
-            .extend_from_slice(code.insns.get(range.clone()).unwrap_or_default());
-        self.lines.insert(base, None);
-        for info in &code.lines {
-            if range.contains(&info.slot) {
-                self.lines
-                    .insert(base + info.slot - range.start, Some(info.line.clone()));
-            }
+        // Checked at parse: functions lie inside their section.
+        let insns = code.insns.get(range.clone()).unwrap_or_default();
+        self.out.extend_from_slice(insns);
+        self.lines.push((base, None));
+        let first = code.lines.partition_point(|l| l.slot < range.start);
+        for info in code.lines[first..]
+            .iter()
+            .take_while(|l| l.slot < range.end)
+        {
+            self.lines
+                .push((base + info.slot - range.start, Some(info.line.clone())));
         }
-        let mut pc = range.start;
-        while pc < range.end {
-            let insn = code.insns[pc];
-            let new = base + pc - range.start;
+        let mut i = 0;
+        while let Some(&insn) = insns.get(i) {
+            let pc = range.start + i;
             match code.relocs.get(&pc) {
-                Some(&reloc) => self.relocate(id.0, pc, new, reloc)?,
-                None => self.local_ref(id.0, pc, new, insn)?,
+                Some(&reloc) => self.relocate(id.0, pc, base + i, reloc)?,
+                None => self.local_ref(id.0, pc, base + i, insn)?,
             }
-            pc += if insn.code == LD_IMM64 { 2 } else { 1 };
+            i += if insn.code == LD_IMM64 { 2 } else { 1 };
         }
         Ok(())
     }

@@ -71,7 +71,8 @@ pub enum DataKind {
     ReadWrite,
     /// `.bss`, `.bss.*`: zero-initialised, writable.
     Zeroed,
-    /// `.percpu`: one copy per CPU, initialised from these bytes. An
+    /// `.percpu` (or `.data..percpu`): one copy per CPU, initialised from
+    /// these bytes. An
     /// `ld_imm64` of it gives the placement of the copy's image; the JIT
     /// adds the running CPU's offset (see [`LinkedProgram::percpu_loads`]).
     PerCpu,

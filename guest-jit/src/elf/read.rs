@@ -179,29 +179,32 @@ fn classify(name: &str, sh: &elf::SectionHeader64<LittleEndian>) -> (Option<Data
     };
     let kind = if !is_bits {
         None
+    } else if family(".percpu") || name == ".data..percpu" {
+        // libbpf's name, and the kernel's that an earlier libbpf proposal
+        // used; before `.data`, which would claim the latter.
+        Some(DataKind::PerCpu)
     } else if family(".rodata") {
         Some(DataKind::ReadOnly)
     } else if family(".data") {
         Some(DataKind::ReadWrite)
     } else if family(".bss") {
         Some(DataKind::Zeroed)
-    } else if family(".percpu") {
-        Some(DataKind::PerCpu)
     } else {
         None
     };
     (kind, Role::Other)
 }
 
-/// The bytes to parse, 8-byte aligned as the `object` crate's ELF structs
-/// require. Most callers' buffers already are; others are copied.
-fn aligned(bytes: &[u8]) -> Vec<u8> {
+/// A copy of `bytes` at an 8-byte aligned address, as the `object`
+/// crate's ELF structs require: the storage and where the copy starts in
+/// it. Most callers' buffers already are aligned and are not copied.
+fn aligned(bytes: &[u8]) -> (Vec<u8>, usize) {
     let mut storage = vec![0u8; bytes.len() + INSN_SIZE];
+    // align_offset may in theory give up (usize::MAX); the parser then
+    // reports a misaligned header instead of reading out of bounds.
     let off = storage.as_ptr().align_offset(INSN_SIZE).min(INSN_SIZE);
     storage[off..off + bytes.len()].copy_from_slice(bytes);
-    storage.drain(..off);
-    storage.truncate(bytes.len());
-    storage
+    (storage, off)
 }
 
 pub(super) fn parse(bytes: &[u8]) -> Result<Object, LoadError> {
@@ -211,7 +214,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Object, LoadError> {
         bytes
     } else {
         storage = aligned(bytes);
-        &storage
+        &storage.0[storage.1..storage.1 + bytes.len()]
     };
     let elf_err = |what| move |source| LoadError::ParseElf { what, source };
     let header = FileHeader64::<LittleEndian>::parse(data).map_err(elf_err("header"))?;
@@ -581,6 +584,8 @@ fn read_lines(
             });
         }
         code.lines = lines.to_vec();
+        // Clang writes them in order; linking relies on it.
+        code.lines.sort_by_key(|l| l.slot);
     }
     Ok(())
 }

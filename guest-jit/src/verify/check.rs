@@ -236,7 +236,7 @@ pub(super) fn verify(program: &Program, ctx: &VerifyContext) -> Result<VerifyInf
             names.push("...".to_owned());
         }
         // The call that needs frame MAX_CALL_FRAMES + 1.
-        let caller = chain[MAX_CALL_FRAMES - 1];
+        let caller = chain.get(MAX_CALL_FRAMES - 1).copied().unwrap_or(0);
         let slot = best[caller].map_or(0, |(slot, _)| slot);
         return Err(VerifyError::NestCalls {
             chain: names.join(" -> "),
