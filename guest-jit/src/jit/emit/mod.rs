@@ -110,7 +110,17 @@ pub(super) fn compile(program: &Program, config: &JitConfig) -> Result<JitOutput
     }
     // Code addresses are guest addresses and the host is 64-bit: no loss.
     let mut e = Emitter {
-        ops: VecAssembler::new(config.code_addr as usize),
+        // About 10 bytes of code per instruction; a label per slot and per
+        // function; a reference per jump or call.
+        ops: VecAssembler::new_with_capacity(
+            config.code_addr as usize,
+            program.len() * 12,
+            0,
+            0,
+            program.len() * 2,
+            0,
+            program.len(),
+        ),
         program,
         config,
         labels: Vec::with_capacity(program.len()),
