@@ -11,3 +11,4 @@ pub mod mailbox;
 pub mod percpu;
 pub mod pod;
 pub mod ports;
+pub mod trace;
