@@ -10,7 +10,7 @@ mod jit_forms;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use guest_jit::insn::Program;
+use guest_jit::insn::{Op, Program};
 use guest_jit::jit::{JitConfig, JitOutput, compile};
 use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
 use jit_forms::random::{self, Rng};
@@ -25,7 +25,13 @@ const FRAME_SLOTS: std::ops::RangeInclusive<i64> = -528..=-513;
 /// What an instruction's memory operand is, if it has one.
 fn bpf_access(insn: &Instruction) -> Option<u8> {
     let memory = (0..insn.op_count()).any(|i| insn.op_kind(i) == OpKind::Memory);
-    if !memory || insn.mnemonic() == Mnemonic::Lea || insn.segment_prefix() == Register::GS {
+    // lea computes an address; gs: is the per-CPU block; r11 as a base is
+    // the JIT reading its own helper table.
+    if !memory
+        || insn.mnemonic() == Mnemonic::Lea
+        || insn.segment_prefix() == Register::GS
+        || insn.memory_base() == Register::R11
+    {
         return None;
     }
     let displacement = insn.memory_displacement64() as i64;
@@ -56,12 +62,24 @@ fn check_tables(program: &Program, output: &JitOutput, what: &str) {
     );
     let end = *offsets.last().unwrap() as usize;
     assert_eq!(code.len() % 16, 0, "{what}");
+    // After the code: the helper table if a callx needs it, 8-byte aligned,
+    // then int3 padding.
+    let mut data = end;
+    if program.iter().any(|(_, op)| matches!(op, Op::Callx { .. })) {
+        data = end.next_multiple_of(8);
+        assert!(code[end..data].iter().all(|&b| b == 0xcc), "{what}");
+        for id in 0..256 {
+            let entry = u64::from_le_bytes(code[data..data + 8].try_into().unwrap());
+            assert_eq!(entry, helper_addr(id).unwrap_or(0), "{what}: entry {id}");
+            data += 8;
+        }
+    }
     assert!(
-        code.len() - end < 16,
+        code.len() - data < 16,
         "{what}: padding of {}",
-        code.len() - end
+        code.len() - data
     );
-    assert!(code[end..].iter().all(|&b| b == 0xcc), "{what}: padding");
+    assert!(code[data..].iter().all(|&b| b == 0xcc), "{what}: padding");
     for (pc, op) in program.iter() {
         // Only the second slot of an ld_imm64 shares its offset.
         let next = offsets[pc + op.slots()];

@@ -93,8 +93,10 @@ impl std::fmt::Debug for JitConfig<'_> {
 /// Machine code and the tables that describe it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JitOutput {
-    /// Machine code; the program's entry is at offset 0. The length is a
-    /// multiple of 16, padded with `int3` (0xcc).
+    /// Machine code; the program's entry is at offset 0. After the program
+    /// code come, if the program has a `callx`, the table of helper
+    /// addresses it indexes (8-byte aligned, Note [Helper table]), and
+    /// `int3` (0xcc) padding to a multiple of 16 bytes.
     pub code: Vec<u8>,
     /// One entry per emitted load, store or atomic access of BPF memory,
     /// sorted by offset; offsets count from `code[0]` (the loader rebases
@@ -165,12 +167,6 @@ pub enum JitError {
         pc: usize,
         /// BTF id of the function.
         btf_id: i32,
-    },
-    /// `callx` is not supported.
-    #[error("Instruction {pc} calls through a register, which the JIT does not support")]
-    CallRegister {
-        /// The call.
-        pc: usize,
     },
     /// A jump, local call or `func` load names a slot where no instruction
     /// starts.
@@ -267,10 +263,6 @@ mod tests {
         assert_eq!(
             err("call kfunc 12\nexit"),
             "Instruction 0 calls kernel function 12, which the JIT cannot call"
-        );
-        assert_eq!(
-            err("call %r1\nexit"),
-            "Instruction 0 calls through a register, which the JIT does not support"
         );
         assert_eq!(
             err("ja +5\nexit"),

@@ -424,4 +424,7 @@ fn jump_cases(add: &mut impl FnMut(String, Op)) {
     ] {
         add("control".into(), op);
     }
+    for dst in regs() {
+        add("callx".into(), Op::Callx { dst });
+    }
 }

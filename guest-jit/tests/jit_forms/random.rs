@@ -261,8 +261,11 @@ fn candidate(rng: &mut Rng) -> Op {
             1 => Op::Gotol { off: 0 },
             _ => Op::MayGoto { off: 0 },
         },
-        18 => Op::CallHelper {
-            id: rng.below(10) as u32 + 1,
+        18 => match rng.below(4) {
+            0 => Op::Callx { dst },
+            _ => Op::CallHelper {
+                id: rng.below(10) as u32 + 1,
+            },
         },
         _ => Op::CallLocal { off: 0 },
     }

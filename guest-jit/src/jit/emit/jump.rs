@@ -1,14 +1,19 @@
-//! Jumps, `may_goto` and calls.
+//! Jumps, `may_goto` and calls: to helpers, through a register, and to
+//! subprograms.
 //!
 //! Every jump goes to the dynamic label of its target instruction;
 //! `dynasmrt` resolves forward ones when the program is finished, with
 //! rel32 displacements, so no jump is ever out of reach.
 
-use dynasmrt::{DynasmApi, DynasmLabelApi};
+use dynasmrt::{DynamicLabel, DynasmApi, DynasmLabelApi};
 
-use super::{Emitter, JitError, MAY_GOTO_SLOT, x64};
+use super::{Emitter, INT3, JitError, MAY_GOTO_SLOT, x64};
 use crate::insn::{JmpCond, Source, Width};
-use crate::jit::regs::{RBP, x86};
+use crate::jit::regs::{RBP, SCRATCH, x86};
+
+/// Entries of the helper table `callx` indexes: ids 0 to 255 (the kernel's
+/// `enum bpf_func_id` ends near 210).
+pub(crate) const HELPER_TABLE_LEN: u32 = 256;
 
 impl Emitter<'_> {
     /// `ja` / `gotol`.
@@ -93,6 +98,59 @@ impl Emitter<'_> {
         let addr = addr as usize;
         x64!(self.ops; call extern addr); // call helper
         Ok(())
+    }
+
+    /// `callx dst`: calls the helper whose id is in dst, as the interpreter
+    /// (and ubpf, whose conformance suite tests it) does. The id indexes
+    /// the helper table after the code (Note [Helper table]); an id out of
+    /// the table or of an unknown helper ends the program with `ud2`, a
+    /// trap at this instruction.
+    pub(super) fn callx(&mut self, d: u8) {
+        let table = self.helper_table();
+        x64!(self.ops
+            ; cmp Rq(d), HELPER_TABLE_LEN as i32 // cmp dst, HELPER_TABLE_LEN
+            ; jae BYTE >unknown // jae unknown (unsigned: negative ids too)
+            ; lea Rq(SCRATCH), [=>table] // lea r11, [rip + helper_table]
+            ; mov Rq(SCRATCH), QWORD [Rq(SCRATCH) + Rq(d) * 8] // mov r11, [r11 + dst*8]
+            ; test Rq(SCRATCH), Rq(SCRATCH) // test r11, r11
+            ; jz BYTE >unknown // jz unknown (no such helper)
+            ; call Rq(SCRATCH) // call r11
+            ; jmp BYTE >done // jmp done
+            ; unknown:
+            ; ud2 // ud2 (trap: not a helper id)
+            ; done:
+        );
+    }
+
+    /// Label of the helper table, created by the first `callx`.
+    fn helper_table(&mut self) -> DynamicLabel {
+        match self.helper_table {
+            Some(label) => label,
+            None => {
+                let label = self.ops.new_dynamic_label();
+                self.helper_table = Some(label);
+                label
+            }
+        }
+    }
+
+    /// Note [Helper table]
+    /// After the program's code (past the end `insn_offsets` records, so no
+    /// trap maps into it), 8-byte aligned: the absolute guest address of
+    /// helper `id` at entry `id`, 0 where `helper_addr` knows none, for ids
+    /// below [`HELPER_TABLE_LEN`] — every id the kernel has named so far.
+    /// Only programs with a `callx` get one. The code region is read-only
+    /// in the guest, so the table cannot be redirected.
+    pub(super) fn emit_helper_table(&mut self) {
+        let Some(label) = self.helper_table else {
+            return;
+        };
+        self.ops.align(8, INT3);
+        x64!(self.ops; =>label);
+        for id in 0..HELPER_TABLE_LEN {
+            let addr = (self.config.helper_addr)(id).unwrap_or(0);
+            self.ops.extend(addr.to_le_bytes());
+        }
     }
 
     /// A bpf-to-bpf call: the callee's prologue builds its own frame.

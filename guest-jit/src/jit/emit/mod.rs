@@ -83,7 +83,7 @@ const _: () = assert!((FRAME_SIZE + 8 * CALLEE_SAVED.len() as i32) % 16 == 0);
 
 /// Alignment, and padding byte, of the code.
 const CODE_ALIGN: usize = 16;
-const INT3: u8 = 0xcc;
+pub(super) const INT3: u8 = 0xcc;
 
 /// The assembler type the emitters write to.
 pub(super) type Ops = VecAssembler<X64Relocation>;
@@ -101,6 +101,8 @@ pub(super) struct Emitter<'a> {
     extable: Vec<ExTableEntry>,
     /// Whether any `may_goto` exists, so that prologues set the counter.
     uses_may_goto: bool,
+    /// Label of the helper table, once a `callx` needs it.
+    helper_table: Option<DynamicLabel>,
 }
 
 /// See [`super::compile`].
@@ -129,6 +131,7 @@ pub(super) fn compile(program: &Program, config: &JitConfig) -> Result<JitOutput
         uses_may_goto: program
             .iter()
             .any(|(_, op)| matches!(op, Op::MayGoto { .. })),
+        helper_table: None,
     };
     for _ in 0..program.len() {
         let label = e.ops.new_dynamic_label();
@@ -167,6 +170,7 @@ pub(super) fn compile(program: &Program, config: &JitConfig) -> Result<JitOutput
     }
     let end = e.offset()?;
     insn_offsets[program.len()] = end;
+    e.emit_helper_table();
     e.ops.align(CODE_ALIGN, INT3);
     let code = e.ops.finalize().map_err(JitError::Assemble)?;
     Ok(JitOutput {
@@ -301,7 +305,7 @@ impl Emitter<'_> {
             Op::CallHelper { id } => self.call_helper(pc, id)?,
             Op::CallLocal { off } => self.call_local(pc, off.into())?,
             Op::CallKfunc { btf_id, .. } => return Err(JitError::CallKfunc { pc, btf_id }),
-            Op::Callx { .. } => return Err(JitError::CallRegister { pc }),
+            Op::Callx { dst } => self.callx(x86(dst)),
             Op::Exit => self.epilogue(),
         }
         Ok(())
