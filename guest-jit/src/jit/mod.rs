@@ -224,6 +224,29 @@ mod tests {
         Program::decode(&assemble(src).unwrap()).unwrap()
     }
 
+    /// The decoded x86 code of slot `pc` of the program `src`.
+    pub(crate) fn setup_slot_code(src: &str, pc: usize) -> Vec<iced_x86::Instruction> {
+        let program = setup_program(src);
+        let out = compile(&program, &setup_config(&setup_helpers)).unwrap();
+        let start = out.insn_offsets[pc] as usize;
+        let end = out.insn_offsets[pc + program.op(pc).unwrap().slots()] as usize;
+        let ip = CODE_ADDR + start as u64;
+        iced_x86::Decoder::with_ip(
+            64,
+            &out.code[start..end],
+            ip,
+            iced_x86::DecoderOptions::NONE,
+        )
+        .iter()
+        .collect()
+    }
+
+    /// The code of one instruction, placed after a `mov %r0, 0` that
+    /// carries the prologue.
+    pub(crate) fn setup_insn_code(insn: &str) -> Vec<iced_x86::Instruction> {
+        setup_slot_code(&format!("mov %r0, 0\n{insn}\nexit"), 1)
+    }
+
     #[test]
     fn insn_at_maps_offsets_back_to_slots() {
         let program = setup_program("mov %r0, 1\nlddw %r1, 0x123456789\nadd %r0, %r1\nexit");

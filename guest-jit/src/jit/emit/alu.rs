@@ -397,3 +397,68 @@ enum ShiftCount {
     Imm(i8),
     Cl,
 }
+
+#[cfg(test)]
+mod tests {
+    use iced_x86::{Instruction, Mnemonic};
+
+    use crate::jit::tests::setup_insn_code;
+
+    fn divides(code: &[Instruction]) -> bool {
+        code.iter()
+            .any(|i| matches!(i.mnemonic(), Mnemonic::Div | Mnemonic::Idiv))
+    }
+
+    #[test]
+    fn divisors_that_trap_on_x86_never_reach_a_divide() {
+        for op in [
+            "div", "mod", "sdiv", "smod", "div32", "mod32", "sdiv32", "smod32",
+        ] {
+            assert!(
+                !divides(&setup_insn_code(&format!("{op} %r1, 0"))),
+                "{op} by 0"
+            );
+            assert!(
+                divides(&setup_insn_code(&format!("{op} %r1, 7"))),
+                "{op} by 7"
+            );
+        }
+        for op in ["sdiv", "smod", "sdiv32", "smod32"] {
+            assert!(
+                !divides(&setup_insn_code(&format!("{op} %r1, -1"))),
+                "{op} by -1"
+            );
+        }
+        // Unsigned division by -1 is by 2^64 - 1 (or 2^32 - 1): no trap.
+        assert!(divides(&setup_insn_code("div %r1, -1")));
+    }
+
+    #[test]
+    fn register_divisors_are_checked_before_dividing() {
+        for op in ["div", "mod32", "sdiv", "smod32"] {
+            for (dst, src) in [(1, 2), (0, 3), (3, 0), (3, 3)] {
+                let code = setup_insn_code(&format!("{op} %r{dst}, %r{src}"));
+                let at = |m: Mnemonic| code.iter().position(|i| i.mnemonic() == m);
+                let divide = at(Mnemonic::Div).or(at(Mnemonic::Idiv)).unwrap();
+                assert!(at(Mnemonic::Test).unwrap() < divide, "{op} r{dst}, r{src}");
+                if op.starts_with('s') {
+                    assert!(at(Mnemonic::Cmp).unwrap() < divide, "{op} r{dst}, r{src}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn immediate_shifts_are_masked_like_bpf() {
+        // 64 & 63 = 0: nothing to shift; 33 & 31 = 1 for 32 bits.
+        assert_eq!(setup_insn_code("lsh %r1, 64")[0].mnemonic(), Mnemonic::Nop);
+        let shl = setup_insn_code("lsh32 %r1, 33");
+        assert_eq!(shl[0].mnemonic(), Mnemonic::Shl);
+        assert_eq!(shl[0].immediate8(), 1);
+        // A 32-bit shift by 0 still zero-extends.
+        assert_eq!(
+            setup_insn_code("rsh32 %r1, 32")[0].mnemonic(),
+            Mnemonic::Mov
+        );
+    }
+}

@@ -167,3 +167,52 @@ impl Emitter<'_> {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use iced_x86::{Mnemonic, Register};
+
+    use crate::jit::tests::setup_insn_code;
+
+    #[test]
+    fn cmpxchg32_zero_extends_r0() {
+        let code = setup_insn_code("lock cmpxchg32 [%r1-8], %r2");
+        let last = code.last().unwrap();
+        assert_eq!(last.mnemonic(), Mnemonic::Mov);
+        assert_eq!(
+            (last.op0_register(), last.op1_register()),
+            (Register::EAX, Register::EAX)
+        );
+        // 64 bits need nothing after the cmpxchg.
+        let code = setup_insn_code("lock cmpxchg [%r1-8], %r2");
+        assert_eq!(code.len(), 1);
+        assert!(code[0].has_lock_prefix());
+    }
+
+    #[test]
+    fn fetch_op_loop_sets_zf_just_before_its_cmpxchg() {
+        // Note [Fetch-op loop under fixup].
+        for op in ["and", "or32", "xor"] {
+            let code = setup_insn_code(&format!("lock fetch {op} [%r1-8], %r2"));
+            let cmpxchg = code
+                .iter()
+                .position(|i| i.mnemonic() == Mnemonic::Cmpxchg)
+                .unwrap();
+            let before = &code[cmpxchg - 1];
+            assert_eq!(before.mnemonic(), Mnemonic::Cmp, "{op}");
+            assert_eq!(before.op0_register(), before.op1_register(), "{op}");
+            assert_eq!(code[cmpxchg + 1].mnemonic(), Mnemonic::Jne, "{op}");
+        }
+    }
+
+    #[test]
+    fn acquire_and_release_are_plain_moves() {
+        // x86-64 is TSO: no fence, no lock.
+        for insn in ["ldxacqdw %r0, [%r1+8]", "stxrelw [%r1+8], %r2"] {
+            let code = setup_insn_code(insn);
+            assert_eq!(code.len(), 1, "{insn}");
+            assert_eq!(code[0].mnemonic(), Mnemonic::Mov, "{insn}");
+            assert!(!code[0].has_lock_prefix(), "{insn}");
+        }
+    }
+}

@@ -401,19 +401,9 @@ mod tests {
     use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind, Register};
 
     use super::*;
-    use crate::jit::tests::{CODE_ADDR, setup_config, setup_helpers, setup_program};
-
-    /// Decoded instructions of slot `pc`'s code.
-    fn slot_code(src: &str, pc: usize) -> Vec<iced_x86::Instruction> {
-        let program = setup_program(src);
-        let out = compile(&program, &setup_config(&setup_helpers)).unwrap();
-        let start = out.insn_offsets[pc] as usize;
-        let end = out.insn_offsets[pc + program.op(pc).unwrap().slots()] as usize;
-        let ip = CODE_ADDR + start as u64;
-        Decoder::with_ip(64, &out.code[start..end], ip, DecoderOptions::NONE)
-            .iter()
-            .collect()
-    }
+    use crate::jit::tests::{
+        CODE_ADDR, setup_config, setup_helpers, setup_program, setup_slot_code,
+    };
 
     /// How far rsp is below its value at the function's entry (where it is
     /// 8 past a multiple of 16) after the prologue's pushes and `sub`.
@@ -436,7 +426,7 @@ mod tests {
     fn every_function_keeps_calls_16_byte_aligned() {
         let src = "call local f\nexit\nf:\nmay_goto +0\ncall 1\nexit";
         for pc in [0, 2] {
-            let code = slot_code(src, pc);
+            let code = setup_slot_code(src, pc);
             // Rust helpers may use aligned SSE moves on their frame.
             assert_eq!(prologue_depth(&code) % 16, 0, "slot {pc}");
             assert_eq!(code[0].mnemonic(), Mnemonic::Push);
@@ -453,8 +443,8 @@ mod tests {
         };
         let src = "call local f\nexit\nf:\nexit";
         // R0 and R3–R9 in the entry; a subprogram gets its caller's values.
-        assert_eq!(zeroed(&slot_code(src, 0)), 8);
-        assert_eq!(zeroed(&slot_code(src, 2)), 0);
+        assert_eq!(zeroed(&setup_slot_code(src, 0)), 8);
+        assert_eq!(zeroed(&setup_slot_code(src, 2)), 0);
     }
 
     #[test]
@@ -483,7 +473,7 @@ mod tests {
             assert_eq!(wide_immediate, budget == wide);
         }
         // No may_goto, no counter.
-        let code = slot_code("call local f\nexit\nf:\nexit", 0);
+        let code = setup_slot_code("call local f\nexit\nf:\nexit", 0);
         assert!(
             code.iter()
                 .all(|i| i.memory_displacement64() as i64 != -i64::from(MAY_GOTO_SLOT))
