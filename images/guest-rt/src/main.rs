@@ -11,6 +11,7 @@
 
 mod dispatch;
 mod entry;
+mod helpers;
 mod mem;
 mod percpu;
 mod port;

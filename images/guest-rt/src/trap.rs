@@ -24,6 +24,9 @@ const PAGE_FAULT_VECTOR: u64 = 14;
 /// fault is in the per-CPU trap slots. Returns only when the fault was fixed
 /// up: the entry then resumes at the trap rip, which this may have moved.
 pub extern "C" fn trap_handler(frame: &mut TrapFrame) {
+    if fixup_probe_read() {
+        return;
+    }
     let vector = gs_read(TRAP_VECTOR_OFFSET);
     let rip = gs_read(TRAP_RIP_OFFSET);
     let cr2 = gs_read(TRAP_CR2_OFFSET);
@@ -104,5 +107,26 @@ fn gs_write(offset: usize, value: u64) {
     unsafe {
         core::arch::asm!("mov gs:[{}], {}", in(reg) offset, in(reg) value,
             options(nostack, preserves_flags));
+    }
+}
+
+// Fault-safe reads (Note [Fault-safe reads] in crate::helpers::nofault).
+
+const GENERAL_PROTECTION_VECTOR: u64 = 13;
+
+/// If the fault is the probe's load (a page fault, or a general-protection
+/// fault for a non-canonical address), points the resume rip at its fixup
+/// and returns true: the probe then returns -1 to the helper that asked.
+fn fixup_probe_read() -> bool {
+    let vector = gs_read(TRAP_VECTOR_OFFSET);
+    if vector != PAGE_FAULT_VECTOR && vector != GENERAL_PROTECTION_VECTOR {
+        return false;
+    }
+    match crate::helpers::nofault::fixup_for(gs_read(TRAP_RIP_OFFSET)) {
+        Some(resume) => {
+            gs_write(TRAP_RIP_OFFSET, resume);
+            true
+        }
+        None => false,
     }
 }
