@@ -160,39 +160,48 @@ fn check_header(bytes: &[u8]) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// The role a section name and header give a section, before indices are
-/// assigned.
-fn classify(name: &str, sh: &elf::SectionHeader64<LittleEndian>) -> (Option<DataKind>, Role) {
-    let flags = sh.sh_flags(LE).0;
-    let sh_type = sh.sh_type(LE);
+/// What a section header and name make a section, before it has an index
+/// among its kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    Code,
+    Data(DataKind),
+    Maps,
+    Other,
+}
+
+/// Classifies a section as libbpf does: executable `PROGBITS` is code;
+/// `.maps` (and legacy `maps`) hold map definitions; the `.rodata`,
+/// `.data`, `.bss` and `.percpu` families are global data.
+fn classify(name: &str, sh_type: elf::SectionType, flags: u64) -> Class {
     let is_bits = sh_type == elf::SHT_PROGBITS || sh_type == elf::SHT_NOBITS;
     if sh_type == elf::SHT_PROGBITS && flags & elf::SHF_EXECINSTR.0 != 0 {
-        return (None, Role::Code(0));
+        return Class::Code;
     }
     if name == ".maps" || name == "maps" || name.starts_with("maps/") {
-        return (None, Role::Maps);
+        return Class::Maps;
+    }
+    if !is_bits {
+        return Class::Other;
     }
     // `.data`, and `.data.anything` (named variants, `.rodata.str1.1`).
     let family = |base: &str| {
         name.strip_prefix(base)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
     };
-    let kind = if !is_bits {
-        None
-    } else if family(".percpu") || name == ".data..percpu" {
-        // libbpf's name, and the kernel's that an earlier libbpf proposal
-        // used; before `.data`, which would claim the latter.
-        Some(DataKind::PerCpu)
+    if family(".percpu") || name == ".data..percpu" {
+        // libbpf's name, and the kernel's, which an earlier libbpf proposal
+        // used; tested before `.data`, which would claim the latter.
+        Class::Data(DataKind::PerCpu)
     } else if family(".rodata") {
-        Some(DataKind::ReadOnly)
+        Class::Data(DataKind::ReadOnly)
     } else if family(".data") {
-        Some(DataKind::ReadWrite)
+        Class::Data(DataKind::ReadWrite)
     } else if family(".bss") {
-        Some(DataKind::Zeroed)
+        Class::Data(DataKind::Zeroed)
     } else {
-        None
-    };
-    (kind, Role::Other)
+        Class::Other
+    }
 }
 
 /// A copy of `bytes` at an 8-byte aligned address, as the `object`
@@ -244,49 +253,56 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Object, LoadError> {
             })
         };
         let size = sh.sh_size(LE);
-        let (kind, mut role) = classify(&name, sh);
-        if role == Role::Code(0) {
-            let bytes = contents(&name)?;
-            let insns = Insn::slice_from_bytes(bytes).map_err(|_| LoadError::SplitCode {
-                section: name.clone(),
-                size,
-            })?;
-            role = Role::Code(object.code.len());
-            object.code.push(CodeSection {
-                name: name.clone(),
-                second_half: second_halves(&insns),
-                insns,
-                relocs: BTreeMap::new(),
-                functions: Vec::new(),
-                lines: Vec::new(),
-            });
-        } else if let Some(kind) = kind {
-            data_total = data_total.saturating_add(size);
-            if data_total > MAX_DATA_SIZE {
-                return Err(LoadError::SizeData {
-                    section: name,
-                    total: data_total,
-                    max: MAX_DATA_SIZE,
+        let role = match classify(&name, sh.sh_type(LE), sh.sh_flags(LE).0) {
+            Class::Code => {
+                let bytes = contents(&name)?;
+                let insns = Insn::slice_from_bytes(bytes).map_err(|_| LoadError::SplitCode {
+                    section: name.clone(),
+                    size,
+                })?;
+                object.code.push(CodeSection {
+                    name: name.clone(),
+                    second_half: second_halves(&insns),
+                    insns,
+                    relocs: BTreeMap::new(),
+                    functions: Vec::new(),
+                    lines: Vec::new(),
                 });
+                Role::Code(object.code.len() - 1)
             }
-            let bytes = if sh.sh_type(LE) == elf::SHT_NOBITS {
-                // Bounded by MAX_DATA_SIZE just above.
-                vec![0; usize::try_from(size).unwrap_or(0)]
-            } else {
-                contents(&name)?.to_vec()
-            };
-            role = Role::Data(object.data.len());
-            object.data.push(DataSection {
-                name: name.clone(),
-                kind,
-                bytes,
-                align: sh.sh_addralign(LE).max(1),
-            });
-        } else if name == ".BTF" {
-            btf_bytes = Some(contents(&name)?);
-        } else if name == ".BTF.ext" {
-            btf_ext_bytes = Some(contents(&name)?);
-        }
+            Class::Data(kind) => {
+                data_total = data_total.saturating_add(size);
+                if data_total > MAX_DATA_SIZE {
+                    return Err(LoadError::SizeData {
+                        section: name,
+                        total: data_total,
+                        max: MAX_DATA_SIZE,
+                    });
+                }
+                let bytes = if sh.sh_type(LE) == elf::SHT_NOBITS {
+                    // Bounded by MAX_DATA_SIZE just above.
+                    vec![0; usize::try_from(size).unwrap_or(0)]
+                } else {
+                    contents(&name)?.to_vec()
+                };
+                object.data.push(DataSection {
+                    name: name.clone(),
+                    kind,
+                    bytes,
+                    align: sh.sh_addralign(LE).max(1),
+                });
+                Role::Data(object.data.len() - 1)
+            }
+            Class::Maps => Role::Maps,
+            Class::Other => {
+                if name == ".BTF" {
+                    btf_bytes = Some(contents(&name)?);
+                } else if name == ".BTF.ext" {
+                    btf_ext_bytes = Some(contents(&name)?);
+                }
+                Role::Other
+            }
+        };
         debug_assert_eq!(index.0, object.sections.len());
         object.sections.push(Section { name, role, size });
     }
@@ -588,4 +604,50 @@ fn read_lines(
         code.lines.sort_by_key(|l| l.slot);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_are_classified_like_libbpf() {
+        let data = |name| classify(name, elf::SHT_PROGBITS, elf::SHF_ALLOC.0);
+        assert_eq!(data(".rodata"), Class::Data(DataKind::ReadOnly));
+        assert_eq!(data(".rodata.str1.1"), Class::Data(DataKind::ReadOnly));
+        assert_eq!(data(".data.table"), Class::Data(DataKind::ReadWrite));
+        assert_eq!(data(".percpu"), Class::Data(DataKind::PerCpu));
+        assert_eq!(data(".data..percpu"), Class::Data(DataKind::PerCpu));
+        assert_eq!(data(".maps"), Class::Maps);
+        assert_eq!(data(".rodatax"), Class::Other);
+        assert_eq!(data("license"), Class::Other);
+        assert_eq!(data(".BTF"), Class::Other);
+        let bss = classify(".bss", elf::SHT_NOBITS, elf::SHF_ALLOC.0);
+        assert_eq!(bss, Class::Data(DataKind::Zeroed));
+        let exec = elf::SHF_ALLOC.0 | elf::SHF_EXECINSTR.0;
+        assert_eq!(classify("xdp", elf::SHT_PROGBITS, exec), Class::Code);
+        // A `.data` that is a note, or executable, is not data.
+        assert_eq!(classify(".data", elf::SHT_NOTE, 0), Class::Other);
+        assert_eq!(classify(".data", elf::SHT_PROGBITS, exec), Class::Code);
+    }
+
+    #[test]
+    fn second_halves_follow_ld_imm64() {
+        let lddw = Insn::new(LD_IMM64, 1, 0, 0, 0);
+        let exit = Insn::new(0x95, 0, 0, 0, 0);
+        assert_eq!(
+            second_halves(&[lddw, Insn::default(), exit, lddw]),
+            [false, true, false, false]
+        );
+        // Data that looks like ld_imm64 in a second half starts nothing.
+        assert_eq!(second_halves(&[lddw, lddw, exit]), [false, true, false]);
+    }
+
+    #[test]
+    fn misaligned_input_is_copied_aligned() {
+        let bytes = [1u8, 2, 3, 4, 5];
+        let (storage, off) = aligned(&bytes);
+        assert_eq!(storage[off..off + 5], bytes);
+        assert_eq!(storage[off..].as_ptr().align_offset(INSN_SIZE), 0);
+    }
 }
