@@ -21,6 +21,9 @@ use guest_jit::insn::Program;
 use guest_jit::jit::{JitConfig, compile, disassemble};
 use jit_forms::{CODE_ADDR, SLOT, cases, helper_addr};
 
+/// Guest address of the instruction under test in the listings.
+const SLOT_ADDR: u64 = 0x60_1000;
+
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
@@ -70,8 +73,12 @@ fn listings() -> BTreeMap<String, String> {
     }
     for case in cases() {
         let program = case.program();
-        let output = case.compile();
-        let listing = disassemble(&program, &output, CODE_ADDR);
+        // Compiled where the instruction under test starts at SLOT_ADDR,
+        // so that its listing does not move when the prologue changes.
+        let prologue = case.compile().insn_offsets[SLOT];
+        let code_addr = SLOT_ADDR - u64::from(prologue);
+        let output = case.compile_at(code_addr);
+        let listing = disassemble(&program, &output, code_addr);
         let text = files.entry(format!("{}.txt", case.group)).or_default();
         let op = program.op(SLOT).unwrap();
         writeln!(text, "{op}").unwrap();

@@ -52,9 +52,14 @@ impl Case {
 
     /// Compiles [`Case::program`] with the test configuration.
     pub fn compile(&self) -> JitOutput {
+        self.compile_at(CODE_ADDR)
+    }
+
+    /// Compiles [`Case::program`] for `code_addr`.
+    pub fn compile_at(&self, code_addr: u64) -> JitOutput {
         let percpu = [SLOT];
         let config = JitConfig {
-            code_addr: CODE_ADDR,
+            code_addr,
             helper_addr: &helper_addr,
             percpu_loads: if self.percpu { &percpu } else { &[] },
             arena_upper: ARENA_UPPER,

@@ -76,6 +76,9 @@ impl Emitter<'_> {
                 let s = crate::jit::regs::x86(s);
                 x64!(self.ops; mov Rd(d), Rd(s)); // mov dst32, src32 (zero-extends, even to itself)
             }
+            // No flags are live between BPF instructions, so 0 can be an
+            // xor, the shortest form.
+            (_, Source::Imm(0)) => x64!(self.ops; xor Rd(d), Rd(d)), // xor dst32, dst32
             // A non-negative imm32 is the same zero- or sign-extended, and
             // the 32-bit form is shorter.
             (Width::W64, Source::Imm(imm)) if imm < 0 => {
@@ -363,7 +366,9 @@ impl Emitter<'_> {
     pub(super) fn ld_imm64(&mut self, pc: usize, d: u8, value: Imm64) -> Result<(), JitError> {
         match value {
             Imm64::Value(v) => {
-                if let Ok(low) = u32::try_from(v) {
+                if v == 0 {
+                    x64!(self.ops; xor Rd(d), Rd(d)); // xor dst32, dst32
+                } else if let Ok(low) = u32::try_from(v) {
                     x64!(self.ops; mov Rd(d), low as i32); // mov dst32, imm32 (zero-extended)
                 } else if let Ok(imm) = i32::try_from(v as i64) {
                     x64!(self.ops; mov Rq(d), imm); // mov dst, imm32 (sign-extended)

@@ -54,6 +54,10 @@ impl Emitter<'_> {
                 let s = x86(s);
                 x64!(self.ops; test Rd(d), Rd(s)); // test dst32, src32
             }
+            // `test r, r` sets every flag a jcc reads as `cmp r, 0` does
+            // (CF = OF = 0), in fewer bytes: the kernel's choice too.
+            (Width::W64, Source::Imm(0), false) => x64!(self.ops; test Rq(d), Rq(d)), // test dst, dst
+            (Width::W32, Source::Imm(0), false) => x64!(self.ops; test Rd(d), Rd(d)), // test dst32, dst32
             (Width::W64, Source::Imm(imm), false) => x64!(self.ops; cmp Rq(d), imm), // cmp dst, imm32
             (Width::W64, Source::Imm(imm), true) => x64!(self.ops; test Rq(d), imm), // test dst, imm32
             (Width::W32, Source::Imm(imm), false) => x64!(self.ops; cmp Rd(d), imm), // cmp dst32, imm32
