@@ -1,8 +1,13 @@
 //! `bpfvisor`: run eBPF programs inside KVM micro-VMs.
 
 mod check;
+mod conformance;
+mod disasm;
+mod failure;
+mod run;
 
 use clap::{Parser, Subcommand};
+use failure::{Failure, FailureKind};
 use std::process::ExitCode;
 
 /// Run eBPF programs inside KVM micro-VMs.
@@ -19,6 +24,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a program of a BPF object in a fresh sandbox and print its
+    /// return value, trace output and data.
+    Run(run::RunArgs),
+    /// Show a program's BPF instructions with their C source lines, or the
+    /// x86-64 code the JIT makes of them.
+    Disasm(disasm::DisasmArgs),
+    /// Run bpf_conformance `.data` tests in the VM or the interpreter.
+    Conformance(conformance::ConformanceArgs),
     /// Check that this machine can run sandboxes: boot one and ping every vCPU.
     Check(check::CheckArgs),
 }
@@ -26,25 +39,13 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check(args) => check::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Disasm(args) => disasm::run(&args),
+        Command::Conformance(args) => conformance::run(&args),
+        Command::Check(args) => check::run(&args).map_err(|e| Failure::new(FailureKind::Host, e)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {}", error_chain(err.as_ref()));
-            ExitCode::FAILURE
-        }
+        Err(failure) => failure.report(),
     }
-}
-
-/// An error and its causes, outermost first: "A: B: C".
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }

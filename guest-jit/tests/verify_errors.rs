@@ -192,17 +192,15 @@ fn refuses_helpers_bpfvisor_lacks() {
 }
 
 #[test]
-fn refuses_kfuncs_callx_and_unresolved_loads() {
+fn refuses_kfuncs_and_unresolved_loads_but_not_callx() {
     assert_eq!(
         message("call kfunc 77, 0\nexit"),
         "error: instruction 0 calls a kernel function (kfunc, BTF id 77); kfuncs are not supported\n  \
          0: call kfunc 77"
     );
-    assert_eq!(
-        message("mov %r2, 1\ncall %r2\nexit"),
-        "error: instruction 1 calls through a register; indirect calls (callx) are not supported\n  \
-         1: call %r2"
-    );
+    // callx calls the helper whose id is in the register; which one is
+    // known only at run time.
+    verify_asm("mov %r2, 1\ncall %r2\nexit").unwrap();
     assert_eq!(
         message("lddw %r1, map_fd(3)\nexit"),
         "error: instruction 0 loads a map or kernel object that the loader has not resolved\n  \

@@ -1,8 +1,7 @@
 //! The bpf_conformance suite through the verifier: every `negative/` case
 //! that is a verifier matter (an instruction that does not decode) is
 //! refused with a clear message, the others are not the verifier's to
-//! refuse; and every program of `tests/` verifies, but for `callx`, which
-//! bpfvisor does not support (the JIT refuses it too).
+//! refuse; and every program of `tests/` verifies.
 //!
 //! `conformance.rs` checks the same files against the assembler and the
 //! interpreter; this file is about `verify` alone.
@@ -154,8 +153,6 @@ fn every_suite_program_verifies() {
             continue;
         };
         match (name(path).as_str(), decode_and_verify(&insns, &ctx)) {
-            ("callx.data", Err(VerifyError::CallRegister { .. })) => {}
-            ("callx.data", other) => failures.push(format!("callx.data: {other:?}")),
             (_, Ok(_)) => {}
             (file, Err(err)) => failures.push(format!("{file}: {err}")),
         }

@@ -497,7 +497,10 @@ impl fmt::Debug for Layout {
                 &format_args!("{:#x}", self.config.extable_size),
             )
             .field("rodata", &format_args!("{:#x}", self.rodata_start()))
-            .field("rodata_size", &format_args!("{:#x}", self.config.rodata_size))
+            .field(
+                "rodata_size",
+                &format_args!("{:#x}", self.config.rodata_size),
+            )
             .field("data", &format_args!("{:#x}", self.data_start()))
             .field("data_size", &format_args!("{:#x}", self.config.data_size))
             .field("memory_size", &format_args!("{:#x}", self.memory_size()))

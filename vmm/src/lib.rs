@@ -2,16 +2,23 @@
 //! exits, deadlines, and the public [`Sandbox`] API.
 
 pub mod arch;
+pub mod conformance;
 pub mod exit;
+pub mod helpers;
 pub mod kick;
 pub mod kvm;
 pub mod machine;
 pub mod memory;
+pub mod program;
 pub mod runtime;
 pub mod sandbox;
 pub mod trap;
 pub mod vcpu;
 
+pub use helpers::HelperSet;
 pub use memory::GuestMemory;
+pub use program::{
+    LoadError, LoadedProgram, ProgramId, ProgramInput, ProgramRun, SourceLine, TrapSite,
+};
 pub use sandbox::{Call, Outcome, RunError, RunReport, Sandbox, SandboxConfig, SandboxError};
 pub use trap::{PageFaultAccess, Trap, TrapKind};

@@ -148,9 +148,9 @@ impl RuntimeImage {
             return Err(RuntimeError::StubLayout(span));
         }
         let text = |addr: u64| {
-            segments
-                .iter()
-                .any(|s| s.access == Access::ReadExec && addr >= s.addr && addr < s.addr + s.mem_size)
+            segments.iter().any(|s| {
+                s.access == Access::ReadExec && addr >= s.addr && addr < s.addr + s.mem_size
+            })
         };
         let code_symbols = elf
             .symbols()

@@ -5,6 +5,7 @@ use crate::kick::install_handler;
 use crate::kvm::{KvmError, kvm, supported_cpuid};
 use crate::machine::{MachineError, write_boot_image};
 use crate::memory::{GuestMemory, MemoryError};
+use crate::program::Loaded;
 use crate::runtime::{RuntimeError, RuntimeImage};
 use crate::trap::Trap;
 use crate::vcpu::{CallEnd, CallReport, Vcpu, VcpuError, VcpuHandle};
@@ -227,6 +228,7 @@ pub struct Sandbox {
     #[expect(dead_code, reason = "owns the VM for the sandbox's lifetime")]
     vm: VmFd,
     pub(crate) memory: Arc<GuestMemory>,
+    pub(crate) loaded: Loaded,
     tsc_khz: u32,
     next_seq: AtomicU64,
     poisoned: AtomicBool,
@@ -292,6 +294,7 @@ impl Sandbox {
             vcpus,
             vm,
             memory,
+            loaded: Loaded::default(),
             tsc_khz,
             next_seq: AtomicU64::new(1),
             poisoned: AtomicBool::new(false),
@@ -471,6 +474,8 @@ impl Sandbox {
     pub fn reset(&mut self) -> Result<(), SandboxError> {
         write_boot_image(&self.memory, &self.layout, self.runtime)
             .map_err(SandboxError::PrepareMachine)?;
+        self.publish_extable()
+            .map_err(|e| SandboxError::PrepareMachine(MachineError::WriteMemory(e)))?;
         for vcpu in &self.vcpus {
             vcpu.lock().unwrap_or_else(|p| p.into_inner()).reset()?;
         }

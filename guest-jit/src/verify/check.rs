@@ -114,7 +114,6 @@ pub(super) fn verify(program: &Program, ctx: &VerifyContext) -> Result<VerifyInf
             Op::CallKfunc { btf_id, .. } => {
                 return Err(VerifyError::CallKfunc { btf_id, at: at(pc) });
             }
-            Op::Callx { .. } => return Err(VerifyError::CallRegister { at: at(pc) }),
             Op::LdImm64 { value, .. } => match value {
                 Imm64::Value(_) => false,
                 Imm64::Func { .. } => true,

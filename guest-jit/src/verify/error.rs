@@ -156,12 +156,6 @@ pub enum VerifyError {
         /// Where.
         at: Box<Location>,
     },
-    /// A `callx`.
-    #[error("error: instruction {} calls through a register; indirect calls (callx) are not supported{at}", at.slot)]
-    CallRegister {
-        /// Where.
-        at: Box<Location>,
-    },
     /// An `ld_imm64` the loader should have resolved (a map, a kernel
     /// variable, a map value).
     #[error("error: instruction {} loads a map or kernel object that the loader has not resolved{at}", at.slot)]
@@ -217,7 +211,6 @@ impl VerifyError {
             | FallThrough { at, .. }
             | FindHelper { at, .. }
             | CallKfunc { at, .. }
-            | CallRegister { at }
             | ResolveLdImm64 { at }
             | CallRecursively { at, .. }
             | NestCalls { at, .. }

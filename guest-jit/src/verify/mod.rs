@@ -10,8 +10,10 @@
 //!   unused fields, no write to r10), `ld_imm64` pairs intact;
 //! * jumps land on an instruction start inside their own function;
 //! * no function can run past its end: each ends in `exit` or `ja`;
-//! * calls name a known helper, or a local function (no kfuncs, no
-//!   `callx`); `ld_imm64` has been resolved by the loader;
+//! * calls name a known helper, or a local function (no kfuncs);
+//!   `ld_imm64` has been resolved by the loader. `callx` is allowed: it
+//!   calls the helper whose id is in the register, as in the interpreter
+//!   and ubpf, and the JIT traps when the value is no helper id;
 //! * the call graph has no cycle, and no chain is deeper than
 //!   [`crate::interp::MAX_CALL_FRAMES`] frames;
 //! * direct stack accesses (`r10 + off`) stay in the 512-byte frame.

@@ -1,0 +1,654 @@
+//! BPF programs in a sandbox: loading (verify, JIT, place code, data and
+//! exception table) and running them with a context buffer.
+//!
+//! Code is placed one program after another in the JIT code region; each
+//! program's exception-table entries are appended to the table, which stays
+//! sorted because code only grows upwards. Global data sections are placed
+//! in the read-only and read-write data regions before linking, so that
+//! `ld_imm64` of a global becomes a plain guest address.
+
+use crate::helpers::HelperSet;
+use crate::memory::MemoryError;
+use crate::runtime::{RuntimeError, RuntimeImage};
+use crate::sandbox::{Call, Outcome, RunError, RunReport, Sandbox, SandboxConfig};
+use crate::trap::Trap;
+use guest_jit::btf::LineTable;
+use guest_jit::elf::{DataKind, DataSection, FunctionSymbol, LinkedProgram, Object, ProgramSpec};
+use guest_jit::insn::Program;
+use guest_jit::interp::MAY_GOTO_BUDGET;
+use guest_jit::jit::{self, JitConfig, JitError, JitOutput};
+use guest_jit::verify::{VerifyContext, VerifyError, verify};
+use shm::extable::ExTableEntry;
+use shm::layout::{BOOT_INFO_START, Layout, LayoutError, PAGE_SIZE, area};
+use shm::mailbox::REQUEST_CALL;
+use shm::percpu::BootInfo;
+use shm::trace::{TRACE_HEADER_SIZE, TraceHeader, read_trace};
+use std::time::Duration;
+
+/// Code is placed at this alignment, so every program starts on a fresh
+/// cache line.
+const CODE_ALIGN: u64 = 64;
+
+/// Why a program could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The object has no program by that name.
+    #[error("Failed to select a program")]
+    SelectProgram(#[source] Box<guest_jit::elf::LoadError>),
+    /// Linking the program (relocations, subprograms) failed.
+    #[error("Failed to link program `{name}`")]
+    Link {
+        /// The program.
+        name: String,
+        /// Why.
+        #[source]
+        source: Box<guest_jit::elf::LoadError>,
+    },
+    /// The verifier refused the program.
+    #[error("Program `{name}` was refused by the verifier")]
+    Verify {
+        /// The program.
+        name: String,
+        /// Why.
+        #[source]
+        source: VerifyError,
+    },
+    /// The JIT could not compile the program.
+    #[error("Failed to compile program `{name}`")]
+    Compile {
+        /// The program.
+        name: String,
+        /// Why.
+        #[source]
+        source: JitError,
+    },
+    /// A region of the sandbox is too small for what is loaded.
+    #[error("Program `{name}` needs {needed:#x} bytes of {region}, but only {free:#x} are free")]
+    Fit {
+        /// The program or section.
+        name: String,
+        /// Which region.
+        region: &'static str,
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes left.
+        free: u64,
+    },
+    /// Guest memory could not be written.
+    #[error("Failed to write program `{name}` into guest memory")]
+    WriteMemory {
+        /// The program.
+        name: String,
+        /// Why.
+        #[source]
+        source: MemoryError,
+    },
+}
+
+/// A program given as bare instructions (no object, no line info), named
+/// `name`, ready for [`Sandbox::load_program`].
+pub fn unlinked(name: &str, program: Program) -> LinkedProgram {
+    LinkedProgram {
+        name: name.to_owned(),
+        section: String::new(),
+        program,
+        lines: LineTable::new(),
+        functions: vec![FunctionSymbol {
+            name: name.to_owned(),
+            start: 0,
+        }],
+        percpu_loads: Vec::new(),
+    }
+}
+
+/// Identifies a program loaded in a [`Sandbox`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProgramId(usize);
+
+/// A program in the sandbox's code region, with what is needed to explain
+/// its traps and show its code.
+#[derive(Debug)]
+pub struct LoadedProgram {
+    linked: LinkedProgram,
+    entry: u64,
+    jit: JitOutput,
+}
+
+impl LoadedProgram {
+    /// Verifies `linked` and compiles it for guest address `entry`, with
+    /// the helpers of `helpers` as `runtime` provides them. Writes nothing:
+    /// [`Sandbox::load_program`] places the result.
+    pub fn compile(
+        linked: LinkedProgram,
+        entry: u64,
+        runtime: &RuntimeImage,
+        helpers: HelperSet,
+    ) -> Result<LoadedProgram, LoadError> {
+        let resolve = |id| helpers.address(runtime, id);
+        verify(
+            &linked.program,
+            &VerifyContext {
+                helper_known: &|id| resolve(id).is_some(),
+                lines: Some(&linked.lines),
+                functions: &linked.functions,
+            },
+        )
+        .map_err(|source| LoadError::Verify {
+            name: linked.name.clone(),
+            source,
+        })?;
+        let jit = jit::compile(
+            &linked.program,
+            &JitConfig {
+                code_addr: entry,
+                helper_addr: &resolve,
+                percpu_loads: &linked.percpu_loads,
+                arena_upper: 0,
+                may_goto_budget: MAY_GOTO_BUDGET,
+            },
+        )
+        .map_err(|source| LoadError::Compile {
+            name: linked.name.clone(),
+            source,
+        })?;
+        Ok(LoadedProgram { linked, entry, jit })
+    }
+
+    /// The program's function name.
+    pub fn name(&self) -> &str {
+        &self.linked.name
+    }
+
+    /// The ELF section it came from (`syscall`, `xdp`, ...).
+    pub fn section(&self) -> &str {
+        &self.linked.section
+    }
+
+    /// Guest address of its first instruction.
+    pub fn entry(&self) -> u64 {
+        self.entry
+    }
+
+    /// The linked BPF program: the entry function and its subprograms.
+    pub fn linked(&self) -> &LinkedProgram {
+        &self.linked
+    }
+
+    /// The BPF instructions that were compiled.
+    pub fn program(&self) -> &Program {
+        &self.linked.program
+    }
+
+    /// The machine code and its tables.
+    pub fn jit(&self) -> &JitOutput {
+        &self.jit
+    }
+
+    /// x86 disassembly interleaved with the BPF instructions.
+    pub fn disassemble(&self) -> String {
+        jit::disassemble(&self.linked.program, &self.jit, self.entry)
+    }
+
+    /// Where in the program `rip` lies, if it lies in its code.
+    pub fn site(&self, rip: u64) -> Option<TrapSite> {
+        let offset = u32::try_from(rip.checked_sub(self.entry)?).ok()?;
+        let slot = self.jit.insn_at(offset)?;
+        let op = self.linked.program.op(slot)?;
+        let function = self
+            .linked
+            .functions
+            .iter()
+            .rev()
+            .find(|f| f.start <= slot)
+            .map(|f| f.name.clone());
+        let line = self.linked.lines.get(slot).map(|l| SourceLine {
+            file: l.file.clone(),
+            line: l.line,
+            column: l.column,
+            text: l.text.clone(),
+        });
+        Some(TrapSite {
+            slot,
+            insn: op.to_string(),
+            function,
+            line,
+        })
+    }
+}
+
+/// A place in a BPF program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrapSite {
+    /// Instruction slot in the linked program.
+    pub slot: usize,
+    /// The instruction, disassembled.
+    pub insn: String,
+    /// The function it belongs to.
+    pub function: Option<String>,
+    /// Its C source line, when the object has BTF line info.
+    pub line: Option<SourceLine>,
+}
+
+/// A line of C source, from BTF line info.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLine {
+    /// Source file name as the compiler recorded it.
+    pub file: String,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column, 0 if unknown.
+    pub column: u32,
+    /// The text of the line.
+    pub text: String,
+}
+
+impl std::fmt::Display for TrapSite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "instruction {}", self.slot)?;
+        if let Some(function) = &self.function {
+            write!(f, " in {function}")?;
+        }
+        write!(f, ": {}", self.insn)?;
+        if let Some(line) = &self.line {
+            write!(f, "\n  --> {}:{}", line.file, line.line)?;
+            if line.column != 0 {
+                write!(f, ":{}", line.column)?;
+            }
+            write!(f, "\n   | {}", line.text.trim())?;
+        }
+        Ok(())
+    }
+}
+
+/// What to run a program with.
+#[derive(Debug, Clone, Copy)]
+pub struct ProgramInput<'a> {
+    /// Bytes copied into the vCPU's context buffer; r1 points at the copy,
+    /// r2 holds its length.
+    pub data: &'a [u8],
+    /// Times to run the program inside the guest without leaving it.
+    pub repeat: u64,
+    /// Wall-clock budget for all the runs; `None` waits forever.
+    pub timeout: Option<Duration>,
+}
+
+/// What a program run produced.
+#[derive(Debug, Clone)]
+pub struct ProgramRun {
+    /// How it ended, and its cost.
+    pub report: RunReport,
+    /// The context buffer after the last run.
+    pub data_out: Vec<u8>,
+    /// Where the program trapped, when it trapped in its own code.
+    pub trap_site: Option<TrapSite>,
+    /// `bpf_printk` lines of all the runs, oldest first (invalid UTF-8
+    /// replaced).
+    pub trace: Vec<String>,
+    /// Lines lost because the trace buffer was full.
+    pub trace_dropped: u64,
+}
+
+impl Sandbox {
+    /// Loads every program of `object`; they share the object's global
+    /// data. Returns their ids in the order of [`Object::programs`].
+    pub fn load_object(
+        &mut self,
+        object: &Object,
+        helpers: HelperSet,
+    ) -> Result<Vec<ProgramId>, LoadError> {
+        let specs: Vec<&ProgramSpec> = object.programs().iter().collect();
+        self.load_from_object(object, &specs, helpers)
+    }
+
+    /// Loads one program of `object`, by function or section name (`None`:
+    /// the object's only program).
+    pub fn load_object_program(
+        &mut self,
+        object: &Object,
+        name: Option<&str>,
+        helpers: HelperSet,
+    ) -> Result<ProgramId, LoadError> {
+        let spec = object
+            .find_program(name)
+            .map_err(|e| LoadError::SelectProgram(Box::new(e)))?;
+        let ids = self.load_from_object(object, &[spec], helpers)?;
+        Ok(ids[0])
+    }
+
+    fn load_from_object(
+        &mut self,
+        object: &Object,
+        specs: &[&ProgramSpec],
+        helpers: HelperSet,
+    ) -> Result<Vec<ProgramId>, LoadError> {
+        let placement = self.place_data(object)?;
+        specs
+            .iter()
+            .map(|spec| {
+                let linked = object
+                    .link(spec, &|i| placement.get(i).copied().unwrap_or(0))
+                    .map_err(|source| LoadError::Link {
+                        name: spec.name.clone(),
+                        source: Box::new(source),
+                    })?;
+                self.load_program(linked, helpers)
+            })
+            .collect()
+    }
+
+    /// Copies the object's data sections into the data regions; returns the
+    /// guest address of each, in the order of [`Object::data_sections`].
+    fn place_data(&mut self, object: &Object) -> Result<Vec<u64>, LoadError> {
+        let plan = plan_data(
+            &self.layout,
+            &mut self.loaded.data_usage,
+            object.data_sections(),
+        )?;
+        for (section, &addr) in object.data_sections().iter().zip(&plan) {
+            self.memory
+                .write(addr, &section.bytes)
+                .map_err(|source| LoadError::WriteMemory {
+                    name: section.name.clone(),
+                    source,
+                })?;
+        }
+        Ok(plan)
+    }
+
+    /// Verifies, compiles and places a linked program.
+    pub fn load_program(
+        &mut self,
+        linked: LinkedProgram,
+        helpers: HelperSet,
+    ) -> Result<ProgramId, LoadError> {
+        let code_offset = self.loaded.code_used.next_multiple_of(CODE_ALIGN);
+        let entry = self.layout.code_start() + code_offset;
+        let program = LoadedProgram::compile(linked, entry, self.runtime, helpers)?;
+        self.place_code(program.name(), code_offset, &program.jit)?;
+        self.loaded.programs.push(program);
+        Ok(ProgramId(self.loaded.programs.len() - 1))
+    }
+
+    /// Writes the code at `code_offset` and appends its exception-table
+    /// entries, then publishes the new table length to the guest.
+    fn place_code(
+        &mut self,
+        name: &str,
+        code_offset: u64,
+        output: &JitOutput,
+    ) -> Result<(), LoadError> {
+        let fit = |region, needed: u64, used: u64, size: u64| {
+            if used.saturating_add(needed) > size {
+                Err(LoadError::Fit {
+                    name: name.to_owned(),
+                    region,
+                    needed,
+                    free: size.saturating_sub(used),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        let code_len = output.code.len() as u64;
+        fit("JIT code", code_len, code_offset, self.layout.code_size())?;
+        let entry_size = size_of::<ExTableEntry>() as u64;
+        let extable_bytes = output.extable.len() as u64 * entry_size;
+        let extable_used = self.loaded.extable_len * entry_size;
+        fit(
+            "exception table",
+            extable_bytes,
+            extable_used,
+            self.layout.extable_size(),
+        )?;
+        let write_err = |source| LoadError::WriteMemory {
+            name: name.to_owned(),
+            source,
+        };
+        let code_addr = self.layout.code_start() + code_offset;
+        self.memory
+            .write(code_addr, &output.code)
+            .map_err(write_err)?;
+        // Fill the rest of the last page with int3, so that a stray jump
+        // past the code traps at once.
+        let end = code_addr + code_len;
+        let page_end = end.next_multiple_of(PAGE_SIZE);
+        let fill = vec![0xcc; (page_end - end) as usize];
+        self.memory.write(end, &fill).map_err(write_err)?;
+        let base = u32::try_from(code_offset).map_err(|_| LoadError::Fit {
+            name: name.to_owned(),
+            region: "JIT code",
+            needed: code_len,
+            free: 0,
+        })?;
+        let mut addr = self.layout.extable_start() + extable_used;
+        for entry in &output.extable {
+            let rebased = ExTableEntry {
+                offset: entry.offset.saturating_add(base),
+                ..*entry
+            };
+            self.memory.write_pod(addr, &rebased).map_err(write_err)?;
+            addr += entry_size;
+        }
+        self.loaded.code_used = code_offset + code_len;
+        self.loaded.extable_len += output.extable.len() as u64;
+        self.publish_extable().map_err(write_err)
+    }
+
+    /// Tells the guest runtime how many exception-table entries are valid.
+    pub(crate) fn publish_extable(&self) -> Result<(), MemoryError> {
+        let mut info: BootInfo = self.memory.read_pod(BOOT_INFO_START)?;
+        info.extable_len = self.loaded.extable_len;
+        self.memory.write_pod(BOOT_INFO_START, &info)
+    }
+
+    /// The loaded program `id`.
+    pub fn program(&self, id: ProgramId) -> Option<&LoadedProgram> {
+        self.loaded.programs.get(id.0)
+    }
+
+    /// Every loaded program with its id, in load order.
+    pub fn programs(&self) -> impl Iterator<Item = (ProgramId, &LoadedProgram)> {
+        self.loaded
+            .programs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (ProgramId(i), p))
+    }
+
+    /// The loaded program whose function or section name is `name`.
+    pub fn find_program(&self, name: &str) -> Option<ProgramId> {
+        self.programs()
+            .find(|(_, p)| p.name() == name || p.section() == name)
+            .map(|(id, _)| id)
+    }
+
+    /// Runs program `id` on vCPU `cpu`: copies `input.data` into the
+    /// vCPU's context buffer, runs, and copies it back.
+    pub fn run_program(
+        &self,
+        id: ProgramId,
+        cpu: usize,
+        input: &ProgramInput<'_>,
+    ) -> Result<ProgramRun, RunError> {
+        let program = self.program(id).ok_or(RunError::NoSuchProgram)?;
+        let ctx_size = self.layout.ctx_size();
+        let len = input.data.len() as u64;
+        if len > ctx_size {
+            return Err(RunError::ContextTooLarge { len, max: ctx_size });
+        }
+        let guards = self.lock_cpus(&[cpu])?;
+        let ctx = self.layout.ctx_buffer(cpu);
+        self.memory
+            .write(ctx, input.data)
+            .map_err(RunError::Memory)?;
+        let trace_buf = self.layout.trace_buffer(cpu);
+        self.memory
+            .write_pod(trace_buf, &TraceHeader::default())
+            .map_err(RunError::Memory)?;
+        let call = Call {
+            entry: program.entry(),
+            ctx,
+            ctx_len: len,
+            repeat: input.repeat.max(1),
+            timeout: input.timeout,
+        };
+        let report = self
+            .invoke_locked(&guards, REQUEST_CALL, &call)
+            .pop()
+            .unwrap_or(Err(RunError::Poisoned))?;
+        let mut data_out = vec![0; input.data.len()];
+        self.memory
+            .read(ctx, &mut data_out)
+            .map_err(RunError::Memory)?;
+        let (trace, trace_dropped) = self.read_trace(trace_buf).map_err(RunError::Memory)?;
+        drop(guards);
+        let trap_site = match report.outcome {
+            Outcome::Trapped(Trap { rip, .. }) => program.site(rip),
+            _ => None,
+        };
+        Ok(ProgramRun {
+            report,
+            data_out,
+            trap_site,
+            trace,
+            trace_dropped,
+        })
+    }
+
+    /// The lines in the trace buffer at `addr`, and how many were dropped.
+    /// The guest can write anything there: only the buffer's own bytes are
+    /// read, whatever its header claims.
+    fn read_trace(&self, addr: u64) -> Result<(Vec<String>, u64), MemoryError> {
+        let header: TraceHeader = self.memory.read_pod(addr)?;
+        let capacity = area::TRACE_SIZE as usize;
+        let used = usize::try_from(header.used).map_or(capacity, |u| u.min(capacity));
+        let mut bytes = vec![0; (TRACE_HEADER_SIZE + used).min(capacity)];
+        self.memory.read(addr, &mut bytes)?;
+        let log = read_trace(&bytes);
+        let lines = log
+            .lines()
+            .map(|line| String::from_utf8_lossy(line).into_owned())
+            .collect();
+        Ok((lines, log.dropped()))
+    }
+}
+
+/// What has been loaded into a sandbox so far.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    programs: Vec<LoadedProgram>,
+    code_used: u64,
+    extable_len: u64,
+    data_usage: DataUsage,
+}
+
+/// Compiles the programs of `object` (all, or the one `select` names) as
+/// the first load into a sandbox built with `config` would, without
+/// building one: no KVM is needed. For showing JIT code at the addresses
+/// it would run at.
+pub fn compile_offline(
+    object: &Object,
+    select: Option<&str>,
+    config: &SandboxConfig,
+    helpers: HelperSet,
+) -> Result<Vec<LoadedProgram>, OfflineError> {
+    let layout = config.layout().map_err(OfflineError::Config)?;
+    let runtime = RuntimeImage::embedded().map_err(OfflineError::Runtime)?;
+    let specs: Vec<&ProgramSpec> = match select {
+        Some(_) => vec![
+            object
+                .find_program(select)
+                .map_err(|e| Box::new(LoadError::SelectProgram(Box::new(e))))?,
+        ],
+        None => object.programs().iter().collect(),
+    };
+    let placement =
+        plan_data(&layout, &mut DataUsage::default(), object.data_sections()).map_err(Box::new)?;
+    let mut code_used = 0;
+    let mut programs = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let linked = object
+            .link(spec, &|i| placement.get(i).copied().unwrap_or(0))
+            .map_err(|source| {
+                Box::new(LoadError::Link {
+                    name: spec.name.clone(),
+                    source: Box::new(source),
+                })
+            })?;
+        let entry = layout.code_start() + u64::next_multiple_of(code_used, CODE_ALIGN);
+        let program = LoadedProgram::compile(linked, entry, runtime, helpers).map_err(Box::new)?;
+        code_used = program.entry - layout.code_start() + program.jit.code.len() as u64;
+        programs.push(program);
+    }
+    Ok(programs)
+}
+
+/// Why [`compile_offline`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    /// The sandbox configuration is invalid.
+    #[error("Invalid sandbox configuration: {0}")]
+    Config(LayoutError),
+    /// The guest runtime image is broken.
+    #[error(transparent)]
+    Runtime(RuntimeError),
+    /// A program was refused.
+    #[error(transparent)]
+    Load(#[from] Box<LoadError>),
+}
+
+/// Bytes used so far in each global data region.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DataUsage {
+    /// In the read-only region.
+    pub rodata: u64,
+    /// In the read-write region.
+    pub data: u64,
+}
+
+/// Decides where each of `sections` goes in the data regions of `layout`,
+/// after what `usage` says is taken, and records the new usage. Returns the
+/// guest address of each section.
+pub fn plan_data(
+    layout: &Layout,
+    usage: &mut DataUsage,
+    sections: &[DataSection],
+) -> Result<Vec<u64>, LoadError> {
+    let mut next = *usage;
+    let plan = sections
+        .iter()
+        .map(|section| {
+            let read_only = section.kind == DataKind::ReadOnly;
+            let (start, size, used, region) = if read_only {
+                (
+                    layout.rodata_start(),
+                    layout.rodata_size(),
+                    &mut next.rodata,
+                    "read-only data",
+                )
+            } else {
+                (
+                    layout.data_start(),
+                    layout.data_size(),
+                    &mut next.data,
+                    "data",
+                )
+            };
+            let align = section.align.clamp(1, PAGE_SIZE).next_power_of_two();
+            let offset = used.next_multiple_of(align);
+            let len = section.bytes.len() as u64;
+            if offset.saturating_add(len) > size {
+                return Err(LoadError::Fit {
+                    name: section.name.clone(),
+                    region,
+                    needed: len,
+                    free: size.saturating_sub(offset),
+                });
+            }
+            *used = offset + len;
+            Ok(start + offset)
+        })
+        .collect::<Result<Vec<u64>, LoadError>>()?;
+    *usage = next;
+    Ok(plan)
+}
