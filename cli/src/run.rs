@@ -130,6 +130,19 @@ fn input_data(args: &RunArgs) -> Result<Vec<u8>, RunCommandError> {
     hex::decode(digits).map_err(RunCommandError::ParseData)
 }
 
+/// A trace line as a terminal can show it: a program may print any byte
+/// but NUL, so control characters (escape sequences among them) are shown
+/// escaped, and the rest as it is.
+fn printable(line: &str) -> String {
+    line.chars()
+        .map(|c| match c {
+            '\t' => c.to_string(),
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 fn per_run(result: &ProgramRun) -> Duration {
     let runs = u32::try_from(result.report.runs.max(1)).unwrap_or(u32::MAX);
     result.report.duration / runs
@@ -137,7 +150,7 @@ fn per_run(result: &ProgramRun) -> Duration {
 
 fn print_text(name: &str, result: &ProgramRun) {
     for line in &result.trace {
-        println!("trace: {line}");
+        println!("trace: {}", printable(line));
     }
     if result.trace_dropped > 0 {
         println!(
@@ -215,4 +228,15 @@ fn trap_json(trap: &Trap, result: &ProgramRun) -> Value {
         "fault_addr": trap.fault_addr.map(|a| format!("{a:#x}")),
         "site": site,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_in_text_output() {
+        assert_eq!(printable("plain\ttab é"), "plain\ttab é");
+        assert_eq!(printable("\u{1b}[31mred\r"), "\\u{1b}[31mred\\r");
+    }
 }
