@@ -40,7 +40,17 @@ pub struct PerCpu {
     /// runs, so that a helper can end the whole program at once (Note
     /// [Unwinding] in the guest runtime).
     pub unwind_rsp: u64,
+    /// Tail calls taken since the program was entered; the runtime zeroes it
+    /// before each run, the JIT's tail-call sequence counts it against
+    /// [`MAX_TAIL_CALLS`].
+    pub tail_call_cnt: u64,
+    /// State of this vCPU's pseudo-random generator
+    /// (`bpf_get_prandom_u32`), seeded by the host; never 0.
+    pub prng_state: u64,
 }
+
+/// Most tail calls one run may take (the kernel's `MAX_TAIL_CALL_CNT`).
+pub const MAX_TAIL_CALLS: u64 = 33;
 
 /// The fault being handled on this vCPU (Note [Guest privilege levels]).
 ///
@@ -97,6 +107,10 @@ pub const TRAP_SCRATCH_OFFSET: usize = offset_of!(PerCpu, trap) + offset_of!(Tra
 
 /// `gs:` offset of [`PerCpu::unwind_rsp`].
 pub const UNWIND_RSP_OFFSET: usize = offset_of!(PerCpu, unwind_rsp);
+/// `gs:` offset of [`PerCpu::tail_call_cnt`].
+pub const TAIL_CALL_CNT_OFFSET: usize = offset_of!(PerCpu, tail_call_cnt);
+/// `gs:` offset of [`PerCpu::prng_state`].
+pub const PRNG_STATE_OFFSET: usize = offset_of!(PerCpu, prng_state);
 
 const _: () = assert!(THIS_CPU_OFF_OFFSET == 8);
 
@@ -121,6 +135,15 @@ pub struct BootInfo {
     pub fixup_start: u64,
     /// End of that window.
     pub fixup_end: u64,
+    /// The guest's TSC at the moment the host's `CLOCK_MONOTONIC` read
+    /// `clock_ns`: with `tsc_khz`, the guest computes the host's monotonic
+    /// time as `clock_ns + (rdtsc - clock_tsc) * 1e6 / tsc_khz`
+    /// (`bpf_ktime_get_ns` and friends), with no exit.
+    pub clock_tsc: u64,
+    /// Host `CLOCK_MONOTONIC` in nanoseconds at `clock_tsc`.
+    pub clock_ns: u64,
+    /// Guest TSC frequency in kHz; 0 if unknown (time then stands still).
+    pub tsc_khz: u64,
 }
 
 /// Identifies a [`BootInfo`] page ("bpfvisor" in ASCII, little-endian).

@@ -83,6 +83,8 @@ fn percpu_block(layout: &Layout, cpu: usize) -> PerCpu {
         trap_stack_top: layout.trap_stack_top(cpu),
         trap: Default::default(),
         unwind_rsp: 0,
+        tail_call_cnt: 0,
+        prng_state: 0,
     }
 }
 

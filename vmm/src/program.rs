@@ -21,7 +21,7 @@ use guest_jit::verify::{VerifyContext, VerifyError, verify};
 use shm::extable::ExTableEntry;
 use shm::layout::{BOOT_INFO_START, Layout, LayoutError, PAGE_SIZE, area};
 use shm::mailbox::REQUEST_CALL;
-use shm::percpu::BootInfo;
+use shm::percpu::{BootInfo, PRNG_STATE_OFFSET};
 use shm::trace::{TRACE_HEADER_SIZE, TraceHeader, read_trace};
 use std::time::Duration;
 
@@ -431,14 +431,27 @@ impl Sandbox {
         }
         self.loaded.code_used = code_offset + code_len;
         self.loaded.extable_len += output.extable.len() as u64;
-        self.publish_extable().map_err(write_err)
+        self.publish_boot_state().map_err(write_err)
     }
 
-    /// Tells the guest runtime how many exception-table entries are valid.
-    pub(crate) fn publish_extable(&self) -> Result<(), MemoryError> {
+    /// Tells the guest runtime what the boot image does not hold: how many
+    /// exception-table entries are valid, the clock, and each vCPU's random
+    /// seed. Called at creation, after every load and after a reset.
+    pub(crate) fn publish_boot_state(&self) -> Result<(), MemoryError> {
         let mut info: BootInfo = self.memory.read_pod(BOOT_INFO_START)?;
         info.extable_len = self.loaded.extable_len;
-        self.memory.write_pod(BOOT_INFO_START, &info)
+        info.clock_tsc = self.clock.tsc;
+        info.clock_ns = self.clock.ns;
+        info.tsc_khz = self.clock.tsc_khz;
+        self.memory.write_pod(BOOT_INFO_START, &info)?;
+        for cpu in 0..self.layout.nr_cpus() {
+            let slot = self.layout.percpu_block(cpu) + PRNG_STATE_OFFSET as u64;
+            let state: u64 = self.memory.read_pod(slot)?;
+            if state == 0 {
+                self.memory.write_pod(slot, &random_seed())?;
+            }
+        }
+        Ok(())
     }
 
     /// The loaded program `id`.
@@ -540,6 +553,20 @@ pub(crate) struct Loaded {
     code_used: u64,
     extable_len: u64,
     data_usage: DataUsage,
+}
+
+/// A non-zero seed for a vCPU's pseudo-random generator, from the kernel's
+/// random pool (a fixed odd constant if that fails: the generator is for
+/// programs' sampling decisions, not for secrets).
+fn random_seed() -> u64 {
+    let mut seed = [0u8; 8];
+    // SAFETY: the buffer is valid for 8 bytes of writes.
+    let got = unsafe { libc::getrandom(seed.as_mut_ptr().cast(), seed.len(), 0) };
+    match u64::from_ne_bytes(seed) {
+        0 => 0x9e37_79b9_7f4a_7c15,
+        _ if got != 8 => 0x9e37_79b9_7f4a_7c15,
+        value => value,
+    }
 }
 
 /// Compiles the programs of `object` (all, or the one `select` names) as

@@ -5,6 +5,7 @@ use crate::kick::install_handler;
 use crate::kvm::{KvmError, kvm, supported_cpuid};
 use crate::machine::{MachineError, write_boot_image};
 use crate::memory::{GuestMemory, MemoryError};
+use crate::clock::ClockSync;
 use crate::program::Loaded;
 use crate::runtime::{RuntimeError, RuntimeImage};
 use crate::trap::Trap;
@@ -230,6 +231,7 @@ pub struct Sandbox {
     pub(crate) memory: Arc<GuestMemory>,
     pub(crate) loaded: Loaded,
     tsc_khz: u32,
+    pub(crate) clock: ClockSync,
     next_seq: AtomicU64,
     poisoned: AtomicBool,
 }
@@ -265,6 +267,7 @@ impl Sandbox {
 
         let mut vcpus = Vec::with_capacity(layout.nr_cpus());
         let mut tsc_khz = 0;
+        let mut clock = ClockSync::default();
         for cpu in 0..layout.nr_cpus() {
             let fd = vm
                 .create_vcpu(cpu as u64)
@@ -273,6 +276,7 @@ impl Sandbox {
                 .map_err(|e| SandboxError::SetCpuid(cpu, e))?;
             if cpu == 0 {
                 tsc_khz = cached_tsc_khz(&fd);
+                clock = ClockSync::measure(&fd, tsc_khz).unwrap_or_default();
             }
             let vcpu = Vcpu {
                 cpu,
@@ -288,7 +292,7 @@ impl Sandbox {
             vcpu.load_boot_state(runtime.dispatch_entry)?;
             vcpus.push(Mutex::new(VcpuHandle::spawn(vcpu)?));
         }
-        Ok(Sandbox {
+        let sandbox = Sandbox {
             layout,
             runtime,
             vcpus,
@@ -296,9 +300,14 @@ impl Sandbox {
             memory,
             loaded: Loaded::default(),
             tsc_khz,
+            clock,
             next_seq: AtomicU64::new(1),
             poisoned: AtomicBool::new(false),
-        })
+        };
+        sandbox
+            .publish_boot_state()
+            .map_err(|e| SandboxError::PrepareMachine(MachineError::WriteMemory(e)))?;
+        Ok(sandbox)
     }
 
     /// The sandbox's address map.
@@ -474,7 +483,7 @@ impl Sandbox {
     pub fn reset(&mut self) -> Result<(), SandboxError> {
         write_boot_image(&self.memory, &self.layout, self.runtime)
             .map_err(SandboxError::PrepareMachine)?;
-        self.publish_extable()
+        self.publish_boot_state()
             .map_err(|e| SandboxError::PrepareMachine(MachineError::WriteMemory(e)))?;
         for vcpu in &self.vcpus {
             vcpu.lock().unwrap_or_else(|p| p.into_inner()).reset()?;

@@ -11,8 +11,11 @@
 //! value in rax: the frames of the program and its subprograms are simply
 //! abandoned, and the registers the runtime relies on come back from the
 //! trampoline's frame, saved before the program could touch them.
+//!
+//! The trampoline also zeroes the per-CPU tail-call count, so that every
+//! run starts with the kernel's full budget of tail calls.
 
-use shm::percpu::UNWIND_RSP_OFFSET;
+use shm::percpu::{TAIL_CALL_CNT_OFFSET, UNWIND_RSP_OFFSET};
 
 core::arch::global_asm!(
     ".section .text.bpfvisor_program, \"ax\"",
@@ -29,6 +32,7 @@ core::arch::global_asm!(
     "    push r15",
     "    sub rsp, 8",
     "    mov gs:[{unwind_rsp}], rsp",
+    "    mov qword ptr gs:[{tail_call_cnt}], 0",
     "    mov rax, rdi",
     "    mov rdi, rsi",
     "    mov rsi, rdx",
@@ -55,6 +59,7 @@ core::arch::global_asm!(
     "2:",
     "    ret",
     unwind_rsp = const UNWIND_RSP_OFFSET,
+    tail_call_cnt = const TAIL_CALL_CNT_OFFSET,
 );
 
 unsafe extern "C" {
