@@ -33,6 +33,9 @@
 //!              │ (.rodata sections)            │
 //!              ├───────────────────────────────┤ data_start()
 //!              │ program data (.data, .bss)    │   RW
+//!              ├───────────────────────────────┤ maps_start()
+//!              │ maps: header + storage each,  │   RW
+//!              │ page-aligned                  │
 //!              └───────────────────────────────┘ memory_size()
 //!
 //!  per-CPU area (offsets from percpu_area(cpu)):
@@ -150,6 +153,9 @@ pub struct LayoutConfig {
     /// Bytes for programs' writable globals; a multiple of [`PAGE_SIZE`],
     /// may be 0.
     pub data_size: u64,
+    /// Bytes for maps (headers and storage); a multiple of [`PAGE_SIZE`],
+    /// may be 0.
+    pub maps_size: u64,
     /// Bytes of context buffer per vCPU; a multiple of [`PAGE_SIZE`].
     pub ctx_size: u64,
 }
@@ -162,6 +168,7 @@ impl Default for LayoutConfig {
             extable_size: 0x4_0000,
             rodata_size: 0,
             data_size: 0,
+            maps_size: 0,
             ctx_size: 0x1_0000,
         }
     }
@@ -260,6 +267,9 @@ impl Layout {
         }
         if config.data_size != 0 {
             check_size("data size", config.data_size)?;
+        }
+        if config.maps_size != 0 {
+            check_size("maps size", config.maps_size)?;
         }
         Ok(Layout {
             config,
@@ -382,9 +392,19 @@ impl Layout {
         self.config.data_size
     }
 
+    /// Start of the maps region.
+    pub fn maps_start(&self) -> u64 {
+        self.data_start() + self.config.data_size
+    }
+
+    /// Size of the maps region.
+    pub fn maps_size(&self) -> u64 {
+        self.config.maps_size
+    }
+
     /// Bytes of guest memory the low region needs.
     pub fn memory_size(&self) -> u64 {
-        self.data_start() + self.config.data_size
+        self.maps_start() + self.config.maps_size
     }
 
     /// Every mapped region except the runtime image, whose permissions come
@@ -474,6 +494,14 @@ impl Layout {
                 Access::ReadWrite,
             ));
         }
+        if self.config.maps_size != 0 {
+            f(user(
+                "maps",
+                self.maps_start(),
+                self.config.maps_size,
+                Access::ReadWrite,
+            ));
+        }
     }
 }
 
@@ -503,6 +531,8 @@ impl fmt::Debug for Layout {
             )
             .field("data", &format_args!("{:#x}", self.data_start()))
             .field("data_size", &format_args!("{:#x}", self.config.data_size))
+            .field("maps", &format_args!("{:#x}", self.maps_start()))
+            .field("maps_size", &format_args!("{:#x}", self.config.maps_size))
             .field("memory_size", &format_args!("{:#x}", self.memory_size()))
             .finish()
     }
@@ -517,6 +547,7 @@ mod tests {
             nr_cpus,
             rodata_size: 2 * PAGE_SIZE,
             data_size: 3 * PAGE_SIZE,
+            maps_size: 5 * PAGE_SIZE,
             ..LayoutConfig::default()
         })
         .unwrap()

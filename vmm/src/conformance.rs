@@ -47,6 +47,7 @@ pub fn run_case_in_vm(case: &TestCase) -> Result<u64, VmCaseError> {
     let mut sandbox = Sandbox::new(SandboxConfig {
         rodata_size: 0,
         data_size: 0,
+        maps_size: 0,
         ..SandboxConfig::default()
     })
     .map_err(VmCaseError::CreateSandbox)?;

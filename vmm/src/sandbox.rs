@@ -25,6 +25,9 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// sparse: pages no program data lands on cost nothing.
 const DEFAULT_DATA_SIZE: u64 = 0x10_0000;
 
+/// Default room for maps. Like global data, pages no map uses cost nothing.
+const DEFAULT_MAPS_SIZE: u64 = 0x100_0000;
+
 /// Where KVM keeps the TSS it needs on Intel hosts; outside guest memory.
 const KVM_TSS_ADDRESS: usize = 0xfffb_d000;
 
@@ -41,6 +44,8 @@ pub struct SandboxConfig {
     pub rodata_size: u64,
     /// Bytes for programs' writable global data (`.data`, `.bss`).
     pub data_size: u64,
+    /// Bytes for maps: each map's header and storage, page-aligned.
+    pub maps_size: u64,
 }
 
 impl Default for SandboxConfig {
@@ -52,6 +57,7 @@ impl Default for SandboxConfig {
             ctx_size: layout.ctx_size,
             rodata_size: DEFAULT_DATA_SIZE,
             data_size: DEFAULT_DATA_SIZE,
+            maps_size: DEFAULT_MAPS_SIZE,
         }
     }
 }
@@ -65,6 +71,7 @@ impl SandboxConfig {
             ctx_size: self.ctx_size,
             rodata_size: self.rodata_size,
             data_size: self.data_size,
+            maps_size: self.maps_size,
             ..LayoutConfig::default()
         })
     }
