@@ -9,6 +9,7 @@ use shm::layout::{
     BOOT_INFO_START, GDT_START, IDT_START, Layout, PAGE_SIZE, PAGE_TABLES_START, area,
 };
 use shm::percpu::{BOOT_INFO_MAGIC, BootInfo, PerCpu};
+use std::sync::{Arc, Mutex};
 
 /// Why the boot image could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -62,9 +63,31 @@ pub fn write_boot_image(
             .zero(layout.mailbox(cpu), PAGE_SIZE as usize)
             .map_err(MachineError::WriteMemory)?;
     }
-    let tables = build_page_tables(layout, runtime).map_err(MachineError::BuildPageTables)?;
+    let tables = cached_page_tables(layout, runtime).map_err(MachineError::BuildPageTables)?;
     write(PAGE_TABLES_START, tables.bytes())?;
     Ok(tables.root())
+}
+
+/// Page tables depend only on the layout and the (one, embedded) runtime,
+/// and building them costs tens of microseconds for large regions: every
+/// sandbox of a given shape reuses the first one's. A few shapes are kept.
+fn cached_page_tables(
+    layout: &Layout,
+    runtime: &RuntimeImage,
+) -> Result<Arc<PageTables>, PagingError> {
+    const SHAPES: usize = 8;
+    static CACHE: Mutex<Vec<(Layout, usize, Arc<PageTables>)>> = Mutex::new(Vec::new());
+    let key = std::ptr::from_ref(runtime) as usize;
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, _, tables)) = cache.iter().find(|(l, r, _)| l == layout && *r == key) {
+        return Ok(Arc::clone(tables));
+    }
+    let tables = Arc::new(build_page_tables(layout, runtime)?);
+    if cache.len() == SHAPES {
+        cache.remove(0);
+    }
+    cache.push((*layout, key, Arc::clone(&tables)));
+    Ok(tables)
 }
 
 /// The per-CPU block of `cpu`.
