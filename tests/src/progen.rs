@@ -250,15 +250,15 @@ impl GenProgram {
             }
             Step::Swap(dst, kind, bits) => emit(Op::ByteSwap {
                 dst: data(*dst),
-                kind: [SwapKind::ToLe, SwapKind::ToBe, SwapKind::Bswap][usize::from(*kind % 3)],
-                bits: [SwapBits::B16, SwapBits::B32, SwapBits::B64][usize::from(*bits % 3)],
+                kind: SwapKind::ALL[usize::from(*kind) % SwapKind::ALL.len()],
+                bits: SwapBits::ALL[usize::from(*bits) % SwapBits::ALL.len()],
             }),
             Step::LdImm64(dst, value) => emit(Op::LdImm64 {
                 dst: data(*dst),
                 value: guest_jit::insn::Imm64::Value(*value),
             }),
             Step::Load(size, kind, dst, base, off) => {
-                let size = sizes()[usize::from(*size % 4)];
+                let size = Size::ALL[usize::from(*size) % Size::ALL.len()];
                 let (src, off) = address(*base, *off, size, false);
                 let dst = data(*dst);
                 emit(match kind {
@@ -283,7 +283,7 @@ impl GenProgram {
                 });
             }
             Step::Store(size, kind, base, off, value) => {
-                let size = sizes()[usize::from(*size % 4)];
+                let size = Size::ALL[usize::from(*size) % Size::ALL.len()];
                 let (dst, off) = address(*base, *off, size, false);
                 emit(match (kind, value) {
                     (1, Operand::Reg(r)) => Op::StoreRelease {
@@ -303,21 +303,9 @@ impl GenProgram {
             Step::Atomic(w64, op, base, off, src) => {
                 let size = if *w64 { Size::DW } else { Size::W };
                 let (dst, off) = address(*base, *off, size, true);
-                let ops = [
-                    AtomicOp::Add,
-                    AtomicOp::Or,
-                    AtomicOp::And,
-                    AtomicOp::Xor,
-                    AtomicOp::FetchAdd,
-                    AtomicOp::FetchOr,
-                    AtomicOp::FetchAnd,
-                    AtomicOp::FetchXor,
-                    AtomicOp::Xchg,
-                    AtomicOp::Cmpxchg,
-                ];
                 emit(Op::Atomic {
                     width: width(*w64),
-                    op: ops[usize::from(*op % 10)],
+                    op: AtomicOp::ALL[usize::from(*op) % AtomicOp::ALL.len()],
                     dst,
                     off,
                     src: data(*src),
@@ -326,22 +314,9 @@ impl GenProgram {
             Step::If(w64, cond, dst, src, body) => {
                 let mut inner = Vec::new();
                 self.lower_block(body, &mut inner);
-                let conds = [
-                    JmpCond::Eq,
-                    JmpCond::Gt,
-                    JmpCond::Ge,
-                    JmpCond::Set,
-                    JmpCond::Ne,
-                    JmpCond::Sgt,
-                    JmpCond::Sge,
-                    JmpCond::Lt,
-                    JmpCond::Le,
-                    JmpCond::Slt,
-                    JmpCond::Sle,
-                ];
                 out.push(Item::Op(Op::Jmp {
                     width: width(*w64),
-                    cond: conds[usize::from(*cond % 11)],
+                    cond: JmpCond::ALL[usize::from(*cond) % JmpCond::ALL.len()],
                     dst: data(*dst),
                     src: source(*src),
                     off: slots(&inner) as i16,
@@ -440,10 +415,6 @@ fn width(w64: bool) -> Width {
     if w64 { Width::W64 } else { Width::W32 }
 }
 
-fn sizes() -> [Size; 4] {
-    [Size::B, Size::H, Size::W, Size::DW]
-}
-
 fn source(operand: Operand) -> Source {
     match operand {
         Operand::Reg(r) => Source::Reg(data(r)),
@@ -485,23 +456,7 @@ fn address(base: Base, raw: u8, size: Size, aligned: bool) -> (Reg, i16) {
 }
 
 fn alu(w64: bool, op: u8, dst: u8, src: Operand) -> Op {
-    let ops = [
-        AluOp::Add,
-        AluOp::Sub,
-        AluOp::Mul,
-        AluOp::Div,
-        AluOp::Sdiv,
-        AluOp::Or,
-        AluOp::And,
-        AluOp::Lsh,
-        AluOp::Rsh,
-        AluOp::Mod,
-        AluOp::Smod,
-        AluOp::Xor,
-        AluOp::Mov,
-        AluOp::Arsh,
-    ];
-    let op = ops[usize::from(op % 14)];
+    let op = AluOp::ALL[usize::from(op) % AluOp::ALL.len()];
     let bits = if w64 { 64 } else { 32 };
     let src = match (op, src) {
         // Immediate shift counts out of range are refused by the kernel.

@@ -326,6 +326,86 @@ impl Imm64 {
     }
 }
 
+impl Width {
+    /// Every variant, in declaration order: for tests and generators that
+    /// cover them all.
+    pub const ALL: [Width; 2] = [Width::W32, Width::W64];
+}
+
+impl AluOp {
+    /// Every variant, in declaration order: for tests and generators that
+    /// cover them all.
+    pub const ALL: [AluOp; 14] = [
+        AluOp::Add,
+        AluOp::Sub,
+        AluOp::Mul,
+        AluOp::Div,
+        AluOp::Sdiv,
+        AluOp::Or,
+        AluOp::And,
+        AluOp::Lsh,
+        AluOp::Rsh,
+        AluOp::Mod,
+        AluOp::Smod,
+        AluOp::Xor,
+        AluOp::Mov,
+        AluOp::Arsh,
+    ];
+}
+
+impl JmpCond {
+    /// Every variant, in declaration order: for tests and generators that
+    /// cover them all.
+    pub const ALL: [JmpCond; 11] = [
+        JmpCond::Eq,
+        JmpCond::Gt,
+        JmpCond::Ge,
+        JmpCond::Set,
+        JmpCond::Ne,
+        JmpCond::Sgt,
+        JmpCond::Sge,
+        JmpCond::Lt,
+        JmpCond::Le,
+        JmpCond::Slt,
+        JmpCond::Sle,
+    ];
+}
+
+impl Size {
+    /// Every variant, in declaration order: for tests and generators that
+    /// cover them all.
+    pub const ALL: [Size; 4] = [Size::B, Size::H, Size::W, Size::DW];
+}
+
+impl SwapKind {
+    /// Every variant, in declaration order: for tests and generators that
+    /// cover them all.
+    pub const ALL: [SwapKind; 3] = [SwapKind::ToLe, SwapKind::ToBe, SwapKind::Bswap];
+}
+
+impl SwapBits {
+    /// Every variant, in declaration order: for tests and generators that
+    /// cover them all.
+    pub const ALL: [SwapBits; 3] = [SwapBits::B16, SwapBits::B32, SwapBits::B64];
+}
+
+impl AtomicOp {
+    /// Every variant, in declaration order: for tests and generators that
+    /// cover them all.
+    pub const ALL: [AtomicOp; 10] = [
+        AtomicOp::Add,
+        AtomicOp::Or,
+        AtomicOp::And,
+        AtomicOp::Xor,
+        AtomicOp::FetchAdd,
+        AtomicOp::FetchOr,
+        AtomicOp::FetchAnd,
+        AtomicOp::FetchXor,
+        AtomicOp::Xchg,
+        AtomicOp::Cmpxchg,
+    ];
+}
+
 /// A decoded instruction.
 ///
 /// Registers written by an instruction are never r10: the decoder refuses

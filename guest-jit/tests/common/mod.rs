@@ -20,11 +20,11 @@ pub fn wreg() -> impl Strategy<Value = Reg> {
 }
 
 pub fn width() -> impl Strategy<Value = Width> {
-    select(vec![Width::W32, Width::W64])
+    select(Width::ALL.to_vec())
 }
 
 pub fn size() -> impl Strategy<Value = Size> {
-    select(vec![Size::B, Size::H, Size::W, Size::DW])
+    select(Size::ALL.to_vec())
 }
 
 /// Immediates, with the values that change how they are printed or parsed
@@ -46,53 +46,15 @@ pub fn source() -> impl Strategy<Value = Source> {
 }
 
 pub fn alu_op() -> impl Strategy<Value = AluOp> {
-    select(vec![
-        AluOp::Add,
-        AluOp::Sub,
-        AluOp::Mul,
-        AluOp::Div,
-        AluOp::Sdiv,
-        AluOp::Or,
-        AluOp::And,
-        AluOp::Lsh,
-        AluOp::Rsh,
-        AluOp::Mod,
-        AluOp::Smod,
-        AluOp::Xor,
-        AluOp::Mov,
-        AluOp::Arsh,
-    ])
+    select(AluOp::ALL.to_vec())
 }
 
 pub fn jmp_cond() -> impl Strategy<Value = JmpCond> {
-    select(vec![
-        JmpCond::Eq,
-        JmpCond::Gt,
-        JmpCond::Ge,
-        JmpCond::Set,
-        JmpCond::Ne,
-        JmpCond::Sgt,
-        JmpCond::Sge,
-        JmpCond::Lt,
-        JmpCond::Le,
-        JmpCond::Slt,
-        JmpCond::Sle,
-    ])
+    select(JmpCond::ALL.to_vec())
 }
 
 pub fn atomic_op() -> impl Strategy<Value = AtomicOp> {
-    select(vec![
-        AtomicOp::Add,
-        AtomicOp::Or,
-        AtomicOp::And,
-        AtomicOp::Xor,
-        AtomicOp::FetchAdd,
-        AtomicOp::FetchOr,
-        AtomicOp::FetchAnd,
-        AtomicOp::FetchXor,
-        AtomicOp::Xchg,
-        AtomicOp::Cmpxchg,
-    ])
+    select(AtomicOp::ALL.to_vec())
 }
 
 pub fn imm64() -> impl Strategy<Value = Imm64> {
@@ -118,8 +80,8 @@ pub fn op() -> impl Strategy<Value = Op> {
         (Width::W64, Size::W),
     ]);
     let swap = (
-        select(vec![SwapKind::ToLe, SwapKind::ToBe, SwapKind::Bswap]),
-        select(vec![SwapBits::B16, SwapBits::B32, SwapBits::B64]),
+        select(SwapKind::ALL.to_vec()),
+        select(SwapBits::ALL.to_vec()),
     );
     prop_oneof![
         (width(), alu_op(), wreg(), source()).prop_map(|(width, op, dst, src)| Op::Alu {
