@@ -73,17 +73,10 @@ fn data_files(path: &Path) -> Result<Vec<PathBuf>, ConformanceError> {
     if path.is_file() {
         return Ok(vec![path.to_owned()]);
     }
-    let read_err = |e| ConformanceError::Read(path.to_owned(), e);
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(path).map_err(read_err)? {
-        let file = entry.map_err(read_err)?.path();
-        if file.extension().is_some_and(|x| x == "data") {
-            files.push(file);
-        }
-    }
+    let files = guest_jit::conformance::data_files(path)
+        .map_err(|e| ConformanceError::Read(path.to_owned(), e))?;
     if files.is_empty() {
         return Err(ConformanceError::FindTests(path.to_owned()));
     }
-    files.sort();
     Ok(files)
 }

@@ -21,18 +21,12 @@ const SUITE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/conforman
 /// The `.data` files of a suite directory, sorted by name.
 fn data_files(dir: &str) -> Vec<PathBuf> {
     let dir = Path::new(SUITE).join(dir);
-    let entries = fs::read_dir(&dir).unwrap_or_else(|e| {
+    guest_jit::conformance::data_files(&dir).unwrap_or_else(|e| {
         panic!(
             "cannot read the conformance suite at {}: {e}",
             dir.display()
         )
-    });
-    let mut files: Vec<PathBuf> = entries
-        .map(|e| e.expect("readable directory entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "data"))
-        .collect();
-    files.sort();
-    files
+    })
 }
 
 fn name(path: &Path) -> String {

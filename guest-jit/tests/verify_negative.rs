@@ -19,13 +19,7 @@ use guest_jit::verify::{VerifyContext, VerifyError, decode_and_verify};
 const SUITE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/conformance");
 
 fn data_files(dir: &str) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = fs::read_dir(Path::new(SUITE).join(dir))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "data"))
-        .collect();
-    files.sort();
-    files
+    guest_jit::conformance::data_files(&Path::new(SUITE).join(dir)).unwrap()
 }
 
 /// What a negative file holds, for the verifier.

@@ -14,13 +14,8 @@ const SUITE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/conforman
 
 fn data_files(dir: &str) -> Vec<PathBuf> {
     let dir = Path::new(SUITE).join(dir);
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+    guest_jit::conformance::data_files(&dir)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "data"))
-        .collect();
-    files.sort();
-    files
 }
 
 fn name(path: &Path) -> String {

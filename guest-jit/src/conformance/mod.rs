@@ -25,6 +25,19 @@ use thiserror::Error;
 
 use crate::insn::Insn;
 
+/// The `.data` files directly in `dir`, sorted by name.
+pub fn data_files(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|x| x == "data") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
 pub use run::{
     CONFORMANCE_STEP_LIMIT, CaseError, CheckError, ConformanceHelpers, UNWIND_HELPER_ID,
     check_case, error_chain, judge, program_of, run_case,
