@@ -1,5 +1,8 @@
 //! `bpfvisor check` and argument handling, through the real binary.
-#![allow(clippy::unwrap_used, reason = "a test fails loudly on any unexpected error")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
 
 use integration_tests::kvm_available;
 use std::process::Command;
