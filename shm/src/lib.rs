@@ -5,10 +5,15 @@
 //! address, a port number or a record layout is written exactly once.
 #![cfg_attr(not(test), no_std)]
 
+pub mod errno;
 pub mod extable;
 pub mod layout;
+pub mod loops;
 pub mod mailbox;
 pub mod percpu;
 pub mod pod;
 pub mod ports;
+pub mod random;
+pub mod strings;
+pub mod time;
 pub mod trace;

@@ -44,11 +44,36 @@ use bstr::bstr_printf;
 /// Most arguments a format may use (`MAX_TRACE_PRINTK_VARARGS`).
 pub const MAX_ARGS: usize = 3;
 
+/// Most arguments `bpf_snprintf` may pass (`MAX_BPRINTF_VARARGS`).
+pub const MAX_SNPRINTF_ARGS: usize = 12;
+
 /// Size of the packed-argument buffer (`MAX_BPRINTF_BIN_ARGS`).
 pub const BIN_ARGS_SIZE: usize = 512;
 
 /// Size of the line buffer (`MAX_BPRINTF_BUF`); a line holds one less.
 pub const LINE_BUF_SIZE: usize = 1024;
+
+/// Where `bstr_printf` writes the text: `capacity()` bytes (its `size`),
+/// written front to back; positions at or past the capacity are counted
+/// but never written.
+pub trait Output {
+    /// Number of bytes the output holds.
+    fn capacity(&self) -> usize;
+    /// Writes `byte` at `pos`, which is below `capacity()`.
+    fn put(&mut self, pos: usize, byte: u8);
+}
+
+impl Output for [u8] {
+    fn capacity(&self) -> usize {
+        self.len()
+    }
+
+    fn put(&mut self, pos: usize, byte: u8) {
+        if let Some(slot) = self.get_mut(pos) {
+            *slot = byte;
+        }
+    }
+}
 
 /// Guest memory as the formatter reads it: the format string, `%s` strings
 /// and `%pI4`-style addresses come from the program and may be bad.
@@ -122,13 +147,54 @@ pub fn bpf_trace_printk<M: ProbeRead>(
         len,
     };
     let bin = prepare(&mut fmt, &args)?;
-    let total = bstr_printf(&mut fmt, &bin, line);
+    let total = bstr_printf(&mut fmt, &bin, &mut line[..]);
     let shown = total.min(LINE_BUF_SIZE - 1);
     let len = line[..shown].iter().position(|&b| b == 0).unwrap_or(shown);
     Ok(Printed {
         len,
         ret: total as i64,
     })
+}
+
+/// Formats `bpf_snprintf(str, str_size, fmt, data, data_len)` into `out`
+/// (`str_size` bytes at `str`) and returns the length of the whole text;
+/// the helper returns one more (the NUL). `args` are the `data_len / 8`
+/// u64s at `data` ([`snprintf_arg_count`]).
+///
+/// As the kernel's: the format is read up to its NUL with no size limit
+/// (the verifier makes it a constant string), the text is cut to fit and
+/// NUL-terminated when `out` has room for anything, and an `out` larger
+/// than `INT_MAX` bytes formats nothing (`bstr_printf` refuses it).
+/// Conversions and refusals are `bpf_trace_printk`'s, with up to
+/// [`MAX_SNPRINTF_ARGS`] arguments.
+pub fn bpf_snprintf<M: ProbeRead, O: Output + ?Sized>(
+    mem: &mut M,
+    fmt: u64,
+    args: &[u64],
+    out: &mut O,
+) -> Result<usize, PrintkError> {
+    let len = format_len(mem, fmt, u32::MAX)?;
+    let mut fmt = Format {
+        mem,
+        addr: fmt,
+        len,
+    };
+    let bin = prepare(&mut fmt, args)?;
+    if out.capacity() > i32::MAX as usize {
+        return Ok(0);
+    }
+    Ok(bstr_printf(&mut fmt, &bin, out))
+}
+
+/// How many u64 arguments `bpf_snprintf`'s `data` holds, or `None` for
+/// the kernel's -EINVAL: `data_len` must be a multiple of 8, at most
+/// [`MAX_SNPRINTF_ARGS`] of them, and `data` non-NULL unless it is 0.
+pub const fn snprintf_arg_count(data: u64, data_len: u32) -> Option<usize> {
+    let len = data_len as usize;
+    if !len.is_multiple_of(8) || len > MAX_SNPRINTF_ARGS * 8 || (len != 0 && data == 0) {
+        return None;
+    }
+    Some(len / 8)
 }
 
 /// Position of the format's NUL (`strnchr(fmt, fmt_size, 0)`).
@@ -391,10 +457,7 @@ fn decimal_digits(mut value: u64, digits: &mut [u8; 20]) -> usize {
 }
 
 /// `bpf_bprintf_prepare`: checks the format and packs the arguments.
-fn prepare<M: ProbeRead>(
-    fmt: &mut Format<'_, M>,
-    args: &[u64; MAX_ARGS],
-) -> Result<BinArgs, PrintkError> {
+fn prepare<M: ProbeRead>(fmt: &mut Format<'_, M>, args: &[u64]) -> Result<BinArgs, PrintkError> {
     let mut bin = BinArgs {
         buf: [0; BIN_ARGS_SIZE],
         pos: 0,
@@ -754,6 +817,137 @@ mod tests {
         );
     }
 
+    /// `bpf_snprintf` of `fmt` (NUL added) into `size` bytes: the return
+    /// value (text length + 1, as the helper's) and the bytes written.
+    fn snprintf(fmt: &[u8], args: &[u64], size: usize) -> Result<(usize, Vec<u8>), PrintkError> {
+        let mut mem = FakeMemory::default();
+        let mut with_nul = fmt.to_vec();
+        with_nul.push(0);
+        mem.map(FMT_ADDR, &with_nul);
+        let mut out = vec![0xeeu8; size];
+        let total = bpf_snprintf(&mut mem, FMT_ADDR, args, &mut out[..])?;
+        Ok((total + 1, out))
+    }
+
+    #[test]
+    fn snprintf_formats_twelve_arguments() {
+        let fmt = b"%d %u %x %X %ld %lu %lx %c%c %s %pI4 %5d|";
+        let mut mem = FakeMemory::default();
+        mem.map(STR_ADDR, b"str\0");
+        mem.map(STR_ADDR + 0x100, &[10, 0, 0, 1]);
+        let mut with_nul = fmt.to_vec();
+        with_nul.push(0);
+        mem.map(FMT_ADDR, &with_nul);
+        let args = [
+            (-1i64) as u64,
+            7,
+            255,
+            255,
+            -5i64 as u64,
+            u64::MAX,
+            0xabc,
+            u64::from(b'o'),
+            u64::from(b'k'),
+            STR_ADDR,
+            STR_ADDR + 0x100,
+            42,
+        ];
+        let mut out = [0xeeu8; 80];
+        let total = bpf_snprintf(&mut mem, FMT_ADDR, &args, &mut out[..]).unwrap();
+        let text = "-1 7 ff FF -5 18446744073709551615 abc ok str 10.0.0.1    42|";
+        assert_eq!(total, text.len());
+        assert_eq!(&out[..=total], format!("{text}\0").as_bytes());
+        assert!(out[total + 1..].iter().all(|&b| b == 0xee));
+    }
+
+    #[test]
+    fn snprintf_cuts_and_terminates_like_the_kernel() {
+        // The helper returns the whole length + 1 whatever the size.
+        assert_eq!(
+            snprintf(b"hello %d", &[42], 6),
+            Ok((9, b"hello\0".to_vec()))
+        );
+        assert_eq!(snprintf(b"hello %d", &[42], 1), Ok((9, b"\0".to_vec())));
+        assert_eq!(snprintf(b"hello %d", &[42], 0), Ok((9, vec![])));
+        assert_eq!(snprintf(b"hi", &[], 4), Ok((3, b"hi\0\xee".to_vec())));
+    }
+
+    #[test]
+    fn snprintf_refuses_what_prepare_refuses() {
+        assert_eq!(
+            snprintf(b"%d %d", &[1], 16),
+            Err(PrintkError::ValidateFormat)
+        );
+        assert_eq!(snprintf(b"%d", &[], 16), Err(PrintkError::ValidateFormat));
+        assert_eq!(
+            snprintf(b"%.2d", &[1], 16),
+            Err(PrintkError::ValidateFormat)
+        );
+        let thirteen = b"%d%d%d%d%d%d%d%d%d%d%d%d%d";
+        assert_eq!(
+            snprintf(thirteen, &[1; 12], 64),
+            Err(PrintkError::ValidateFormat)
+        );
+        assert_eq!(
+            snprintf(&thirteen[2..], &[1; 12], 64),
+            Ok((
+                13,
+                b"111111111111\0"
+                    .iter()
+                    .copied()
+                    .chain([0xee; 51])
+                    .collect()
+            ))
+        );
+    }
+
+    /// An output that claims `capacity` bytes and records every write.
+    struct Recording {
+        capacity: usize,
+        writes: Vec<(usize, u8)>,
+    }
+
+    impl Output for Recording {
+        fn capacity(&self) -> usize {
+            self.capacity
+        }
+
+        fn put(&mut self, pos: usize, byte: u8) {
+            self.writes.push((pos, byte));
+        }
+    }
+
+    #[test]
+    fn snprintf_into_more_than_int_max_bytes_formats_nothing() {
+        let mut mem = FakeMemory::default();
+        mem.map(FMT_ADDR, b"abc\0");
+        for (capacity, total, writes) in [
+            (
+                i32::MAX as usize,
+                3,
+                vec![(0, b'a'), (1, b'b'), (2, b'c'), (3, 0)],
+            ),
+            (i32::MAX as usize + 1, 0, vec![]),
+        ] {
+            let mut out = Recording {
+                capacity,
+                writes: vec![],
+            };
+            assert_eq!(bpf_snprintf(&mut mem, FMT_ADDR, &[], &mut out), Ok(total));
+            assert_eq!(out.writes, writes);
+        }
+    }
+
+    #[test]
+    fn snprintf_arguments_are_whole_u64s_up_to_twelve() {
+        assert_eq!(snprintf_arg_count(0, 0), Some(0));
+        assert_eq!(snprintf_arg_count(0x1000, 0), Some(0));
+        assert_eq!(snprintf_arg_count(0x1000, 96), Some(12));
+        assert_eq!(snprintf_arg_count(0x1000, 104), None);
+        assert_eq!(snprintf_arg_count(0x1000, 12), None);
+        assert_eq!(snprintf_arg_count(0, 8), None);
+    }
+
     #[test]
     fn the_kernel_ctype_table_classifies_latin1() {
         assert!(is_punct(0xa1) && is_punct(0xd7) && is_punct(0xf7) && !is_punct(0x80));
@@ -791,6 +985,44 @@ mod tests {
             // The format is read at most a few times over; strings at most
             // the 512 bytes they may fill.
             prop_assert!(mem.reads <= 8 * (fmt.len() + 4) + BIN_ARGS_SIZE + 3 * 16);
+        }
+
+        #[test]
+        fn snprintf_agrees_with_trace_printk(
+            fmt in proptest::collection::vec(format_byte(), 0..48),
+            args in proptest::array::uniform3(prop_oneof![Just(STR_ADDR), any::<u64>()]),
+            string in proptest::collection::vec(1u8.., 0..40),
+            size in 0usize..1100,
+        ) {
+            let mut mem = FakeMemory::default();
+            let mut with_nul = fmt.clone();
+            with_nul.push(0);
+            mem.map(FMT_ADDR, &with_nul);
+            let mut string = string;
+            string.push(0);
+            mem.map(STR_ADDR, &string);
+            let mut line = [0u8; LINE_BUF_SIZE];
+            let printk = bpf_trace_printk(&mut mem, FMT_ADDR, with_nul.len() as u32, args, &mut line);
+            let mut out = vec![0xeeu8; size];
+            let snprintf = bpf_snprintf(&mut mem, FMT_ADDR, &args, &mut out[..]);
+            match (printk, snprintf) {
+                (Ok(printed), Ok(total)) => {
+                    prop_assert_eq!(printed.ret, total as i64);
+                    // Both keep a prefix of the same text (the kernel's
+                    // pre-formatted %pB/%pI4 strings are copied only while
+                    // there is room, so compare up to the shorter).
+                    let kept = total.min(size.saturating_sub(1)).min(LINE_BUF_SIZE - 1);
+                    if size >= LINE_BUF_SIZE || total < size {
+                        prop_assert_eq!(&out[..kept], &line[..kept]);
+                    }
+                    if size > 0 {
+                        prop_assert_eq!(out[total.min(size - 1)], 0);
+                    }
+                    prop_assert!(out[size.min(total + 1)..].iter().all(|&b| b == 0xee));
+                }
+                (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                (a, b) => prop_assert!(false, "trace_printk {:?}, snprintf {:?}", a, b),
+            }
         }
 
         #[test]

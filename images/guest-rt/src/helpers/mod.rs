@@ -1,15 +1,55 @@
-//! BPF helpers, each exported under its kernel name (`bpf_trace_printk`):
-//! the host resolves a program's `call N` through the runtime's symbol
-//! table by that name, and JIT code reaches it with one `call rel32` using
-//! the SysV ABI (r1..r5 in rdi, rsi, rdx, rcx, r8; r0 in rax).
+//! BPF helpers and kfuncs, each exported under its kernel name
+//! (`bpf_trace_printk`, `bpf_iter_num_new`): the host resolves a program's
+//! `call N` through the runtime's symbol table by the helper's name, and a
+//! kfunc call by the kfunc's; JIT code reaches either with one `call rel32`
+//! using the SysV ABI (r1..r5 in rdi, rsi, rdx, rcx, r8; r0 in rax).
+//!
+//! No helper leaves the guest: each runs in the calling vCPU, on its stack.
 
+pub mod cpu;
+pub mod loops;
 pub mod nofault;
+pub mod probe;
+pub mod strings;
+pub mod sync;
+pub mod time;
 pub mod trace;
 
-/// A helper's signature: five u64 arguments, one result.
-type Helper = extern "C" fn(u64, u64, u64, u64, u64) -> i64;
+/// The address of a helper or kfunc, whatever its signature.
+#[repr(transparent)]
+struct Kept(*const ());
 
-/// Keeps every helper in the image: nothing in the runtime calls them, and
-/// the linker drops what nothing references. `#[used]` keeps this table.
+// SAFETY: the pointers are code addresses, never dereferenced as data;
+// sharing them between threads shares nothing mutable.
+unsafe impl Sync for Kept {}
+
+/// Keeps every helper and kfunc in the image: nothing in the runtime calls
+/// them, and the linker drops what nothing references. `#[used]` keeps this
+/// table, and so everything it names. A helper exists for the host exactly
+/// when its symbol does.
 #[used]
-static HELPERS: [Helper; 1] = [trace::bpf_trace_printk];
+static HELPERS: [Kept; 23] = [
+    Kept(trace::bpf_trace_printk as *const ()),
+    Kept(time::bpf_ktime_get_ns as *const ()),
+    Kept(time::bpf_ktime_get_boot_ns as *const ()),
+    Kept(time::bpf_ktime_get_coarse_ns as *const ()),
+    Kept(cpu::bpf_get_prandom_u32 as *const ()),
+    Kept(cpu::bpf_get_smp_processor_id as *const ()),
+    Kept(cpu::bpf_get_numa_node_id as *const ()),
+    Kept(loops::bpf_loop as *const ()),
+    Kept(loops::bpf_iter_num_new as *const ()),
+    Kept(loops::bpf_iter_num_next as *const ()),
+    Kept(loops::bpf_iter_num_destroy as *const ()),
+    Kept(strings::bpf_snprintf as *const ()),
+    Kept(strings::bpf_strncmp as *const ()),
+    Kept(probe::bpf_probe_read_kernel as *const ()),
+    Kept(probe::bpf_probe_read_kernel_str as *const ()),
+    Kept(probe::bpf_probe_read_user as *const ()),
+    Kept(probe::bpf_probe_read_user_str as *const ()),
+    Kept(probe::bpf_probe_read as *const ()),
+    Kept(probe::bpf_probe_read_str as *const ()),
+    Kept(sync::bpf_rcu_read_lock as *const ()),
+    Kept(sync::bpf_rcu_read_unlock as *const ()),
+    Kept(sync::bpf_preempt_disable as *const ()),
+    Kept(sync::bpf_preempt_enable as *const ()),
+];

@@ -8,8 +8,7 @@
 //! out as the kernel's would, and nothing panics.
 
 use super::{
-    BIN_ARGS_SIZE, BinArgs, Format, HEX_DIGITS, LINE_BUF_SIZE, ProbeRead, Text, decimal_digits,
-    is_alnum,
+    BIN_ARGS_SIZE, BinArgs, Format, HEX_DIGITS, Output, ProbeRead, Text, decimal_digits, is_alnum,
 };
 
 // printf_spec flags (lib/vsprintf.c).
@@ -230,17 +229,18 @@ impl<'b> ArgReader<'b> {
     }
 }
 
-/// The line being formatted (`str`/`end` in `bstr_printf`): `pos` counts
-/// every byte the line would have; only the first `LINE_BUF_SIZE` are kept.
-struct Out<'l> {
-    line: &'l mut [u8; LINE_BUF_SIZE],
+/// The text being formatted (`str`/`end` in `bstr_printf`): `pos` counts
+/// every byte the text would have; only the first `size` are kept.
+struct Out<'l, O: ?Sized> {
+    line: &'l mut O,
+    size: usize,
     pos: usize,
 }
 
-impl Out<'_> {
+impl<O: Output + ?Sized> Out<'_, O> {
     fn push(&mut self, byte: u8) {
-        if let Some(slot) = self.line.get_mut(self.pos) {
-            *slot = byte;
+        if self.pos < self.size {
+            self.line.put(self.pos, byte);
         }
         self.pos = self.pos.saturating_add(1);
     }
@@ -251,8 +251,8 @@ impl Out<'_> {
             return;
         };
         let end = self.pos.saturating_add(count);
-        if let Some(slots) = self.line.get_mut(self.pos..end.min(LINE_BUF_SIZE)) {
-            slots.fill(byte);
+        for pos in self.pos..end.min(self.size) {
+            self.line.put(pos, byte);
         }
         self.pos = end;
     }
@@ -375,13 +375,15 @@ impl Out<'_> {
 }
 
 /// `bstr_printf`: formats from the packed arguments; returns the length
-/// of the whole text, of which `line` keeps what fits.
-pub(super) fn bstr_printf<M: ProbeRead>(
+/// of the whole text, of which `line` keeps what fits, NUL-terminated
+/// (cut one byte short if need be) unless it has no room at all.
+pub(super) fn bstr_printf<M: ProbeRead, O: Output + ?Sized>(
     fmt: &mut Format<'_, M>,
     bin: &BinArgs,
-    line: &mut [u8; LINE_BUF_SIZE],
+    line: &mut O,
 ) -> usize {
-    let mut out = Out { line, pos: 0 };
+    let size = line.capacity();
+    let mut out = Out { line, size, pos: 0 };
     let mut args = ArgReader {
         bin: &bin.buf,
         pos: 0,
@@ -459,7 +461,7 @@ pub(super) fn bstr_printf<M: ProbeRead>(
                     } else {
                         out.pointer_string(value, spec);
                     }
-                } else if out.pos < LINE_BUF_SIZE {
+                } else if out.pos < out.size {
                     // Strings prepare() already formatted: copied without
                     // width, and (as in the kernel) only while the line
                     // has room.
@@ -475,6 +477,9 @@ pub(super) fn bstr_printf<M: ProbeRead>(
             State::PercentChar => out.push(b'%'),
             State::Invalid => break,
         }
+    }
+    if size > 0 {
+        out.line.put(out.pos.min(size - 1), 0);
     }
     out.pos
 }
