@@ -20,6 +20,63 @@
  */
 typedef void bpfvisor_ctx;
 
+/*
+ * kfuncs bpfvisor provides (the guest runtime exports each under its name).
+ * Declared as the kernel's selftests do (bpf_experimental.h): weak, in
+ * .ksyms, so that clang emits a call relocated against the name.
+ */
+#ifndef __ksym
+#define __ksym __attribute__((section(".ksyms")))
+#endif
+
+/* Linux 6.4 added the numeric iterator to the UAPI header; Debian's 6.1
+ * lacks it. Eight opaque bytes on the program's stack. */
+struct bpf_iter_num {
+	__u64 __opaque[1];
+} __attribute__((aligned(8)));
+
+extern int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end) __weak __ksym;
+extern int *bpf_iter_num_next(struct bpf_iter_num *it) __weak __ksym;
+extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __weak __ksym;
+
+extern void bpf_rcu_read_lock(void) __weak __ksym;
+extern void bpf_rcu_read_unlock(void) __weak __ksym;
+extern void bpf_preempt_disable(void) __weak __ksym;
+extern void bpf_preempt_enable(void) __weak __ksym;
+
+/*
+ * bpf_for(i, start, end): `for (i = start; i < end; i++)` through the
+ * numeric iterator; bpf_repeat(n): n iterations. As libbpf 1.2's
+ * bpf_helpers.h defines them (libbpf 1.1 has neither): the iterator lives
+ * in the loop's scope and is destroyed when the loop ends.
+ */
+#ifndef bpf_for
+#define bpf_for(i, start, end) for (						\
+	struct bpf_iter_num ___it __attribute__((aligned(8),			\
+						 cleanup(bpf_iter_num_destroy))), \
+	/* ___p only makes bpf_iter_num_new() run once; the cast keeps	\
+	 * clang emitting BTF for the destructor used by cleanup() */	\
+			    *___p __attribute__((unused)) = (		\
+				bpf_iter_num_new(&___it, (start), (end)),	\
+				(void)bpf_iter_num_destroy, (void *)0);	\
+	({								\
+		int *___t = bpf_iter_num_next(&___it);			\
+		(___t && ((i) = *___t, (i) >= (start) && (i) < (end)));	\
+	});								\
+)
+#endif
+
+#ifndef bpf_repeat
+#define bpf_repeat(N) for (						\
+	struct bpf_iter_num ___it __attribute__((aligned(8),			\
+						 cleanup(bpf_iter_num_destroy))), \
+			    *___p __attribute__((unused)) = (		\
+				bpf_iter_num_new(&___it, 0, (N)),		\
+				(void)bpf_iter_num_destroy, (void *)0);	\
+	bpf_iter_num_next(&___it);					\
+)
+#endif
+
 /* Keep the compiler from proving a value constant or folding a load away. */
 #define BPFVISOR_OPAQUE(x) ({ __typeof__(x) __v = (x); asm volatile("" : "+r"(__v)); __v; })
 
