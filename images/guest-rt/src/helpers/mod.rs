@@ -28,7 +28,7 @@ unsafe impl Sync for Kept {}
 /// table, and so everything it names. A helper exists for the host exactly
 /// when its symbol does.
 #[used]
-static HELPERS: [Kept; 23] = [
+static HELPERS: [Kept; 25] = [
     Kept(trace::bpf_trace_printk as *const ()),
     Kept(time::bpf_ktime_get_ns as *const ()),
     Kept(time::bpf_ktime_get_boot_ns as *const ()),
@@ -48,6 +48,8 @@ static HELPERS: [Kept; 23] = [
     Kept(probe::bpf_probe_read_user_str as *const ()),
     Kept(probe::bpf_probe_read as *const ()),
     Kept(probe::bpf_probe_read_str as *const ()),
+    Kept(sync::bpf_spin_lock as *const ()),
+    Kept(sync::bpf_spin_unlock as *const ()),
     Kept(sync::bpf_rcu_read_lock as *const ()),
     Kept(sync::bpf_rcu_read_unlock as *const ()),
     Kept(sync::bpf_preempt_disable as *const ()),
