@@ -8,7 +8,7 @@
 use std::error::Error as _;
 use std::fs;
 
-use guest_jit::elf::{DataKind, LoadError, Object};
+use guest_jit::elf::{DataKind, LoadError, Object, Placed};
 use guest_jit::insn::{Imm64, Op, Reg};
 use guest_jit::verify::{VerifyContext, verify};
 use proptest::prelude::*;
@@ -44,6 +44,15 @@ fn parse_err(bytes: &[u8]) -> String {
     chain(&Object::parse(bytes).unwrap_err())
 }
 
+/// Places data section `i` at `0x1000_0000 * (i + 1)`, map `i` at
+/// `0x8000_0000 + 0x1000 * i`.
+fn place(what: Placed) -> Option<u64> {
+    Some(match what {
+        Placed::Data(i) => 0x1000_0000 * (i as u64 + 1),
+        Placed::Map(i) => 0x8000_0000 + 0x1000 * i as u64,
+    })
+}
+
 /// Parses, links every program and verifies it; errors are fine, panics
 /// are not.
 fn load_everything(bytes: &[u8]) {
@@ -51,7 +60,7 @@ fn load_everything(bytes: &[u8]) {
         return;
     };
     for spec in object.programs() {
-        if let Ok(linked) = object.link(spec, &|i| 0x1000_0000 * (i as u64 + 1)) {
+        if let Ok(linked) = object.link(spec, &place) {
             let ctx = VerifyContext {
                 helper_known: &|_| true,
                 lines: Some(&linked.lines),
@@ -412,7 +421,6 @@ fn corrupted_btf_is_refused() {
 
 #[test]
 fn unresolvable_references_are_refused_at_link() {
-    let place = |i: usize| 0x1000_0000 * (i as u64 + 1);
     // The format string's ld_imm64 pointing past the end of .rodata.
     let mut bytes = sample("hello.bpf.o");
     let code = section(&bytes, "syscall");
@@ -433,7 +441,7 @@ fn unresolvable_references_are_refused_at_link() {
     let err = object.link(&object.programs()[0], &place).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "Program `hello` uses extern symbol `` (relocation at offset 0x0 in section `syscall`); extern functions and variables are not supported"
+        "Program `hello` uses extern symbol `` (relocation at offset 0x0 in section `syscall`); only calls to kfuncs may name extern symbols"
     );
     // ... or in the license section.
     let mut bytes = sample("hello.bpf.o");
@@ -465,7 +473,7 @@ fn link_errors_in_instructions_read_like_verifier_errors() {
     put(&mut bytes, code.offset + 8, 1, 0x8c);
     let object = Object::parse(&bytes).unwrap();
     let err = object
-        .link(&object.programs()[0], &|_| 0)
+        .link(&object.programs()[0], &|_| Some(0))
         .unwrap_err()
         .to_string();
     assert_eq!(
@@ -559,9 +567,7 @@ fn percpu_loads_are_recorded() {
         object.data_sections()[percpu].bytes[..4],
         1u32.to_le_bytes()
     );
-    let linked = object
-        .link(&object.programs()[0], &|i| 0x1000_0000 * (i as u64 + 1))
-        .unwrap();
+    let linked = object.link(&object.programs()[0], &place).unwrap();
     // `table[i]` is the program's first load.
     assert_eq!(linked.percpu_loads, [0]);
     assert_eq!(

@@ -7,7 +7,7 @@
 //! run of each engine and their ratio.
 
 use guest_jit::conformance::ConformanceHelpers;
-use guest_jit::elf::{DataKind, Object};
+use guest_jit::elf::{DataKind, Object, Placed};
 use guest_jit::interp::{self, Memory, Region, RegionKind, RunOptions, mem::CTX_START};
 use std::time::{Duration, Instant};
 use vmm::{HelperSet, Outcome, ProgramInput, Sandbox, SandboxConfig};
@@ -62,7 +62,12 @@ fn interp_run(object: &Object, prog: &str, data: &[u8]) -> (u64, Duration) {
         next += (section.bytes.len() as u64).next_multiple_of(0x1000) + 0x1000;
     }
     let spec = object.find_program(Some(prog)).expect("program");
-    let linked = object.link(spec, &|i| addrs[i]).expect("link");
+    let linked = object
+        .link(spec, &|what| match what {
+            Placed::Data(i) => addrs.get(i).copied(),
+            Placed::Map(_) => None,
+        })
+        .expect("link");
     let mut memory = Memory::with_context(data.to_vec());
     for (section, &addr) in object.data_sections().iter().zip(&addrs) {
         let writable = section.kind != DataKind::ReadOnly;

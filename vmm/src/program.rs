@@ -13,7 +13,9 @@ use crate::runtime::{RuntimeError, RuntimeImage};
 use crate::sandbox::{Call, Outcome, RunError, RunReport, Sandbox, SandboxConfig};
 use crate::trap::Trap;
 use guest_jit::btf::LineTable;
-use guest_jit::elf::{DataKind, DataSection, FunctionSymbol, LinkedProgram, Object, ProgramSpec};
+use guest_jit::elf::{
+    DataKind, DataSection, FunctionSymbol, LinkedProgram, Object, Placed, ProgramSpec,
+};
 use guest_jit::insn::Program;
 use guest_jit::interp::MAY_GOTO_BUDGET;
 use guest_jit::jit::{self, JitConfig, JitError, JitOutput};
@@ -98,6 +100,17 @@ pub fn unlinked(name: &str, program: Program) -> LinkedProgram {
             start: 0,
         }],
         percpu_loads: Vec::new(),
+        kfuncs: Vec::new(),
+    }
+}
+
+/// The guest address of what a program links against: `data[i]` for data
+/// section `i`, `maps[i]` for the header of map `i` (`None`: not placed,
+/// and linking fails naming it).
+fn placed(data: &[u64], maps: &[u64], what: Placed) -> Option<u64> {
+    match what {
+        Placed::Data(i) => data.get(i).copied(),
+        Placed::Map(i) => maps.get(i).copied(),
     }
 }
 
@@ -326,7 +339,8 @@ impl Sandbox {
             .iter()
             .map(|spec| {
                 let linked = object
-                    .link(spec, &|i| placement.get(i).copied().unwrap_or(0))
+                    // Maps are not created yet: none is placed.
+                    .link(spec, &|what| placed(&placement, &[], what))
                     .map_err(|source| LoadError::Link {
                         name: spec.name.clone(),
                         source: Box::new(source),
@@ -595,7 +609,7 @@ pub fn compile_offline(
     let mut programs = Vec::with_capacity(specs.len());
     for spec in specs {
         let linked = object
-            .link(spec, &|i| placement.get(i).copied().unwrap_or(0))
+            .link(spec, &|what| placed(&placement, &[], what))
             .map_err(|source| {
                 Box::new(LoadError::Link {
                     name: spec.name.clone(),

@@ -17,19 +17,23 @@
 //!            +-----------------+-----------------------+----------------------+
 //! ```
 //!
-//! bpfvisor needs BTF for one thing so far: naming the C source line of an
-//! instruction in load, verifier and trap messages. The type section is
-//! walked and checked (every kind's length, every name in the string table)
-//! so that a corrupted section is refused rather than half read; the types
-//! themselves are kept for later users (maps).
+//! bpfvisor needs BTF for naming the C source line of an instruction in
+//! load, verifier and trap messages, and for what the loader reads from
+//! types (`types`): BTF-defined maps (`.maps`), global variables (the
+//! `DATASEC`s of `.rodata`, `.data`, `.bss`) and extern kfuncs (`.ksyms`).
+//! The type section is walked and checked (every kind's length, every name
+//! in the string table) so that a corrupted section is refused rather than
+//! half read; type ids inside kind data are checked where they are followed.
 
 mod ext;
 mod lines;
+mod types;
 
 use thiserror::Error;
 
 pub use ext::{BtfExt, FuncInfo, InfoSection, LineInfo};
 pub use lines::{LineTable, SourceLine};
+pub use types::{ArrayInfo, Linkage, MAX_TYPE_CHAIN, Member, VarSecInfo};
 
 /// The magic number both sections start with, in the file's byte order.
 pub const BTF_MAGIC: u16 = 0xeb9f;
@@ -199,6 +203,36 @@ pub enum BtfError {
     /// `.BTF.ext` is present without `.BTF`, whose strings it needs.
     #[error(".BTF.ext is present without a .BTF section")]
     FindBtf,
+    /// A type id names no type.
+    #[error("BTF type {id} does not exist; the object has {count} types")]
+    ResolveType {
+        /// The id.
+        id: u32,
+        /// Types in the section.
+        count: usize,
+    },
+    /// Typedefs, qualifiers or arrays chain too deep (or in a cycle).
+    #[error(
+        "BTF type {id} starts a chain of more than {MAX_TYPE_CHAIN} typedefs, qualifiers or arrays"
+    )]
+    ChainTypes {
+        /// Where the chain starts.
+        id: u32,
+    },
+    /// A type that must have a size (a variable's, a map key's) has none.
+    #[error("BTF type {id} ({kind}) has no size")]
+    SizeType {
+        /// The type.
+        id: u32,
+        /// Its kind (`void` for id 0).
+        kind: &'static str,
+    },
+    /// A type's size does not fit in 32 bits.
+    #[error("BTF type {id} is larger than 4 GiB")]
+    OverflowSize {
+        /// The type.
+        id: u32,
+    },
 }
 
 /// Kinds of BTF types (`BTF_KIND_*`).

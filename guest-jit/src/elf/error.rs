@@ -2,6 +2,7 @@
 
 use thiserror::Error;
 
+use super::maps::MapDefError;
 use crate::btf::BtfError;
 use crate::verify::VerifyError;
 
@@ -253,11 +254,66 @@ pub enum LoadError {
         /// Slot targeted (may be negative or past the end).
         target: i64,
     },
-    /// A program uses a BTF-defined map.
+    /// A map definition is refused.
+    #[error("Map `{map}` in section `{section}` cannot be created")]
+    DefineMap {
+        /// Map name.
+        map: String,
+        /// Section of the definition.
+        section: String,
+        /// What is wrong with it.
+        #[source]
+        source: Box<MapDefError>,
+    },
+    /// BTF-defined maps without the BTF that defines them.
     #[error(
-        "Program `{program}` uses map `{map}` (relocation at offset {offset:#x} in section `{section}`); maps are not supported yet"
+        "Section `{section}` holds BTF-defined maps, but the object has no .BTF section (build with -g)"
     )]
-    UseMap {
+    FindMapBtf {
+        /// The maps section.
+        section: String,
+    },
+    /// Legacy map definitions that do not divide their section.
+    #[error("Legacy map section `{section}` ({size} bytes) {problem}")]
+    SplitLegacyMaps {
+        /// The section.
+        section: String,
+        /// Its size.
+        size: u64,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A relocation of a maps section that gives no initial value.
+    #[error("Relocation at offset {offset:#x} in section `{section}` {problem}")]
+    RelocateMaps {
+        /// The maps section.
+        section: String,
+        /// Byte offset in it.
+        offset: u64,
+        /// What is wrong.
+        problem: String,
+    },
+    /// An `ld_imm64` names a maps section somewhere no map starts.
+    #[error(
+        "Relocation at offset {offset:#x} in section `{section}` refers to byte {at:#x} of `{target_section}` (via `{symbol}`), where no map starts"
+    )]
+    ResolveMap {
+        /// Section of the instruction.
+        section: String,
+        /// Its byte offset.
+        offset: u64,
+        /// Symbol named.
+        symbol: String,
+        /// The maps section.
+        target_section: String,
+        /// Offset in it (symbol value plus addend).
+        at: i128,
+    },
+    /// The caller gave no guest address for a map the program uses.
+    #[error(
+        "Program `{program}` uses map `{map}` (relocation at offset {offset:#x} in section `{section}`), which was not placed in guest memory"
+    )]
+    PlaceMap {
         /// Program being linked.
         program: String,
         /// Map name.
@@ -267,10 +323,65 @@ pub enum LoadError {
         /// Its byte offset.
         offset: u64,
     },
-    /// A program uses a symbol defined outside the object (kfunc, ksym,
-    /// kconfig).
+    /// The caller gave no guest address for a data section the program
+    /// uses.
     #[error(
-        "Program `{program}` uses extern symbol `{symbol}` (relocation at offset {offset:#x} in section `{section}`); extern functions and variables are not supported"
+        "Program `{program}` uses global data in `{data}` (relocation at offset {offset:#x} in section `{section}`), which was not placed in guest memory"
+    )]
+    PlaceData {
+        /// Program being linked.
+        program: String,
+        /// Data section name.
+        data: String,
+        /// Section of the instruction.
+        section: String,
+        /// Its byte offset.
+        offset: u64,
+    },
+    /// A call to an extern function that BTF does not declare a kfunc.
+    #[error(
+        "Program `{program}` calls extern function `{symbol}` (relocation at offset {offset:#x} in section `{section}`), which BTF does not declare a kfunc (`extern ... __ksym`)"
+    )]
+    DeclareKfunc {
+        /// Program being linked.
+        program: String,
+        /// Function name.
+        symbol: String,
+        /// Section of the instruction.
+        section: String,
+        /// Its byte offset.
+        offset: u64,
+    },
+    /// A data section's BTF variables cannot be read.
+    #[error("Cannot read the global variables of section `{section}`: {problem}")]
+    ReadVariable {
+        /// Data section.
+        section: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// No global variable has the name asked for.
+    #[error("No global variable is named `{name}`; the object has: {available}")]
+    FindVariable {
+        /// Name asked for.
+        name: String,
+        /// The variables there are, `name (section, size)`.
+        available: String,
+    },
+    /// A variable's new value is not its size.
+    #[error("Global variable `{name}` is {size} bytes, but the value given is {given} bytes")]
+    SizeVariable {
+        /// Variable name.
+        name: String,
+        /// Its size.
+        size: u64,
+        /// Bytes given.
+        given: usize,
+    },
+    /// A program uses a symbol defined outside the object other than by
+    /// calling it as a kfunc (a `__ksym` or `__kconfig` variable).
+    #[error(
+        "Program `{program}` uses extern symbol `{symbol}` (relocation at offset {offset:#x} in section `{section}`); only calls to kfuncs may name extern symbols"
     )]
     UseExtern {
         /// Program being linked.

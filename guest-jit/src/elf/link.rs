@@ -12,13 +12,20 @@
 //! Functions are placed in the order they are first reached (breadth
 //! first), each once however often it is called. Call and function-address
 //! offsets are computed for the new layout after everything is placed.
+//!
+//! What lies outside the program is resolved through the caller's
+//! placement ([`Placed`]): an `ld_imm64` of global data becomes the data's
+//! guest address, one of a map the address of its header. A call to an
+//! extern function (clang: `call -1`, src 1, relocated against the
+//! undefined symbol; libbpf: src 2) becomes a kfunc call whose id indexes
+//! [`LinkedProgram::kfuncs`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::read::{Place, Reloc, RelocKind, Role};
-use super::{DataKind, LoadError, Object, ProgramSpec};
+use super::{DataKind, LoadError, Object, Placed, ProgramSpec};
 use crate::btf::{LineTable, SourceLine};
-use crate::insn::opcode::{CALL, CALL_LOCAL, LD_IMM64, PSEUDO_FUNC, PSEUDO_IMM64};
+use crate::insn::opcode::{CALL, CALL_KFUNC, CALL_LOCAL, LD_IMM64, PSEUDO_FUNC, PSEUDO_IMM64};
 use crate::insn::{INSN_SIZE, Insn, Program};
 use crate::verify;
 
@@ -42,7 +49,9 @@ pub struct LinkedProgram {
     /// The entry function at slot 0, then every subprogram it reaches.
     /// Local calls and `ld_imm64` function addresses (`Imm64::Func`) point
     /// at the new slots; `ld_imm64` of global data is
-    /// `Imm64::Value(placement(i) + offset)`.
+    /// `Imm64::Value(placement(Placed::Data(i)) + offset)`, of a map
+    /// `Imm64::Value(placement(Placed::Map(i)))`; kfunc calls are
+    /// `Op::CallKfunc { btf_id: k, module: 0 }`, `k` indexing `kfuncs`.
     pub program: Program,
     /// Source line of each slot, from `.BTF.ext` line info (empty without
     /// it).
@@ -52,6 +61,9 @@ pub struct LinkedProgram {
     /// Slots of `ld_imm64`s that load the address of `.percpu` data: the
     /// JIT adds the running CPU's offset after them.
     pub percpu_loads: Vec<usize>,
+    /// Names of the kfuncs the program calls; a kfunc call's `btf_id` is
+    /// an index into this list (the caller resolves the names).
+    pub kfuncs: Vec<String>,
 }
 
 /// How a fixed-up instruction refers to a function.
@@ -75,7 +87,7 @@ type FuncId = (usize, usize);
 
 struct Linker<'a> {
     object: &'a Object,
-    placement: &'a dyn Fn(usize) -> u64,
+    placement: &'a dyn Fn(Placed) -> Option<u64>,
     program: &'a str,
     out: Vec<Insn>,
     placed: HashMap<FuncId, usize>,
@@ -88,12 +100,13 @@ struct Linker<'a> {
     lines: Vec<(usize, Option<SourceLine>)>,
     functions: Vec<FunctionSymbol>,
     percpu_loads: Vec<usize>,
+    kfuncs: Vec<String>,
 }
 
 pub(super) fn link(
     object: &Object,
     spec: &ProgramSpec,
-    placement: &dyn Fn(usize) -> u64,
+    placement: &dyn Fn(Placed) -> Option<u64>,
 ) -> Result<LinkedProgram, LoadError> {
     let not_ours = || LoadError::ResolveProgram {
         name: spec.name.clone(),
@@ -118,6 +131,7 @@ pub(super) fn link(
         lines: Vec::new(),
         functions: Vec::new(),
         percpu_loads: Vec::new(),
+        kfuncs: Vec::new(),
     };
     linker.enqueue((spec.code, spec.function));
     while let Some(id) = linker.queue.pop_front() {
@@ -141,6 +155,7 @@ pub(super) fn link(
         lines,
         functions,
         percpu_loads: linker.percpu_loads,
+        kfuncs: linker.kfuncs,
     })
 }
 
@@ -241,6 +256,9 @@ impl Linker<'_> {
         let offset = byte_offset(pc);
         let section = || code.name.clone();
         let target = match symbol.place {
+            Place::Undefined if reloc.kind == RelocKind::Call => {
+                return self.kfunc_call(c, pc, new);
+            }
             Place::Undefined => {
                 return Err(LoadError::UseExtern {
                     program: self.program.to_owned(),
@@ -263,12 +281,36 @@ impl Linker<'_> {
         };
         let value = i128::from(symbol.value);
         match (reloc.kind, target.role) {
-            (RelocKind::Ld64, Role::Maps) => Err(LoadError::UseMap {
-                program: self.program.to_owned(),
-                map: self.map_name(s, reloc.symbol, imm),
-                section: section(),
-                offset,
-            }),
+            (RelocKind::Ld64, Role::Maps) => {
+                let at = value
+                    + if symbol.is_section {
+                        i128::from(imm)
+                    } else {
+                        0
+                    };
+                let map = object
+                    .map_sites
+                    .iter()
+                    .position(|site| site.section == s && i128::from(site.offset) == at);
+                let Some(map) = map else {
+                    return Err(LoadError::ResolveMap {
+                        section: section(),
+                        offset,
+                        symbol: symbol.name.clone(),
+                        target_section: target.name.clone(),
+                        at,
+                    });
+                };
+                let address =
+                    (self.placement)(Placed::Map(map)).ok_or_else(|| LoadError::PlaceMap {
+                        program: self.program.to_owned(),
+                        map: object.maps[map].name.clone(),
+                        section: section(),
+                        offset,
+                    })?;
+                self.set_imm64(new, address);
+                Ok(())
+            }
             (RelocKind::Ld64, Role::Data(d)) => {
                 let data = &object.data[d];
                 // clang puts the offset into the section in imm for section
@@ -285,13 +327,14 @@ impl Linker<'_> {
                         at,
                         size,
                     })?;
-                let address = (self.placement)(d).wrapping_add(at);
-                if let [first, second, ..] = &mut self.out[new..] {
-                    first.imm = address as i32;
-                    first.regs &= 0x0f; // src = PSEUDO_IMM64
-                    second.imm = (address >> 32) as i32;
-                }
-                debug_assert_eq!(PSEUDO_IMM64, 0);
+                let base =
+                    (self.placement)(Placed::Data(d)).ok_or_else(|| LoadError::PlaceData {
+                        program: self.program.to_owned(),
+                        data: data.name.clone(),
+                        section: section(),
+                        offset,
+                    })?;
+                self.set_imm64(new, base.wrapping_add(at));
                 if data.kind == DataKind::PerCpu {
                     self.percpu_loads.push(new);
                 }
@@ -322,22 +365,49 @@ impl Linker<'_> {
         }
     }
 
-    /// The map a `.maps` relocation names: the symbol, or for a section
-    /// symbol the map defined at its offset.
-    fn map_name(&self, section: usize, symbol: usize, imm: i32) -> String {
-        let sym = &self.object.symbols[symbol];
-        if !sym.is_section {
-            return sym.name.clone();
+    /// Makes the `ld_imm64` at `slot` of the output load `value`.
+    fn set_imm64(&mut self, slot: usize, value: u64) {
+        if let [first, second, ..] = &mut self.out[slot..] {
+            first.imm = value as i32;
+            first.regs = (PSEUDO_IMM64 << 4) | first.dst();
+            second.imm = (value >> 32) as i32;
         }
-        let at = sym.value.wrapping_add_signed(imm.into());
-        self.object
-            .symbols
-            .iter()
-            .find(|s| s.place == Place::Section(section) && !s.is_section && s.value == at)
-            .map_or_else(
-                || format!("at offset {at:#x} of {}", sym.name),
-                |s| s.name.clone(),
-            )
+    }
+
+    /// Turns the call at `pc` of section `c` (copied to `new`), relocated
+    /// against an undefined symbol, into a kfunc call.
+    fn kfunc_call(&mut self, c: usize, pc: usize, new: usize) -> Result<(), LoadError> {
+        let object = self.object;
+        let code = &object.code[c];
+        let insn = code.insns[pc];
+        let reloc = code.relocs.get(&pc).copied();
+        let symbol = reloc.map_or("", |r| object.symbols[r.symbol].name.as_str());
+        let offset = byte_offset(pc);
+        // clang writes `call -1` with src 1 (a pseudo call it cannot
+        // resolve); libbpf-processed code has src 2 already.
+        let declared =
+            object.btf.is_none() || object.kfunc_declarations.iter().any(|k| k == symbol);
+        if !matches!(insn.src(), CALL_LOCAL | CALL_KFUNC) || symbol.is_empty() || !declared {
+            return Err(LoadError::DeclareKfunc {
+                program: self.program.to_owned(),
+                symbol: symbol.to_owned(),
+                section: code.name.clone(),
+                offset,
+            });
+        }
+        let index = match self.kfuncs.iter().position(|k| k == symbol) {
+            Some(index) => index,
+            None => {
+                self.kfuncs.push(symbol.to_owned());
+                self.kfuncs.len() - 1
+            }
+        };
+        let call = &mut self.out[new];
+        call.regs = CALL_KFUNC << 4;
+        call.off = 0;
+        // A program has fewer kfuncs than instructions: the index fits.
+        call.imm = i32::try_from(index).unwrap_or(i32::MAX);
+        Ok(())
     }
 
     /// Points every call and function address at its callee's new slot.

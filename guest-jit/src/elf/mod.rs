@@ -1,40 +1,56 @@
 //! Loading clang-built BPF objects (`clang --target=bpf -O2 -g -c`).
 //!
 //! ```text
-//!  hello.bpf.o (ET_REL, EM_BPF)          Object::parse        Object::link(program)
+//!  hello.bpf.o (ET_REL, EM_BPF)          Object::parse        Object::link(program, placement)
 //!  +-------------------+                 +--------------+     +--------------------------+
 //!  | syscall    (AX)   |--- programs --->| ProgramSpec  |---->| slot 0: entry function   |
 //!  | .text      (AX)   |--- subprograms  |              |     | then each .text function |
 //!  | .relsyscall       |--- relocations  |              |     | it reaches, calls and    |
-//!  | .rodata .data     |--- data ------->| DataSection  |     | ld_imm64 fixed up        |
-//!  | .bss  .rodata.*   |                 |              |     | + LineTable, functions   |
-//!  | .maps             |--- (maps: not yet)              |     +--------------------------+
-//!  | .BTF  .BTF.ext    |--- line info                    |
-//!  +-------------------+                 +--------------+
+//!  | .rodata .data     |--- data ------->| DataSection  |     | ld_imm64 fixed up, maps  |
+//!  | .bss  .rodata.*   |                 | Variable     |     | and data at placement(), |
+//!  | .maps  maps       |--- maps ------->| MapSpec      |     | kfunc calls by name      |
+//!  | .BTF  .BTF.ext    |--- types, lines |              |     | + LineTable, functions   |
+//!  +-------------------+                 +--------------+     +--------------------------+
 //! ```
 //!
 //! A *program* is a global function in an executable section other than
 //! `.text` (libbpf's rule); `.text` holds the subprograms programs call.
 //! Linking copies a program and every function it reaches (transitively,
 //! each once) into one instruction array, rewrites local calls and function
-//! addresses for the new layout, and turns `ld_imm64` of global data into
-//! plain 64-bit constants: the guest address the caller places each data
-//! section at, plus the offset. Nothing else is resolved here; maps and
-//! extern symbols are refused with a message that says so.
+//! addresses for the new layout, and turns `ld_imm64` of global data and of
+//! maps into plain 64-bit constants: the guest address the caller placed
+//! each data section or map header at ([`Placed`]), plus the offset. Calls
+//! to extern functions become kfunc calls; extern variables are refused.
+//!
+//! Maps come from BTF (`.maps`, see `btf_maps`) or legacy `struct
+//! bpf_map_def`s (`maps`), checked against the kernel's rules for their
+//! type (`maps`). Global variables are found by name through their
+//! section's BTF `DATASEC` (`vars`), so a caller can set `const volatile`
+//! knobs before loading.
 //!
 //! Parsing checks the whole file up front (header, sections, symbols, every
-//! code relocation, BTF), so a malformed object fails at `parse` whatever
-//! program is asked for later; `link` fails only for what a particular
-//! program uses.
+//! code relocation, BTF, map definitions), so a malformed object fails at
+//! `parse` whatever program is asked for later; `link` fails only for what
+//! a particular program uses.
 
+mod btf_maps;
 mod error;
 mod link;
+mod maps;
 mod read;
+mod vars;
 
 use std::fmt::Write as _;
 
 pub use error::LoadError;
 pub use link::{FunctionSymbol, LinkedProgram};
+pub use maps::{
+    LEGACY_DEF_SIZE, MAX_KEY_SIZE, MAX_PERCPU_VALUE_SIZE, MAX_VALUE_SIZE, MapDefError, MapInit,
+    MapSpec, MapType, Pinning, flags as map_flags, map_type,
+};
+pub use vars::Variable;
+
+use crate::btf::Btf;
 
 /// A parsed BPF object file.
 #[derive(Clone, Debug)]
@@ -47,6 +63,25 @@ pub struct Object {
     code: Vec<read::CodeSection>,
     programs: Vec<ProgramSpec>,
     data: Vec<DataSection>,
+    /// `.BTF`, when the object has it.
+    btf: Option<Btf>,
+    /// Maps, BTF-defined then legacy; `map_sites` is indexed alike.
+    maps: Vec<MapSpec>,
+    map_sites: Vec<btf_maps::MapSite>,
+    variables: Vec<Variable>,
+    /// Functions BTF declares `extern ... __ksym`.
+    kfunc_declarations: Vec<String>,
+}
+
+/// Something [`Object::link`] asks its caller to have placed in guest
+/// memory: the caller answers with its guest address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Placed {
+    /// The start of `data_sections()[i]`.
+    Data(usize),
+    /// The header of `maps()[i]` (what an `ld_imm64` of the map loads, as
+    /// the kernel loads a `struct bpf_map *`).
+    Map(usize),
 }
 
 /// A program: an entry point that can be linked and run.
@@ -90,6 +125,31 @@ pub struct DataSection {
     pub bytes: Vec<u8>,
     /// Alignment the section asks for, at least 1.
     pub align: u64,
+}
+
+impl DataSection {
+    /// The name of the internal map libbpf makes of this section, which
+    /// tools and skeletons use for it: the section name (`.data`,
+    /// `.rodata`, `.bss`, `.data.foo`, `.rodata.str1.1`, `.percpu`).
+    pub fn map_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The internal map libbpf makes of this section: an `ARRAY` of one
+    /// value, the section (`PERCPU_ARRAY` for `.percpu`), read-only to
+    /// programs for `.rodata*`. bpfvisor keeps the bytes in the data
+    /// regions; the map header points at them.
+    pub fn map_spec(&self) -> MapSpec {
+        let (map_type, flags) = match self.kind {
+            DataKind::ReadOnly => (MapType::Array, map_flags::RDONLY_PROG | map_flags::MMAPABLE),
+            DataKind::ReadWrite | DataKind::Zeroed => (MapType::Array, map_flags::MMAPABLE),
+            DataKind::PerCpu => (MapType::PercpuArray, 0),
+        };
+        let size = u32::try_from(self.bytes.len()).unwrap_or(u32::MAX);
+        let mut spec = MapSpec::new(self.map_name(), map_type, 4, size, 1);
+        spec.map_flags = flags;
+        spec
+    }
 }
 
 impl Object {
@@ -155,12 +215,26 @@ impl Object {
         &self.data
     }
 
-    /// Links `program` into one instruction array; `placement(i)` is the
-    /// guest address of `data_sections()[i]`. See [`LinkedProgram`].
+    /// Maps the object defines: BTF-defined (`.maps`) in BTF order, then
+    /// legacy (`maps`) by offset. [`Placed::Map`] is indexed like this
+    /// slice. Global data sections are maps too for the host API, but are
+    /// not listed here: see [`DataSection::map_spec`].
+    pub fn maps(&self) -> &[MapSpec] {
+        &self.maps
+    }
+
+    /// The index in [`Object::maps`] of the map named `name`.
+    pub fn find_map(&self, name: &str) -> Option<usize> {
+        self.maps.iter().position(|m| m.name == name)
+    }
+
+    /// Links `program` into one instruction array; `placement` gives the
+    /// guest address of each data section and map it uses (`None`: not
+    /// placed, and the program cannot be linked). See [`LinkedProgram`].
     pub fn link(
         &self,
         program: &ProgramSpec,
-        placement: &dyn Fn(usize) -> u64,
+        placement: &dyn Fn(Placed) -> Option<u64>,
     ) -> Result<LinkedProgram, LoadError> {
         link::link(self, program, placement)
     }

@@ -6,6 +6,9 @@ use object::LittleEndian;
 use object::elf::{self, FileHeader64};
 use object::read::elf::{FileHeader, Rel, SectionHeader, Sym};
 
+use super::btf_maps::{MapSite, add_init_value, read_btf_maps};
+use super::maps::{MapSpec, define_err, legacy_map};
+use super::vars::{read_kfunc_declarations, read_variables};
 use super::{DataKind, DataSection, LoadError, Object, ProgramSpec};
 use crate::btf::{Btf, BtfExt, LineInfo};
 use crate::insn::opcode::{CALL, LD_IMM64};
@@ -21,6 +24,11 @@ const EHDR_SIZE: usize = 64;
 pub(super) const MAX_DATA_SIZE: u64 = 64 << 20;
 /// The code section libbpf takes subprograms from.
 pub(super) const TEXT_SECTION: &str = ".text";
+/// `R_BPF_64_ABS64`: a 64-bit absolute address in data (the `object` crate
+/// names only the code relocations).
+const R_BPF_64_ABS64: u32 = 2;
+/// The section of BTF-defined maps; `maps` and `maps/*` hold legacy ones.
+const BTF_MAPS_SECTION: &str = ".maps";
 
 /// A section and what it is to the loader.
 #[derive(Clone, Debug)]
@@ -61,6 +69,8 @@ pub(super) struct Symbol {
     pub name: String,
     pub place: Place,
     pub value: u64,
+    /// `st_size`.
+    pub size: u64,
     /// `STT_SECTION`: clang relocates static objects and functions against
     /// the section symbol, with the offset in the instruction.
     pub is_section: bool,
@@ -237,7 +247,13 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Object, LoadError> {
         code: Vec::new(),
         programs: Vec::new(),
         data: Vec::new(),
+        btf: None,
+        maps: Vec::new(),
+        map_sites: Vec::new(),
+        variables: Vec::new(),
+        kfunc_declarations: Vec::new(),
     };
+    let mut map_bytes = BTreeMap::new();
     let mut btf_bytes = None;
     let mut btf_ext_bytes = None;
     let mut data_total = 0u64;
@@ -293,7 +309,10 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Object, LoadError> {
                 });
                 Role::Data(object.data.len() - 1)
             }
-            Class::Maps => Role::Maps,
+            Class::Maps => {
+                map_bytes.insert(index.0, contents(&name)?);
+                Role::Maps
+            }
             Class::Other => {
                 if name == ".BTF" {
                     btf_bytes = Some(contents(&name)?);
@@ -311,7 +330,157 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Object, LoadError> {
     read_functions(&mut object);
     read_relocations(&mut object, &table, data)?;
     read_lines(&mut object, btf_bytes, btf_ext_bytes)?;
+    read_maps(&mut object, &map_bytes)?;
+    read_map_relocations(&mut object, &table, data, &map_bytes)?;
+    if let Some(btf) = &object.btf {
+        object.variables = read_variables(&object, btf)?;
+        object.kfunc_declarations = read_kfunc_declarations(btf);
+    }
     Ok(object)
+}
+
+/// Reads the map definitions of every maps section, BTF-defined first.
+fn read_maps(object: &mut Object, bytes: &BTreeMap<usize, &[u8]>) -> Result<(), LoadError> {
+    let mut found: Vec<(MapSpec, MapSite)> = Vec::new();
+    let btf_sections = bytes
+        .keys()
+        .filter(|&&s| object.sections[s].name == BTF_MAPS_SECTION);
+    for &s in btf_sections {
+        let btf = object.btf.as_ref().ok_or_else(|| LoadError::FindMapBtf {
+            section: BTF_MAPS_SECTION.into(),
+        })?;
+        found.extend(read_btf_maps(object, btf, s)?);
+    }
+    for (&s, &contents) in bytes {
+        if object.sections[s].name != BTF_MAPS_SECTION {
+            found.extend(read_legacy_maps(object, s, contents)?);
+        }
+    }
+    (object.maps, object.map_sites) = found.into_iter().unzip();
+    Ok(())
+}
+
+/// Reads the `struct bpf_map_def`s of legacy section `s`: one per symbol,
+/// each as long as the section divided by their number (libbpf's rule).
+fn read_legacy_maps(
+    object: &Object,
+    s: usize,
+    contents: &[u8],
+) -> Result<Vec<(MapSpec, MapSite)>, LoadError> {
+    let section = &object.sections[s];
+    let mut symbols: Vec<_> = object
+        .symbols
+        .iter()
+        .filter(|sym| sym.place == Place::Section(s) && !sym.is_section)
+        .collect();
+    if symbols.is_empty() {
+        return Ok(Vec::new());
+    }
+    symbols.sort_by_key(|sym| sym.value);
+    let split_err = |problem: String| LoadError::SplitLegacyMaps {
+        section: section.name.clone(),
+        size: contents.len() as u64,
+        problem,
+    };
+    let count = symbols.len();
+    if contents.is_empty() || !contents.len().is_multiple_of(count) {
+        return Err(split_err(format!(
+            "does not divide into {count} definitions, one per symbol"
+        )));
+    }
+    let def_size = contents.len() / count;
+    let mut maps = Vec::with_capacity(count);
+    for sym in symbols {
+        let def = usize::try_from(sym.value)
+            .ok()
+            .and_then(|at| contents.get(at..at.checked_add(def_size)?))
+            .ok_or_else(|| {
+                split_err(format!(
+                    "has no room for `{}`'s {def_size}-byte definition at offset {:#x}",
+                    sym.name, sym.value
+                ))
+            })?;
+        let spec = legacy_map(&sym.name, def).map_err(define_err(&sym.name, &section.name))?;
+        let site = MapSite {
+            section: s,
+            offset: sym.value,
+            size: def_size as u64,
+            values_at: None,
+        };
+        maps.push((spec, site));
+    }
+    Ok(maps)
+}
+
+/// Applies the relocations of maps sections: initial values of program
+/// arrays and maps of maps. Legacy definitions have no pointers.
+fn read_map_relocations(
+    object: &mut Object,
+    table: &SectionTable<'_>,
+    data: &[u8],
+    bytes: &BTreeMap<usize, &[u8]>,
+) -> Result<(), LoadError> {
+    for (index, sh) in table.enumerate() {
+        let sh_type = sh.sh_type(LE);
+        if sh_type != elf::SHT_REL && sh_type != elf::SHT_RELA {
+            continue;
+        }
+        let target = usize::try_from(sh.sh_info(LE)).unwrap_or(usize::MAX);
+        let Some(contents) = bytes.get(&target) else {
+            continue;
+        };
+        let name = object.sections[index.0].name.clone();
+        let target_name = object.sections[target].name.clone();
+        if sh_type == elf::SHT_RELA {
+            return Err(LoadError::CheckRelocationSection {
+                section: name,
+                target: target_name,
+                problem: "is SHT_RELA; BPF objects use SHT_REL".into(),
+            });
+        }
+        let rels = sh
+            .rel(LE, data)
+            .map_err(|source| LoadError::ReadSection {
+                section: name.clone(),
+                source,
+            })?
+            .map_or(&[][..], |(rels, _)| rels);
+        for rel in rels {
+            let (offset, sym, r_type) = (rel.r_offset(LE), rel.r_sym(LE), rel.r_type(LE).0);
+            let reloc_err = |problem: String| LoadError::RelocateMaps {
+                section: target_name.clone(),
+                offset,
+                problem,
+            };
+            if target_name != BTF_MAPS_SECTION {
+                return Err(reloc_err(
+                    "is a pointer in a legacy map definition, which has no pointer fields".into(),
+                ));
+            }
+            // 64-bit absolute: R_BPF_64_ABS64, or R_BPF_64_64 from clang
+            // before LLVM 14 split the types.
+            if r_type != R_BPF_64_ABS64 && r_type != elf::R_BPF_64_64.0 {
+                return Err(reloc_err(format!(
+                    "has type {r_type}; initial values take R_BPF_64_ABS64 (2)"
+                )));
+            }
+            let symbol = usize::try_from(sym).unwrap_or(usize::MAX);
+            if symbol == 0 || symbol >= object.symbols.len() {
+                return Err(reloc_err(format!(
+                    "names symbol {sym}, but the symbol table has {}",
+                    object.symbols.len()
+                )));
+            }
+            // SHT_REL keeps the addend in the bytes it relocates.
+            let addend = usize::try_from(offset)
+                .ok()
+                .and_then(|at| contents.get(at..at.checked_add(8)?))
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, u64::from_le_bytes);
+            add_init_value(object, target, offset, symbol, addend)?;
+        }
+    }
+    Ok(())
 }
 
 type SectionTable<'data> =
@@ -357,6 +526,7 @@ fn read_symbols(
             name,
             place,
             value: sym.st_value(LE),
+            size: sym.st_size(LE),
             is_section,
         });
         if sym.st_type() == elf::STT_FUNC
@@ -497,7 +667,8 @@ fn read_relocations(
                     });
                 }
             }
-            // Maps (issue: maps), BTF and debug info: nothing to apply.
+            // Maps: read_map_relocations, once the maps are known. BTF and
+            // debug info: nothing to apply.
             Role::Maps | Role::Other => {}
         }
     }
@@ -581,15 +752,18 @@ fn read_lines(
     btf: Option<&[u8]>,
     ext: Option<&[u8]>,
 ) -> Result<(), LoadError> {
-    let btf = btf
+    object.btf = btf
         .map(Btf::parse)
         .transpose()
         .map_err(LoadError::ParseBtf)?;
     let Some(ext) = ext else {
         return Ok(());
     };
-    let btf = btf.ok_or(LoadError::ParseBtf(crate::btf::BtfError::FindBtf))?;
-    let ext = BtfExt::parse(ext, &btf).map_err(LoadError::ParseBtf)?;
+    let btf = object
+        .btf
+        .as_ref()
+        .ok_or(LoadError::ParseBtf(crate::btf::BtfError::FindBtf))?;
+    let ext = BtfExt::parse(ext, btf).map_err(LoadError::ParseBtf)?;
     for code in &mut object.code {
         let lines = ext.lines_of(&code.name);
         if let Some(bad) = lines.iter().find(|l| l.slot >= code.insns.len()) {

@@ -1,0 +1,753 @@
+//! Map definitions: what each map of an object is (type, sizes, flags,
+//! inner map, initial values), checked against the kernel's rules for the
+//! map types bpfvisor provides.
+//!
+//! ```text
+//!  .maps (BTF-defined, libbpf)                    maps (legacy bpf_map_def)
+//!  struct {                                       struct bpf_map_def m = {
+//!    __uint(type, BPF_MAP_TYPE_ARRAY);   int (*type)[2];     .type = 2,
+//!    __type(key, __u32);                 __u32 *key;         .key_size = 4,
+//!    __type(value, __u64);               __u64 *value;       .value_size = 8,
+//!    __uint(max_entries, 16);            int (*max_entries)[16];  ...
+//!    __array(values, struct inner);      struct inner *values[];
+//!  } m SEC(".maps");                                       };
+//! ```
+//!
+//! A BTF-defined map's section bytes are zeros: the definition is in the
+//! *types* of the struct's members, which `btf_maps` reads. `__uint(f, n)`
+//! is a pointer to an array of `n` ints, `__type(f, T)` a pointer to `T`
+//! (the size is `sizeof(T)`), `__array(values, T)` an empty array of
+//! pointers to `T` whose initial elements are relocations in `.rel.maps`
+//! (`init_values`). Legacy definitions are bytes: five `u32`s.
+
+use super::LoadError;
+
+/// Map types bpfvisor provides, with the kernel's numbers
+/// (`enum bpf_map_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MapType {
+    /// `BPF_MAP_TYPE_HASH`.
+    Hash,
+    /// `BPF_MAP_TYPE_ARRAY`.
+    Array,
+    /// `BPF_MAP_TYPE_PROG_ARRAY`: programs for `bpf_tail_call`.
+    ProgArray,
+    /// `BPF_MAP_TYPE_PERCPU_HASH`.
+    PercpuHash,
+    /// `BPF_MAP_TYPE_PERCPU_ARRAY`.
+    PercpuArray,
+    /// `BPF_MAP_TYPE_LRU_HASH`.
+    LruHash,
+    /// `BPF_MAP_TYPE_LRU_PERCPU_HASH`.
+    LruPercpuHash,
+    /// `BPF_MAP_TYPE_ARRAY_OF_MAPS`.
+    ArrayOfMaps,
+    /// `BPF_MAP_TYPE_HASH_OF_MAPS`.
+    HashOfMaps,
+    /// `BPF_MAP_TYPE_QUEUE`.
+    Queue,
+    /// `BPF_MAP_TYPE_STACK`.
+    Stack,
+}
+
+/// The kernel's map type names by number (`enum bpf_map_type`, up to
+/// Linux 6.9), for messages about types bpfvisor does not provide.
+const KERNEL_MAP_TYPES: [&str; 34] = [
+    "UNSPEC",
+    "HASH",
+    "ARRAY",
+    "PROG_ARRAY",
+    "PERF_EVENT_ARRAY",
+    "PERCPU_HASH",
+    "PERCPU_ARRAY",
+    "STACK_TRACE",
+    "CGROUP_ARRAY",
+    "LRU_HASH",
+    "LRU_PERCPU_HASH",
+    "LPM_TRIE",
+    "ARRAY_OF_MAPS",
+    "HASH_OF_MAPS",
+    "DEVMAP",
+    "SOCKMAP",
+    "CPUMAP",
+    "XSKMAP",
+    "SOCKHASH",
+    "CGROUP_STORAGE",
+    "REUSEPORT_SOCKARRAY",
+    "PERCPU_CGROUP_STORAGE",
+    "QUEUE",
+    "STACK",
+    "SK_STORAGE",
+    "DEVMAP_HASH",
+    "STRUCT_OPS",
+    "RINGBUF",
+    "INODE_STORAGE",
+    "TASK_STORAGE",
+    "BLOOM_FILTER",
+    "USER_RINGBUF",
+    "CGRP_STORAGE",
+    "ARENA",
+];
+
+/// Kernel map types bpfvisor will provide but does not yet.
+const LATER_MAP_TYPES: [&str; 2] = ["RINGBUF", "ARENA"];
+
+impl MapType {
+    /// Every type, in kernel number order.
+    pub const ALL: [MapType; 11] = [
+        MapType::Hash,
+        MapType::Array,
+        MapType::ProgArray,
+        MapType::PercpuHash,
+        MapType::PercpuArray,
+        MapType::LruHash,
+        MapType::LruPercpuHash,
+        MapType::ArrayOfMaps,
+        MapType::HashOfMaps,
+        MapType::Queue,
+        MapType::Stack,
+    ];
+
+    /// The kernel's number (`BPF_MAP_TYPE_*`), what a map header holds.
+    pub const fn number(self) -> u32 {
+        match self {
+            MapType::Hash => 1,
+            MapType::Array => 2,
+            MapType::ProgArray => 3,
+            MapType::PercpuHash => 5,
+            MapType::PercpuArray => 6,
+            MapType::LruHash => 9,
+            MapType::LruPercpuHash => 10,
+            MapType::ArrayOfMaps => 12,
+            MapType::HashOfMaps => 13,
+            MapType::Queue => 22,
+            MapType::Stack => 23,
+        }
+    }
+
+    /// The type with kernel number `n`, if bpfvisor provides it.
+    pub fn from_number(n: u32) -> Option<MapType> {
+        MapType::ALL.into_iter().find(|t| t.number() == n)
+    }
+
+    /// The kernel's name without the prefix (`ARRAY_OF_MAPS`).
+    pub const fn name(self) -> &'static str {
+        KERNEL_MAP_TYPES[self.number() as usize]
+    }
+
+    /// Whether each CPU has its own value.
+    pub const fn is_percpu(self) -> bool {
+        matches!(
+            self,
+            MapType::PercpuArray | MapType::PercpuHash | MapType::LruPercpuHash
+        )
+    }
+
+    /// Whether values are inner maps.
+    pub const fn is_map_in_map(self) -> bool {
+        matches!(self, MapType::ArrayOfMaps | MapType::HashOfMaps)
+    }
+
+    /// Whether keys are indices `0..max_entries` (a 4-byte key).
+    const fn is_array(self) -> bool {
+        matches!(
+            self,
+            MapType::Array | MapType::PercpuArray | MapType::ProgArray | MapType::ArrayOfMaps
+        )
+    }
+
+    /// The `map_flags` bits the kernel accepts for this type (its
+    /// `*_CREATE_FLAG_MASK` and per-type checks).
+    const fn allowed_flags(self) -> u32 {
+        use flags::*;
+        match self {
+            MapType::Array => NUMA_NODE | MMAPABLE | ACCESS_MASK | INNER_MAP,
+            MapType::PercpuArray => NUMA_NODE | ACCESS_MASK | INNER_MAP,
+            // fd arrays: the program cannot be told it may not write them.
+            MapType::ProgArray | MapType::ArrayOfMaps => NUMA_NODE | RDONLY | WRONLY | INNER_MAP,
+            MapType::Hash | MapType::PercpuHash | MapType::HashOfMaps => {
+                NO_PREALLOC | NUMA_NODE | ACCESS_MASK | ZERO_SEED
+            }
+            // An LRU map is always preallocated.
+            MapType::LruHash | MapType::LruPercpuHash => {
+                NO_COMMON_LRU | NUMA_NODE | ACCESS_MASK | ZERO_SEED
+            }
+            MapType::Queue | MapType::Stack => NUMA_NODE | ACCESS_MASK,
+        }
+    }
+}
+
+/// `map_flags` bits (`BPF_F_*` of `include/uapi/linux/bpf.h`).
+pub mod flags {
+    /// `BPF_F_NO_PREALLOC`: hash elements allocated on update.
+    pub const NO_PREALLOC: u32 = 1 << 0;
+    /// `BPF_F_NO_COMMON_LRU`: one LRU list per CPU.
+    pub const NO_COMMON_LRU: u32 = 1 << 1;
+    /// `BPF_F_NUMA_NODE`: `numa_node` is meaningful.
+    pub const NUMA_NODE: u32 = 1 << 2;
+    /// `BPF_F_RDONLY`: read-only to the host's syscalls.
+    pub const RDONLY: u32 = 1 << 3;
+    /// `BPF_F_WRONLY`: write-only to the host's syscalls.
+    pub const WRONLY: u32 = 1 << 4;
+    /// `BPF_F_ZERO_SEED`: hash with seed 0 (for tests).
+    pub const ZERO_SEED: u32 = 1 << 6;
+    /// `BPF_F_RDONLY_PROG`: read-only to programs (`.rodata`).
+    pub const RDONLY_PROG: u32 = 1 << 7;
+    /// `BPF_F_WRONLY_PROG`: write-only to programs.
+    pub const WRONLY_PROG: u32 = 1 << 8;
+    /// `BPF_F_MMAPABLE`: the array's values can be mapped by the host.
+    pub const MMAPABLE: u32 = 1 << 10;
+    /// `BPF_F_INNER_MAP`: an inner map whose max_entries may differ.
+    pub const INNER_MAP: u32 = 1 << 12;
+    /// The four access bits.
+    pub const ACCESS_MASK: u32 = RDONLY | WRONLY | RDONLY_PROG | WRONLY_PROG;
+}
+
+/// `MAX_BPF_STACK`: the kernel's limit on a hash key, which programs pass
+/// from their stack.
+pub const MAX_KEY_SIZE: u32 = 512;
+/// `KMALLOC_MAX_SIZE` on x86-64: the kernel's limit on one value.
+pub const MAX_VALUE_SIZE: u32 = 4 << 20;
+/// `PCPU_MIN_UNIT_SIZE`: the kernel's limit on a per-CPU value.
+pub const MAX_PERCPU_VALUE_SIZE: u32 = 32 << 10;
+
+/// libbpf's pinning attribute (`LIBBPF_PIN_*`). bpfvisor has no BPF file
+/// system; it is recorded for callers that share maps by name.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Pinning {
+    /// `LIBBPF_PIN_NONE`.
+    #[default]
+    None,
+    /// `LIBBPF_PIN_BY_NAME`.
+    ByName,
+}
+
+/// An initial value of a `PROG_ARRAY` or map-in-map slot, named as in C:
+/// `.values = { [1] = &tail, ... }`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum MapInit {
+    /// A program of the object, by function name ([`super::ProgramSpec`]).
+    Program(String),
+    /// A map of the object, by name ([`MapSpec::name`]).
+    Map(String),
+}
+
+/// A map, as its definition describes it; the caller creates it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapSpec {
+    /// The C variable's name (`counters`); `outer.inner` for the template
+    /// of a map-in-map's inner maps, as libbpf names it.
+    pub name: String,
+    /// Type.
+    pub map_type: MapType,
+    /// Key size in bytes; 0 for `QUEUE` and `STACK`.
+    pub key_size: u32,
+    /// Value size in bytes (per CPU for per-CPU maps); 4 for
+    /// `PROG_ARRAY` and maps of maps, as in the kernel, whatever the
+    /// runtime stores there.
+    pub value_size: u32,
+    /// Capacity.
+    pub max_entries: u32,
+    /// `BPF_F_*` bits ([`flags`]), checked against the type.
+    pub map_flags: u32,
+    /// `map_extra`: 0 for every type bpfvisor provides.
+    pub map_extra: u64,
+    /// Pinning (BTF-defined maps only).
+    pub pinning: Pinning,
+    /// For `ARRAY_OF_MAPS` / `HASH_OF_MAPS`: the definition every inner
+    /// map must match.
+    pub inner: Option<Box<MapSpec>>,
+    /// Initial values by index, sorted: programs for a `PROG_ARRAY`, maps
+    /// for maps of maps. For `HASH_OF_MAPS` the index is the (4-byte) key.
+    pub values: Vec<(u32, MapInit)>,
+    /// Offset in the value of its `struct bpf_spin_lock`, from BTF: the
+    /// host must not copy over it when it updates a value.
+    pub spin_lock_offset: Option<u32>,
+}
+
+/// Why a map definition is refused. [`LoadError::DefineMap`] names the
+/// map.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MapDefError {
+    /// The type number is not a kernel map type.
+    #[error("Map type {number} is not a kernel map type")]
+    DecodeType {
+        /// `type`.
+        number: u32,
+    },
+    /// A kernel map type bpfvisor does not provide.
+    #[error("{name} maps ({number}) are not supported by bpfvisor")]
+    SupportType {
+        /// Kernel name.
+        name: &'static str,
+        /// Kernel number.
+        number: u32,
+    },
+    /// A kernel map type bpfvisor will provide, but not yet.
+    #[error("{name} maps ({number}) are not supported yet")]
+    SupportTypeYet {
+        /// Kernel name.
+        name: &'static str,
+        /// Kernel number.
+        number: u32,
+    },
+    /// A required attribute is missing.
+    #[error("The definition has no `{field}`")]
+    FindField {
+        /// The attribute.
+        field: &'static str,
+    },
+    /// A BTF-defined map's struct has a member libbpf does not define.
+    #[error("The definition has an unknown field `{field}`")]
+    DecodeField {
+        /// Member name.
+        field: String,
+    },
+    /// A member does not have the shape its macro gives it.
+    #[error("Field `{field}` is a {found}; {expected}")]
+    ShapeField {
+        /// Member name.
+        field: String,
+        /// What it is (BTF kind).
+        found: &'static str,
+        /// What it should be, and the macro that makes it.
+        expected: &'static str,
+    },
+    /// The definition is not a struct.
+    #[error("The definition is a {found}, not a struct")]
+    ShapeDefinition {
+        /// BTF kind found.
+        found: &'static str,
+    },
+    /// `key_size` and `__type(key, ...)` (or the value pair) disagree.
+    #[error("`{field}_size` is {declared}, but `__type({field}, ...)` is {from_type} bytes")]
+    ConflictSize {
+        /// `key` or `value`.
+        field: &'static str,
+        /// From `__uint(key_size, ...)`.
+        declared: u32,
+        /// From the type.
+        from_type: u32,
+    },
+    /// A size breaks the type's rule.
+    #[error("{field} {value} is invalid for {map_type} maps: {rule}")]
+    CheckSize {
+        /// `key_size`, `value_size` or `max_entries`.
+        field: &'static str,
+        /// The value.
+        value: u32,
+        /// Map type name.
+        map_type: &'static str,
+        /// What it must be.
+        rule: String,
+    },
+    /// `map_flags` sets bits the type does not take.
+    #[error("map_flags {flags:#x} sets {bad:#x}, which {map_type} maps do not take")]
+    CheckFlags {
+        /// The flags.
+        flags: u32,
+        /// The bits refused.
+        bad: u32,
+        /// Map type name.
+        map_type: &'static str,
+    },
+    /// `map_extra` is set for a type that has no use for it.
+    #[error("map_extra {map_extra:#x} must be 0 for {map_type} maps")]
+    CheckExtra {
+        /// The value.
+        map_extra: u64,
+        /// Map type name.
+        map_type: &'static str,
+    },
+    /// `pinning` is not a value libbpf defines.
+    #[error("pinning {pinning} is neither LIBBPF_PIN_NONE (0) nor LIBBPF_PIN_BY_NAME (1)")]
+    CheckPinning {
+        /// The value.
+        pinning: u32,
+    },
+    /// `values` on a map that holds neither programs nor maps.
+    #[error("`values` is only for PROG_ARRAY, ARRAY_OF_MAPS and HASH_OF_MAPS maps, not {map_type}")]
+    UseValues {
+        /// Map type name.
+        map_type: &'static str,
+    },
+    /// A map of maps without the inner definition.
+    #[error("{map_type} maps need the inner map's definition: `__array(values, struct {{ ... }})`")]
+    FindInner {
+        /// Map type name.
+        map_type: &'static str,
+    },
+    /// An inner map that is itself a map of maps.
+    #[error("The inner map is itself a map of maps; bpfvisor nests maps one level deep")]
+    NestInner,
+    /// The inner map definition is refused.
+    #[error("Inner map definition is not valid")]
+    DefineInner(#[source] Box<MapDefError>),
+    /// BTF that a definition uses is broken.
+    #[error("Cannot read the definition's BTF")]
+    ReadBtf(#[source] crate::btf::BtfError),
+    /// An initial value is not at a slot of `values`.
+    #[error("Initial value at byte {offset} of the definition is not a slot of `values`")]
+    PlaceValue {
+        /// Offset from the start of the map's definition.
+        offset: u64,
+    },
+    /// An initial value's index is not below `max_entries`.
+    #[error("Initial value [{index}] is outside max_entries {max_entries}")]
+    IndexValue {
+        /// The index.
+        index: u64,
+        /// The map's capacity.
+        max_entries: u32,
+    },
+    /// Two initial values for one slot.
+    #[error("Initial value [{index}] is given twice")]
+    RepeatValue {
+        /// The index.
+        index: u32,
+    },
+    /// An initial value names the wrong kind of thing.
+    #[error("Initial value [{index}] `{symbol}` is not {expected}")]
+    ResolveValue {
+        /// The index.
+        index: u32,
+        /// The symbol named.
+        symbol: String,
+        /// What it must be.
+        expected: &'static str,
+    },
+    /// A BTF-defined map has no ELF symbol to say where it is.
+    #[error("The map has no symbol in section `{section}`")]
+    FindSymbol {
+        /// The maps section.
+        section: String,
+    },
+    /// A definition does not lie inside its section.
+    #[error(
+        "The definition at offset {offset:#x} ({size} bytes) is not inside its section ({section_size} bytes)"
+    )]
+    PlaceDefinition {
+        /// Offset in the section.
+        offset: u64,
+        /// Its size.
+        size: u64,
+        /// The section's size.
+        section_size: u64,
+    },
+    /// The value holds more than one `bpf_spin_lock`.
+    #[error("The value has more than one struct bpf_spin_lock")]
+    CountSpinLocks,
+    /// A `bpf_spin_lock` in a map type the kernel does not allow it in.
+    #[error("A struct bpf_spin_lock in the value needs a HASH or ARRAY map, not {map_type}")]
+    PlaceSpinLock {
+        /// Map type name.
+        map_type: &'static str,
+    },
+    /// A legacy definition is too short or has unknown fields set.
+    #[error("{0}")]
+    DecodeLegacy(String),
+}
+
+/// The type a kernel map type number stands for, or why bpfvisor refuses
+/// it.
+pub fn map_type(number: u32) -> Result<MapType, MapDefError> {
+    if let Some(t) = MapType::from_number(number) {
+        return Ok(t);
+    }
+    let index = usize::try_from(number).unwrap_or(usize::MAX);
+    match KERNEL_MAP_TYPES.get(index) {
+        None | Some(&"UNSPEC") => Err(MapDefError::DecodeType { number }),
+        Some(&name) if LATER_MAP_TYPES.contains(&name) => {
+            Err(MapDefError::SupportTypeYet { name, number })
+        }
+        Some(&name) => Err(MapDefError::SupportType { name, number }),
+    }
+}
+
+impl MapSpec {
+    /// A spec with the given geometry and nothing else set.
+    pub fn new(name: &str, map_type: MapType, key_size: u32, value_size: u32, max: u32) -> Self {
+        MapSpec {
+            name: name.to_owned(),
+            map_type,
+            key_size,
+            value_size,
+            max_entries: max,
+            map_flags: 0,
+            map_extra: 0,
+            pinning: Pinning::None,
+            inner: None,
+            values: Vec::new(),
+            spin_lock_offset: None,
+        }
+    }
+
+    /// Checks sizes, flags and the inner map against the kernel's rules
+    /// for the type (`*_map_alloc_check`).
+    pub fn check(&self) -> Result<(), MapDefError> {
+        let t = self.map_type;
+        let size_err = |field, value, rule: &str| MapDefError::CheckSize {
+            field,
+            value,
+            map_type: t.name(),
+            rule: rule.to_owned(),
+        };
+        let (key, value) = (self.key_size, self.value_size);
+        match t {
+            _ if t.is_array() && key != 4 => {
+                return Err(size_err("key_size", key, "array indices are 4 bytes"));
+            }
+            MapType::Queue | MapType::Stack if key != 0 => {
+                return Err(size_err("key_size", key, "it must be 0 (no keys)"));
+            }
+            MapType::Hash
+            | MapType::PercpuHash
+            | MapType::LruHash
+            | MapType::LruPercpuHash
+            | MapType::HashOfMaps
+                if key == 0 || key > MAX_KEY_SIZE =>
+            {
+                let rule = format!("it must be 1 to {MAX_KEY_SIZE}");
+                return Err(size_err("key_size", key, &rule));
+            }
+            _ => {}
+        }
+        let max_value = if t.is_percpu() {
+            MAX_PERCPU_VALUE_SIZE
+        } else {
+            MAX_VALUE_SIZE
+        };
+        if matches!(t, MapType::ProgArray) || t.is_map_in_map() {
+            if value != 4 {
+                let rule = "it must be 4 (the kernel's fd slot)";
+                return Err(size_err("value_size", value, rule));
+            }
+        } else if value == 0 || value > max_value {
+            let rule = format!("it must be 1 to {max_value}");
+            return Err(size_err("value_size", value, &rule));
+        }
+        if self.max_entries == 0 {
+            return Err(size_err("max_entries", 0, "it must be at least 1"));
+        }
+        let bad = self.map_flags & !t.allowed_flags();
+        if bad != 0 {
+            return Err(MapDefError::CheckFlags {
+                flags: self.map_flags,
+                bad,
+                map_type: t.name(),
+            });
+        }
+        if self.map_extra != 0 {
+            return Err(MapDefError::CheckExtra {
+                map_extra: self.map_extra,
+                map_type: t.name(),
+            });
+        }
+        if self.spin_lock_offset.is_some() && !matches!(t, MapType::Hash | MapType::Array) {
+            return Err(MapDefError::PlaceSpinLock { map_type: t.name() });
+        }
+        match (&self.inner, t.is_map_in_map()) {
+            (None, true) => Err(MapDefError::FindInner { map_type: t.name() }),
+            (Some(inner), true) if inner.map_type.is_map_in_map() => Err(MapDefError::NestInner),
+            (Some(inner), true) => inner
+                .check()
+                .map_err(|e| MapDefError::DefineInner(Box::new(e))),
+            (Some(_), false) => Err(MapDefError::UseValues { map_type: t.name() }),
+            (None, false) => Ok(()),
+        }
+    }
+}
+
+/// Size of `struct bpf_map_def`: type, key_size, value_size, max_entries,
+/// map_flags.
+pub const LEGACY_DEF_SIZE: usize = 20;
+
+/// A legacy `struct bpf_map_def` (`def` is the symbol's bytes, as long as
+/// each definition in the section). Longer definitions (iproute2's
+/// `bpf_elf_map`, later libbpf fields) are accepted when their extra bytes
+/// are zero, as libbpf accepted them.
+pub fn legacy_map(name: &str, def: &[u8]) -> Result<MapSpec, MapDefError> {
+    if def.len() < LEGACY_DEF_SIZE {
+        return Err(MapDefError::DecodeLegacy(format!(
+            "The definition is {} bytes; struct bpf_map_def has {LEGACY_DEF_SIZE}",
+            def.len()
+        )));
+    }
+    if let Some(at) = def[LEGACY_DEF_SIZE..].iter().position(|&b| b != 0) {
+        return Err(MapDefError::DecodeLegacy(format!(
+            "Byte {} of the definition, past struct bpf_map_def's {LEGACY_DEF_SIZE}, is not zero",
+            LEGACY_DEF_SIZE + at
+        )));
+    }
+    let word = |i: usize| u32::from_le_bytes([def[i], def[i + 1], def[i + 2], def[i + 3]]);
+    let mut spec = MapSpec::new(name, map_type(word(0))?, word(4), word(8), word(12));
+    spec.map_flags = word(16);
+    if spec.map_type.is_map_in_map() {
+        // A legacy definition cannot describe its inner map.
+        return Err(MapDefError::FindInner {
+            map_type: spec.map_type.name(),
+        });
+    }
+    spec.check()?;
+    Ok(spec)
+}
+
+/// Wraps a definition error with the map's name and section.
+pub(super) fn define_err(map: &str, section: &str) -> impl Fn(MapDefError) -> LoadError {
+    let (map, section) = (map.to_owned(), section.to_owned());
+    move |source| LoadError::DefineMap {
+        map: map.clone(),
+        section: section.clone(),
+        source: Box::new(source),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn legacy(words: [u32; 5]) -> Vec<u8> {
+        words.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn types_round_trip_their_numbers() {
+        for t in MapType::ALL {
+            assert_eq!(MapType::from_number(t.number()), Some(t));
+            assert_eq!(map_type(t.number()), Ok(t));
+        }
+        assert_eq!(MapType::ArrayOfMaps.name(), "ARRAY_OF_MAPS");
+        assert_eq!(MapType::Stack.name(), "STACK");
+        assert_eq!(
+            map_type(27).unwrap_err().to_string(),
+            "RINGBUF maps (27) are not supported yet"
+        );
+        assert_eq!(
+            map_type(33).unwrap_err().to_string(),
+            "ARENA maps (33) are not supported yet"
+        );
+        assert_eq!(
+            map_type(11).unwrap_err().to_string(),
+            "LPM_TRIE maps (11) are not supported by bpfvisor"
+        );
+        assert_eq!(
+            map_type(0).unwrap_err().to_string(),
+            "Map type 0 is not a kernel map type"
+        );
+        assert_eq!(
+            map_type(999).unwrap_err().to_string(),
+            "Map type 999 is not a kernel map type"
+        );
+    }
+
+    #[test]
+    fn sizes_follow_the_kernel_rules() {
+        let check = |t, k, v, m| MapSpec::new("m", t, k, v, m).check();
+        assert_eq!(check(MapType::Array, 4, 8, 1), Ok(()));
+        assert_eq!(check(MapType::Queue, 0, 8, 1), Ok(()));
+        assert_eq!(check(MapType::LruHash, 512, 1, 1), Ok(()));
+        let msg = |t, k, v, m| check(t, k, v, m).unwrap_err().to_string();
+        assert_eq!(
+            msg(MapType::Array, 8, 8, 1),
+            "key_size 8 is invalid for ARRAY maps: array indices are 4 bytes"
+        );
+        assert_eq!(
+            msg(MapType::Stack, 4, 8, 1),
+            "key_size 4 is invalid for STACK maps: it must be 0 (no keys)"
+        );
+        assert_eq!(
+            msg(MapType::Hash, 513, 8, 1),
+            "key_size 513 is invalid for HASH maps: it must be 1 to 512"
+        );
+        assert_eq!(
+            msg(MapType::Hash, 4, 0, 1),
+            "value_size 0 is invalid for HASH maps: it must be 1 to 4194304"
+        );
+        assert_eq!(
+            msg(MapType::PercpuArray, 4, 40000, 1),
+            "value_size 40000 is invalid for PERCPU_ARRAY maps: it must be 1 to 32768"
+        );
+        assert_eq!(
+            msg(MapType::ProgArray, 4, 8, 1),
+            "value_size 8 is invalid for PROG_ARRAY maps: it must be 4 (the kernel's fd slot)"
+        );
+        assert_eq!(
+            msg(MapType::Hash, 4, 4, 0),
+            "max_entries 0 is invalid for HASH maps: it must be at least 1"
+        );
+    }
+
+    #[test]
+    fn flags_extra_inner_and_locks_are_checked() {
+        let mut spec = MapSpec::new("m", MapType::LruHash, 4, 4, 4);
+        spec.map_flags = flags::NO_PREALLOC;
+        assert_eq!(
+            spec.check().unwrap_err().to_string(),
+            "map_flags 0x1 sets 0x1, which LRU_HASH maps do not take"
+        );
+        spec.map_flags = flags::NO_COMMON_LRU | flags::RDONLY_PROG;
+        assert_eq!(spec.check(), Ok(()));
+        spec.map_extra = 5;
+        assert_eq!(
+            spec.check().unwrap_err().to_string(),
+            "map_extra 0x5 must be 0 for LRU_HASH maps"
+        );
+        spec.map_extra = 0;
+        spec.spin_lock_offset = Some(0);
+        assert_eq!(
+            spec.check().unwrap_err().to_string(),
+            "A struct bpf_spin_lock in the value needs a HASH or ARRAY map, not LRU_HASH"
+        );
+
+        let mut outer = MapSpec::new("o", MapType::HashOfMaps, 8, 4, 4);
+        assert_eq!(
+            outer.check().unwrap_err().to_string(),
+            "HASH_OF_MAPS maps need the inner map's definition: `__array(values, struct { ... })`"
+        );
+        outer.inner = Some(Box::new(MapSpec::new("o.inner", MapType::Array, 4, 0, 1)));
+        let err = outer.check().unwrap_err();
+        assert_eq!(err.to_string(), "Inner map definition is not valid");
+        assert!(matches!(err, MapDefError::DefineInner(_)));
+        outer.inner = Some(Box::new(outer.clone()));
+        assert_eq!(outer.check(), Err(MapDefError::NestInner));
+        let mut array = MapSpec::new("a", MapType::Array, 4, 4, 1);
+        array.inner = Some(Box::new(MapSpec::new("a.inner", MapType::Array, 4, 4, 1)));
+        assert_eq!(
+            array.check().unwrap_err().to_string(),
+            "`values` is only for PROG_ARRAY, ARRAY_OF_MAPS and HASH_OF_MAPS maps, not ARRAY"
+        );
+    }
+
+    #[test]
+    fn legacy_definitions_decode() {
+        let spec = legacy_map("old", &legacy([1, 8, 16, 32, flags::NO_PREALLOC])).unwrap();
+        assert_eq!(
+            (
+                spec.map_type,
+                spec.key_size,
+                spec.value_size,
+                spec.max_entries
+            ),
+            (MapType::Hash, 8, 16, 32)
+        );
+        assert_eq!(spec.map_flags, flags::NO_PREALLOC);
+        let mut long = legacy([2, 4, 4, 1, 0]);
+        long.extend([0; 8]);
+        assert!(legacy_map("old", &long).is_ok());
+        long[24] = 1;
+        assert_eq!(
+            legacy_map("old", &long).unwrap_err().to_string(),
+            "Byte 24 of the definition, past struct bpf_map_def's 20, is not zero"
+        );
+        assert_eq!(
+            legacy_map("old", &long[..12]).unwrap_err().to_string(),
+            "The definition is 12 bytes; struct bpf_map_def has 20"
+        );
+        assert_eq!(
+            legacy_map("old", &legacy([12, 4, 4, 1, 0]))
+                .unwrap_err()
+                .to_string(),
+            "ARRAY_OF_MAPS maps need the inner map's definition: `__array(values, struct { ... })`"
+        );
+    }
+}
