@@ -391,9 +391,11 @@ pub(super) fn add_init_value(
         .filter(|rel| rel % POINTER_SIZE == 0)
         .map(|rel| rel / POINTER_SIZE)
         .ok_or(err(MapDefError::PlaceValue { offset: relative }))?;
+    // An array's index must be below max_entries; a hash of maps takes
+    // the index as its key, and only the count is limited.
     let index = u32::try_from(index)
         .ok()
-        .filter(|&i| i < spec.max_entries)
+        .filter(|&i| spec.map_type == MapType::HashOfMaps || i < spec.max_entries)
         .ok_or(err(MapDefError::IndexValue {
             index,
             max_entries: spec.max_entries,
@@ -421,13 +423,17 @@ pub(super) fn add_init_value(
         }));
     };
     let values = &mut object.maps[m].values;
-    match values.binary_search_by_key(&index, |(i, _)| *i) {
-        Ok(_) => Err(err(MapDefError::RepeatValue { index })),
-        Err(at) => {
-            values.insert(at, (index, value));
-            Ok(())
-        }
+    let at = match values.binary_search_by_key(&index, |(i, _)| *i) {
+        Ok(_) => return Err(err(MapDefError::RepeatValue { index })),
+        Err(at) => at,
+    };
+    if values.len() >= spec.max_entries as usize {
+        return Err(err(MapDefError::CountValues {
+            max_entries: spec.max_entries,
+        }));
     }
+    values.insert(at, (index, value));
+    Ok(())
 }
 
 /// The map whose definition starts where `sym` + `addend` points.

@@ -392,11 +392,17 @@ pub enum MapDefError {
         /// Offset from the start of the map's definition.
         offset: u64,
     },
-    /// An initial value's index is not below `max_entries`.
+    /// An initial value's index is not below an array's `max_entries`.
     #[error("Initial value [{index}] is outside max_entries {max_entries}")]
     IndexValue {
         /// The index.
         index: u64,
+        /// The map's capacity.
+        max_entries: u32,
+    },
+    /// More initial values than the map holds.
+    #[error("The map has more initial values than its max_entries {max_entries}")]
+    CountValues {
         /// The map's capacity.
         max_entries: u32,
     },
