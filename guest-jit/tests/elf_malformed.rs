@@ -22,6 +22,15 @@ const SAMPLES: &[&str] = &[
     "hello.bpf.o",
     "maps.bpf.o",
     "null_read.bpf.o",
+    // Maps of every kind, initial values, legacy definitions, variables.
+    "tailcall.bpf.o",
+    "map_in_map.bpf.o",
+    "legacy_maps.bpf.o",
+    "spinlock.bpf.o",
+    "queue_stack.bpf.o",
+    "knobs.bpf.o",
+    // kfunc calls.
+    "loops.bpf.o",
 ];
 
 fn sample(name: &str) -> Vec<u8> {
@@ -53,12 +62,26 @@ fn place(what: Placed) -> Option<u64> {
     })
 }
 
-/// Parses, links every program and verifies it; errors are fine, panics
-/// are not.
+/// Parses, links every program and verifies it, checks every map and
+/// sets every variable (to its size and to a wrong size); errors are fine,
+/// panics are not.
 fn load_everything(bytes: &[u8]) {
-    let Ok(object) = Object::parse(bytes) else {
+    let Ok(mut object) = Object::parse(bytes) else {
         return;
     };
+    for map in object.maps() {
+        let _ = map.check();
+        let _ = object.find_map(&map.name);
+    }
+    for data in object.data_sections() {
+        let _ = data.map_spec().check();
+    }
+    let variables = object.variables().to_vec();
+    for v in &variables {
+        let size = usize::try_from(v.size).unwrap_or(0).min(1 << 20);
+        let _ = object.set_variable(&v.name, &vec![0xa5; size]);
+        let _ = object.set_variable(&v.name, &vec![0; size + 1]);
+    }
     for spec in object.programs() {
         if let Ok(linked) = object.link(spec, &place) {
             let ctx = VerifyContext {
@@ -519,6 +542,7 @@ proptest! {
         which in 0..SAMPLES.len(),
         target in prop::sample::select(vec![
             "shdr", ".symtab", ".relsyscall", ".BTF", ".BTF.ext", "syscall",
+            ".maps", ".rel.maps", "maps", ".rodata",
         ]),
         edits in prop::collection::vec(
             (any::<prop::sample::Index>(), prop::sample::select(vec![

@@ -375,6 +375,9 @@ pub struct Btf {
     types: Vec<BtfType>,
     type_section: Vec<u8>,
     strings: Vec<u8>,
+    /// The first `DATASEC` of each name, so that lookups by section name
+    /// do not walk every type (objects may be hostile and large).
+    datasecs: std::collections::BTreeMap<String, u32>,
 }
 
 impl Btf {
@@ -402,6 +405,7 @@ impl Btf {
             types: Vec::new(),
             type_section: types.to_vec(),
             strings: strings.to_vec(),
+            datasecs: std::collections::BTreeMap::new(),
         };
         btf.read_types()?;
         Ok(btf)
@@ -446,6 +450,14 @@ impl Btf {
                 data: start..end,
             });
             pos = end;
+        }
+        for (i, ty) in self.types.iter().enumerate() {
+            if ty.kind == BtfKind::Datasec
+                && let Some(name) = self.type_name(ty)
+            {
+                let id = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                self.datasecs.entry(name.to_owned()).or_insert(id);
+            }
         }
         // Member, enumerator and parameter names must resolve too.
         for (i, ty) in self.types.iter().enumerate() {

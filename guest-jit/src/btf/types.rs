@@ -209,9 +209,7 @@ impl Btf {
     /// The `DATASEC` named `name` (an ELF section name: `.maps`,
     /// `.rodata`, `.ksyms`...).
     pub fn find_datasec(&self, name: &str) -> Option<&BtfType> {
-        self.types()
-            .iter()
-            .find(|t| t.kind == BtfKind::Datasec && self.type_name(t) == Some(name))
+        self.type_by_id(*self.datasecs.get(name)?)
     }
 
     /// The linkage of a `VAR` (its data word) or a `FUNC` (its vlen);

@@ -14,10 +14,12 @@
 //! Clang leaves offsets and sizes in the `DATASEC` zero; as libbpf, the
 //! loader takes each map's place from the ELF symbol of the same name.
 
+use std::collections::HashMap;
+
 use super::LoadError;
 use super::Object;
 use super::maps::{MapDefError, MapInit, MapSpec, MapType, Pinning, define_err, map_type};
-use super::read::{Place, Role, Symbol, TEXT_SECTION};
+use super::read::{Place, Role, Symbol, SymbolIndex, TEXT_SECTION};
 use crate::btf::{Btf, BtfKind, BtfType, Member};
 
 /// Size of a pointer slot in `values`.
@@ -61,6 +63,7 @@ struct Fields {
 pub(super) fn read_btf_maps(
     object: &Object,
     btf: &Btf,
+    symbols: &SymbolIndex<'_>,
     section: usize,
 ) -> Result<Vec<(MapSpec, MapSite)>, LoadError> {
     let info = &object.sections[section];
@@ -68,6 +71,7 @@ pub(super) fn read_btf_maps(
         return Ok(Vec::new());
     };
     let mut maps = Vec::new();
+    let mut read_structs = HashMap::new();
     for entry in btf.datasec_entries(datasec) {
         let var = btf
             .get_type(entry.type_id)
@@ -79,8 +83,17 @@ pub(super) fn read_btf_maps(
                 found: var.kind.name(),
             }));
         }
-        let (spec, values_at) = definition(btf, name, var.size_or_type, false).map_err(&err)?;
-        let symbol = find_symbol(&object.symbols, section, name).ok_or_else(|| {
+        // Maps often share a definition struct (`struct inner a, b`); a
+        // hostile file can make thousands share one huge struct.
+        let read = read_structs
+            .entry(var.size_or_type)
+            .or_insert_with(|| definition(btf, var.size_or_type, false));
+        let (mut spec, values_at) = read.clone().map_err(&err)?;
+        spec.name = name.to_owned();
+        if let Some(inner) = &mut spec.inner {
+            inner.name = format!("{name}.inner");
+        }
+        let symbol = symbols.find(section, name).ok_or_else(|| {
             err(MapDefError::FindSymbol {
                 section: info.name.clone(),
             })
@@ -112,25 +125,10 @@ pub(super) fn read_btf_maps(
     Ok(maps)
 }
 
-/// The named symbol (not a section symbol) defined in `section`.
-pub(super) fn find_symbol<'a>(
-    symbols: &'a [Symbol],
-    section: usize,
-    name: &str,
-) -> Option<&'a Symbol> {
-    symbols
-        .iter()
-        .find(|s| s.place == Place::Section(section) && !s.is_section && s.name == name)
-}
-
-/// Reads one definition struct, type `id`: the map and the byte offset of
-/// its `values` member. `inner`: this is the inner map of a map of maps.
-fn definition(
-    btf: &Btf,
-    name: &str,
-    id: u32,
-    inner: bool,
-) -> Result<(MapSpec, Option<u64>), MapDefError> {
+/// Reads one definition struct, type `id`: the map (unnamed) and the byte
+/// offset of its `values` member. `inner`: this is the inner map of a map
+/// of maps.
+fn definition(btf: &Btf, id: u32, inner: bool) -> Result<(MapSpec, Option<u64>), MapDefError> {
     let (_, ty) = btf.skip_modifiers(id).map_err(MapDefError::ReadBtf)?;
     let ty = ty.ok_or(MapDefError::ShapeDefinition { found: "void" })?;
     if ty.kind != BtfKind::Struct {
@@ -144,12 +142,12 @@ fn definition(
     }
     let number = f.map_type.ok_or(MapDefError::FindField { field: "type" })?;
     let map_type = map_type(number)?;
+    let key_size = agree("key", f.key_size, f.key_type_size)?;
+    let mut value_size = agree("value", f.value_size, f.value_type.map(|(_, size)| size))?;
     let max_entries = f.max_entries.ok_or(MapDefError::FindField {
         field: "max_entries",
     })?;
-    let key_size = agree("key", f.key_size, f.key_type_size)?;
-    let mut value_size = agree("value", f.value_size, f.value_type.map(|(_, size)| size))?;
-    let mut spec = MapSpec::new(name, map_type, key_size, value_size, max_entries);
+    let mut spec = MapSpec::new("", map_type, key_size, value_size, max_entries);
     spec.map_flags = f.map_flags;
     spec.map_extra = f.map_extra;
     spec.pinning = match f.pinning {
@@ -198,8 +196,7 @@ fn definition(
                 });
             }
             if map_type.is_map_in_map() {
-                let inner_name = format!("{name}.inner");
-                let (inner, _) = definition(btf, &inner_name, target, true)
+                let (inner, _) = definition(btf, target, true)
                     .map_err(|e| MapDefError::DefineInner(Box::new(e)))?;
                 spec.inner = Some(Box::new(inner));
             }
@@ -370,11 +367,14 @@ pub(super) fn add_init_value(
     addend: u64,
 ) -> Result<(), LoadError> {
     let section_name = object.sections[section].name.clone();
-    let Some(m) = object
-        .map_sites
-        .iter()
-        .position(|s| s.section == section && offset >= s.offset && offset - s.offset < s.size)
-    else {
+    // The closest definition starting at or before the offset.
+    let m = object
+        .map_starts
+        .range(..=(section, offset))
+        .next_back()
+        .filter(|&(&(s, start), &m)| s == section && offset - start < object.map_sites[m].size)
+        .map(|(_, &m)| m);
+    let Some(m) = m else {
         return Err(LoadError::RelocateMaps {
             section: section_name,
             offset,
@@ -382,8 +382,8 @@ pub(super) fn add_init_value(
         });
     };
     let site = object.map_sites[m].clone();
-    let spec = object.maps[m].clone();
-    let err = define_err(&spec.name, &section_name);
+    let (map_type, max_entries) = (object.maps[m].map_type, object.maps[m].max_entries);
+    let err = define_err(&object.maps[m].name, &section_name);
     let relative = offset - site.offset;
     let index = site
         .values_at
@@ -395,19 +395,19 @@ pub(super) fn add_init_value(
     // the index as its key, and only the count is limited.
     let index = u32::try_from(index)
         .ok()
-        .filter(|&i| spec.map_type == MapType::HashOfMaps || i < spec.max_entries)
+        .filter(|&i| map_type == MapType::HashOfMaps || i < max_entries)
         .ok_or(err(MapDefError::IndexValue {
             index,
-            max_entries: spec.max_entries,
+            max_entries,
         }))?;
     let target = object.symbols.get(symbol).cloned();
     let value = match target {
-        Some(sym) if spec.map_type.is_map_in_map() => init_map(object, &sym, addend),
+        Some(sym) if map_type.is_map_in_map() => init_map(object, &sym, addend),
         Some(sym) => init_program(object, &sym, addend),
         None => None,
     };
     let Some(value) = value else {
-        let expected = if spec.map_type.is_map_in_map() {
+        let expected = if map_type.is_map_in_map() {
             "a map defined in a `.maps` section"
         } else {
             "a program (a global function in a section other than .text)"
@@ -427,9 +427,9 @@ pub(super) fn add_init_value(
         Ok(_) => return Err(err(MapDefError::RepeatValue { index })),
         Err(at) => at,
     };
-    if values.len() >= spec.max_entries as usize {
+    if values.len() >= max_entries as usize {
         return Err(err(MapDefError::CountValues {
-            max_entries: spec.max_entries,
+            max_entries,
         }));
     }
     values.insert(at, (index, value));
@@ -442,10 +442,7 @@ fn init_map(object: &Object, sym: &Symbol, addend: u64) -> Option<MapInit> {
         return None;
     };
     let at = sym.value.wrapping_add(addend);
-    let m = object
-        .map_sites
-        .iter()
-        .position(|site| site.section == s && site.offset == at)?;
+    let &m = object.map_starts.get(&(s, at))?;
     Some(MapInit::Map(object.maps[m].name.clone()))
 }
 
@@ -463,9 +460,10 @@ fn init_program(object: &Object, sym: &Symbol, addend: u64) -> Option<MapInit> {
         return None;
     }
     let function = code.function_at(usize::try_from(at / 8).ok()?)?;
-    object
+    // Programs are listed by code section, then by function.
+    let p = object
         .programs
-        .iter()
-        .find(|p| p.code == c && p.function == function)
-        .map(|p| MapInit::Program(p.name.clone()))
+        .binary_search_by_key(&(c, function), |p| (p.code, p.function))
+        .ok()?;
+    Some(MapInit::Program(object.programs[p].name.clone()))
 }

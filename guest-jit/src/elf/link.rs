@@ -101,6 +101,8 @@ struct Linker<'a> {
     functions: Vec<FunctionSymbol>,
     percpu_loads: Vec<usize>,
     kfuncs: Vec<String>,
+    /// Index of each name in `kfuncs`.
+    kfunc_index: HashMap<String, usize>,
 }
 
 pub(super) fn link(
@@ -132,6 +134,7 @@ pub(super) fn link(
         functions: Vec::new(),
         percpu_loads: Vec::new(),
         kfuncs: Vec::new(),
+        kfunc_index: HashMap::new(),
     };
     linker.enqueue((spec.code, spec.function));
     while let Some(id) = linker.queue.pop_front() {
@@ -288,10 +291,9 @@ impl Linker<'_> {
                     } else {
                         0
                     };
-                let map = object
-                    .map_sites
-                    .iter()
-                    .position(|site| site.section == s && i128::from(site.offset) == at);
+                let map = u64::try_from(at)
+                    .ok()
+                    .and_then(|at| object.map_starts.get(&(s, at)).copied());
                 let Some(map) = map else {
                     return Err(LoadError::ResolveMap {
                         section: section(),
@@ -385,8 +387,7 @@ impl Linker<'_> {
         let offset = byte_offset(pc);
         // clang writes `call -1` with src 1 (a pseudo call it cannot
         // resolve); libbpf-processed code has src 2 already.
-        let declared =
-            object.btf.is_none() || object.kfunc_declarations.iter().any(|k| k == symbol);
+        let declared = object.btf.is_none() || object.kfunc_declarations.contains(symbol);
         if !matches!(insn.src(), CALL_LOCAL | CALL_KFUNC) || symbol.is_empty() || !declared {
             return Err(LoadError::DeclareKfunc {
                 program: self.program.to_owned(),
@@ -395,13 +396,11 @@ impl Linker<'_> {
                 offset,
             });
         }
-        let index = match self.kfuncs.iter().position(|k| k == symbol) {
-            Some(index) => index,
-            None => {
-                self.kfuncs.push(symbol.to_owned());
-                self.kfuncs.len() - 1
-            }
-        };
+        let next = self.kfuncs.len();
+        let index = *self.kfunc_index.entry(symbol.to_owned()).or_insert(next);
+        if index == next {
+            self.kfuncs.push(symbol.to_owned());
+        }
         let call = &mut self.out[new];
         call.regs = CALL_KFUNC << 4;
         call.off = 0;

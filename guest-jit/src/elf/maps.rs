@@ -304,7 +304,7 @@ pub enum MapDefError {
         field: String,
     },
     /// A member does not have the shape its macro gives it.
-    #[error("Field `{field}` is a {found}; {expected}")]
+    #[error("Field `{field}` is {found}; it should be {expected}")]
     ShapeField {
         /// Member name.
         field: String,
@@ -314,7 +314,7 @@ pub enum MapDefError {
         expected: &'static str,
     },
     /// The definition is not a struct.
-    #[error("The definition is a {found}, not a struct")]
+    #[error("The definition is {found}, not STRUCT")]
     ShapeDefinition {
         /// BTF kind found.
         found: &'static str,
@@ -599,7 +599,7 @@ pub fn legacy_map(name: &str, def: &[u8]) -> Result<MapSpec, MapDefError> {
 }
 
 /// Wraps a definition error with the map's name and section.
-pub(super) fn define_err(map: &str, section: &str) -> impl Fn(MapDefError) -> LoadError {
+pub(super) fn define_err(map: &str, section: &str) -> impl Fn(MapDefError) -> LoadError + use<> {
     let (map, section) = (map.to_owned(), section.to_owned());
     move |source| LoadError::DefineMap {
         map: map.clone(),

@@ -36,6 +36,7 @@
 mod btf_maps;
 mod error;
 mod link;
+mod map_sections;
 mod maps;
 mod read;
 mod vars;
@@ -68,9 +69,11 @@ pub struct Object {
     /// Maps, BTF-defined then legacy; `map_sites` is indexed alike.
     maps: Vec<MapSpec>,
     map_sites: Vec<btf_maps::MapSite>,
+    /// Map index by where its definition starts: (ELF section, offset).
+    map_starts: std::collections::BTreeMap<(usize, u64), usize>,
     variables: Vec<Variable>,
     /// Functions BTF declares `extern ... __ksym`.
-    kfunc_declarations: Vec<String>,
+    kfunc_declarations: std::collections::HashSet<String>,
 }
 
 /// Something [`Object::link`] asks its caller to have placed in guest

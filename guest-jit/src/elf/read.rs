@@ -1,13 +1,12 @@
 //! Reading and checking the ELF file into owned tables.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use object::LittleEndian;
 use object::elf::{self, FileHeader64};
 use object::read::elf::{FileHeader, Rel, SectionHeader, Sym};
 
-use super::btf_maps::{MapSite, add_init_value, read_btf_maps};
-use super::maps::{MapSpec, define_err, legacy_map};
+use super::map_sections::{read_map_relocations, read_maps};
 use super::vars::{read_kfunc_declarations, read_variables};
 use super::{DataKind, DataSection, LoadError, Object, ProgramSpec};
 use crate::btf::{Btf, BtfExt, LineInfo};
@@ -24,11 +23,6 @@ const EHDR_SIZE: usize = 64;
 pub(super) const MAX_DATA_SIZE: u64 = 64 << 20;
 /// The code section libbpf takes subprograms from.
 pub(super) const TEXT_SECTION: &str = ".text";
-/// `R_BPF_64_ABS64`: a 64-bit absolute address in data (the `object` crate
-/// names only the code relocations).
-const R_BPF_64_ABS64: u32 = 2;
-/// The section of BTF-defined maps; `maps` and `maps/*` hold legacy ones.
-const BTF_MAPS_SECTION: &str = ".maps";
 
 /// A section and what it is to the loader.
 #[derive(Clone, Debug)]
@@ -74,6 +68,40 @@ pub(super) struct Symbol {
     /// `STT_SECTION`: clang relocates static objects and functions against
     /// the section symbol, with the offset in the instruction.
     pub is_section: bool,
+}
+
+/// Named symbols (not section symbols) by section and name, and every
+/// named symbol of each section: lookups that would otherwise walk the
+/// whole table for each map and variable of a (possibly hostile) object.
+pub(super) struct SymbolIndex<'a> {
+    by_name: HashMap<(usize, &'a str), &'a Symbol>,
+    by_section: HashMap<usize, Vec<&'a Symbol>>,
+}
+
+impl<'a> SymbolIndex<'a> {
+    pub fn new(symbols: &'a [Symbol]) -> Self {
+        let mut index = SymbolIndex {
+            by_name: HashMap::new(),
+            by_section: HashMap::new(),
+        };
+        for sym in symbols.iter().filter(|s| !s.is_section) {
+            if let Place::Section(s) = sym.place {
+                index.by_name.entry((s, sym.name.as_str())).or_insert(sym);
+                index.by_section.entry(s).or_default().push(sym);
+            }
+        }
+        index
+    }
+
+    /// The first named symbol `name` defined in `section`.
+    pub fn find(&self, section: usize, name: &str) -> Option<&'a Symbol> {
+        self.by_name.get(&(section, name)).copied()
+    }
+
+    /// The named symbols defined in `section`, in table order.
+    pub fn in_section(&self, section: usize) -> &[&'a Symbol] {
+        self.by_section.get(&section).map_or(&[], Vec::as_slice)
+    }
 }
 
 /// A function in a code section.
@@ -251,7 +279,8 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Object, LoadError> {
         maps: Vec::new(),
         map_sites: Vec::new(),
         variables: Vec::new(),
-        kfunc_declarations: Vec::new(),
+        kfunc_declarations: HashSet::new(),
+        map_starts: BTreeMap::new(),
     };
     let mut map_bytes = BTreeMap::new();
     let mut btf_bytes = None;
@@ -330,160 +359,31 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Object, LoadError> {
     read_functions(&mut object);
     read_relocations(&mut object, &table, data)?;
     read_lines(&mut object, btf_bytes, btf_ext_bytes)?;
-    read_maps(&mut object, &map_bytes)?;
-    read_map_relocations(&mut object, &table, data, &map_bytes)?;
+    let (maps, variables) = {
+        let symbols = SymbolIndex::new(&object.symbols);
+        let maps = read_maps(&object, &symbols, &map_bytes)?;
+        let variables = match &object.btf {
+            Some(btf) => read_variables(&object, btf, &symbols)?,
+            None => Vec::new(),
+        };
+        (maps, variables)
+    };
+    for (i, (_, site)) in maps.iter().enumerate() {
+        object
+            .map_starts
+            .entry((site.section, site.offset))
+            .or_insert(i);
+    }
+    (object.maps, object.map_sites) = maps.into_iter().unzip();
+    object.variables = variables;
     if let Some(btf) = &object.btf {
-        object.variables = read_variables(&object, btf)?;
         object.kfunc_declarations = read_kfunc_declarations(btf);
     }
+    read_map_relocations(&mut object, &table, data, &map_bytes)?;
     Ok(object)
 }
 
-/// Reads the map definitions of every maps section, BTF-defined first.
-fn read_maps(object: &mut Object, bytes: &BTreeMap<usize, &[u8]>) -> Result<(), LoadError> {
-    let mut found: Vec<(MapSpec, MapSite)> = Vec::new();
-    let btf_sections = bytes
-        .keys()
-        .filter(|&&s| object.sections[s].name == BTF_MAPS_SECTION);
-    for &s in btf_sections {
-        let btf = object.btf.as_ref().ok_or_else(|| LoadError::FindMapBtf {
-            section: BTF_MAPS_SECTION.into(),
-        })?;
-        found.extend(read_btf_maps(object, btf, s)?);
-    }
-    for (&s, &contents) in bytes {
-        if object.sections[s].name != BTF_MAPS_SECTION {
-            found.extend(read_legacy_maps(object, s, contents)?);
-        }
-    }
-    (object.maps, object.map_sites) = found.into_iter().unzip();
-    Ok(())
-}
-
-/// Reads the `struct bpf_map_def`s of legacy section `s`: one per symbol,
-/// each as long as the section divided by their number (libbpf's rule).
-fn read_legacy_maps(
-    object: &Object,
-    s: usize,
-    contents: &[u8],
-) -> Result<Vec<(MapSpec, MapSite)>, LoadError> {
-    let section = &object.sections[s];
-    let mut symbols: Vec<_> = object
-        .symbols
-        .iter()
-        .filter(|sym| sym.place == Place::Section(s) && !sym.is_section)
-        .collect();
-    if symbols.is_empty() {
-        return Ok(Vec::new());
-    }
-    symbols.sort_by_key(|sym| sym.value);
-    let split_err = |problem: String| LoadError::SplitLegacyMaps {
-        section: section.name.clone(),
-        size: contents.len() as u64,
-        problem,
-    };
-    let count = symbols.len();
-    if contents.is_empty() || !contents.len().is_multiple_of(count) {
-        return Err(split_err(format!(
-            "does not divide into {count} definitions, one per symbol"
-        )));
-    }
-    let def_size = contents.len() / count;
-    let mut maps = Vec::with_capacity(count);
-    for sym in symbols {
-        let def = usize::try_from(sym.value)
-            .ok()
-            .and_then(|at| contents.get(at..at.checked_add(def_size)?))
-            .ok_or_else(|| {
-                split_err(format!(
-                    "has no room for `{}`'s {def_size}-byte definition at offset {:#x}",
-                    sym.name, sym.value
-                ))
-            })?;
-        let spec = legacy_map(&sym.name, def).map_err(define_err(&sym.name, &section.name))?;
-        let site = MapSite {
-            section: s,
-            offset: sym.value,
-            size: def_size as u64,
-            values_at: None,
-        };
-        maps.push((spec, site));
-    }
-    Ok(maps)
-}
-
-/// Applies the relocations of maps sections: initial values of program
-/// arrays and maps of maps. Legacy definitions have no pointers.
-fn read_map_relocations(
-    object: &mut Object,
-    table: &SectionTable<'_>,
-    data: &[u8],
-    bytes: &BTreeMap<usize, &[u8]>,
-) -> Result<(), LoadError> {
-    for (index, sh) in table.enumerate() {
-        let sh_type = sh.sh_type(LE);
-        if sh_type != elf::SHT_REL && sh_type != elf::SHT_RELA {
-            continue;
-        }
-        let target = usize::try_from(sh.sh_info(LE)).unwrap_or(usize::MAX);
-        let Some(contents) = bytes.get(&target) else {
-            continue;
-        };
-        let name = object.sections[index.0].name.clone();
-        let target_name = object.sections[target].name.clone();
-        if sh_type == elf::SHT_RELA {
-            return Err(LoadError::CheckRelocationSection {
-                section: name,
-                target: target_name,
-                problem: "is SHT_RELA; BPF objects use SHT_REL".into(),
-            });
-        }
-        let rels = sh
-            .rel(LE, data)
-            .map_err(|source| LoadError::ReadSection {
-                section: name.clone(),
-                source,
-            })?
-            .map_or(&[][..], |(rels, _)| rels);
-        for rel in rels {
-            let (offset, sym, r_type) = (rel.r_offset(LE), rel.r_sym(LE), rel.r_type(LE).0);
-            let reloc_err = |problem: String| LoadError::RelocateMaps {
-                section: target_name.clone(),
-                offset,
-                problem,
-            };
-            if target_name != BTF_MAPS_SECTION {
-                return Err(reloc_err(
-                    "is a pointer in a legacy map definition, which has no pointer fields".into(),
-                ));
-            }
-            // 64-bit absolute: R_BPF_64_ABS64, or R_BPF_64_64 from clang
-            // before LLVM 14 split the types.
-            if r_type != R_BPF_64_ABS64 && r_type != elf::R_BPF_64_64.0 {
-                return Err(reloc_err(format!(
-                    "has type {r_type}; initial values take R_BPF_64_ABS64 (2)"
-                )));
-            }
-            let symbol = usize::try_from(sym).unwrap_or(usize::MAX);
-            if symbol == 0 || symbol >= object.symbols.len() {
-                return Err(reloc_err(format!(
-                    "names symbol {sym}, but the symbol table has {}",
-                    object.symbols.len()
-                )));
-            }
-            // SHT_REL keeps the addend in the bytes it relocates.
-            let addend = usize::try_from(offset)
-                .ok()
-                .and_then(|at| contents.get(at..at.checked_add(8)?))
-                .and_then(|b| b.try_into().ok())
-                .map_or(0, u64::from_le_bytes);
-            add_init_value(object, target, offset, symbol, addend)?;
-        }
-    }
-    Ok(())
-}
-
-type SectionTable<'data> =
+pub(super) type SectionTable<'data> =
     object::read::elf::SectionTable<'data, FileHeader64<LittleEndian>, &'data [u8]>;
 
 fn read_symbols(

@@ -7,8 +7,9 @@
 //! but leaves the offsets 0; as libbpf, the loader takes each variable's
 //! offset from its ELF symbol and its size from its BTF type.
 
-use super::btf_maps::find_symbol;
-use super::read::Role;
+use std::collections::HashSet;
+
+use super::read::{Role, SymbolIndex};
 use super::{LoadError, Object};
 use crate::btf::{Btf, BtfKind, Linkage};
 
@@ -28,7 +29,11 @@ pub struct Variable {
 }
 
 /// Reads every variable of every data section that has a `DATASEC`.
-pub(super) fn read_variables(object: &Object, btf: &Btf) -> Result<Vec<Variable>, LoadError> {
+pub(super) fn read_variables(
+    object: &Object,
+    btf: &Btf,
+    symbols: &SymbolIndex<'_>,
+) -> Result<Vec<Variable>, LoadError> {
     let mut out = Vec::new();
     for (s, section) in object.sections.iter().enumerate() {
         let Role::Data(d) = section.role else {
@@ -60,7 +65,8 @@ pub(super) fn read_variables(object: &Object, btf: &Btf) -> Result<Vec<Variable>
             let size = btf
                 .type_size(var.size_or_type)
                 .map_err(|e| err(format!("variable `{name}`: {e}")))?;
-            let symbol = find_symbol(&object.symbols, s, name)
+            let symbol = symbols
+                .find(s, name)
                 .ok_or_else(|| err(format!("variable `{name}` has no symbol in the section")))?;
             let size = u64::from(size);
             let fits = symbol
@@ -88,9 +94,9 @@ pub(super) fn read_variables(object: &Object, btf: &Btf) -> Result<Vec<Variable>
 
 /// Names of the functions declared `extern ... __ksym` (`FUNC`s with
 /// extern linkage in `DATASEC .ksyms`): the kfuncs the object may call.
-pub(super) fn read_kfunc_declarations(btf: &Btf) -> Vec<String> {
+pub(super) fn read_kfunc_declarations(btf: &Btf) -> HashSet<String> {
     let Some(ksyms) = btf.find_datasec(".ksyms") else {
-        return Vec::new();
+        return HashSet::new();
     };
     btf.datasec_entries(ksyms)
         .into_iter()
@@ -140,7 +146,8 @@ impl Object {
         }
         // Checked at parse: the variable lies inside the section.
         let at = usize::try_from(var.offset).unwrap_or(usize::MAX);
-        let bytes = self.data[var.data].bytes.get_mut(at..at + value.len());
+        let end = at.saturating_add(value.len());
+        let bytes = self.data[var.data].bytes.get_mut(at..end);
         match bytes {
             Some(bytes) => {
                 bytes.copy_from_slice(value);
