@@ -11,10 +11,11 @@
  * `count`.
  *
  * On a new sandbox, n = 6, touch_after = 4, touch = 1: keys 2 and 3 are the
- * least recently used when 5 and 6 arrive. An exact LRU (bpfvisor's)
- * keeps {1, 4, 5, 6}: present = 0x72, count = 4, failures = 0. (The
- * kernel's LRU is approximate and only promises that the newest key is
- * present and that at most max_entries are.)
+ * least recently used when 5 and 6 arrive, so a strict LRU policy keeps
+ * {1, 4, 5, 6}: present = 0x72, count = 4, failures = 0. Any LRU (the
+ * kernel's is approximate) keeps the newest key, 6, holds at most 4 keys
+ * and evicts rather than fails: present has bit 6, count <= 4,
+ * failures = 0.
  */
 #include "bpfvisor.h"
 
