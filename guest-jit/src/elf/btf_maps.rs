@@ -396,10 +396,7 @@ pub(super) fn add_init_value(
     let index = u32::try_from(index)
         .ok()
         .filter(|&i| map_type == MapType::HashOfMaps || i < max_entries)
-        .ok_or(err(MapDefError::IndexValue {
-            index,
-            max_entries,
-        }))?;
+        .ok_or(err(MapDefError::IndexValue { index, max_entries }))?;
     let target = object.symbols.get(symbol).cloned();
     let value = match target {
         Some(sym) if map_type.is_map_in_map() => init_map(object, &sym, addend),
@@ -428,9 +425,7 @@ pub(super) fn add_init_value(
         Err(at) => at,
     };
     if values.len() >= max_entries as usize {
-        return Err(err(MapDefError::CountValues {
-            max_entries,
-        }));
+        return Err(err(MapDefError::CountValues { max_entries }));
     }
     values.insert(at, (index, value));
     Ok(())
@@ -466,4 +461,21 @@ fn init_program(object: &Object, sym: &Symbol, addend: u64) -> Option<MapInit> {
         .binary_search_by_key(&(c, function), |p| (p.code, p.function))
         .ok()?;
     Some(MapInit::Program(object.programs[p].name.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_and_typed_sizes_must_agree() {
+        assert_eq!(agree("key", Some(4), Some(4)), Ok(4));
+        assert_eq!(agree("key", None, Some(8)), Ok(8));
+        assert_eq!(agree("value", Some(16), None), Ok(16));
+        assert_eq!(agree("key", None, None), Ok(0), "QUEUE and STACK");
+        assert_eq!(
+            agree("key", Some(4), Some(8)).unwrap_err().to_string(),
+            "`key_size` is 4, but `__type(key, ...)` is 8 bytes"
+        );
+    }
 }

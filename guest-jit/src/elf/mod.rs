@@ -141,7 +141,9 @@ impl DataSection {
     /// The internal map libbpf makes of this section: an `ARRAY` of one
     /// value, the section (`PERCPU_ARRAY` for `.percpu`), read-only to
     /// programs for `.rodata*`. bpfvisor keeps the bytes in the data
-    /// regions; the map header points at them.
+    /// regions; the map header points at them. An empty section gives
+    /// value_size 0, which [`MapSpec::check`] refuses: libbpf makes no map
+    /// of it either.
     pub fn map_spec(&self) -> MapSpec {
         let (map_type, flags) = match self.kind {
             DataKind::ReadOnly => (MapType::Array, map_flags::RDONLY_PROG | map_flags::MMAPABLE),
