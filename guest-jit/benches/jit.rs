@@ -26,6 +26,7 @@ fn main() {
     let config = JitConfig {
         code_addr: 0x60_0000,
         helper_addr: &helper_addr,
+        kfunc_addr: &|_| None,
         percpu_loads: &[],
         arena_upper: 0,
         may_goto_budget: guest_jit::interp::MAY_GOTO_BUDGET,

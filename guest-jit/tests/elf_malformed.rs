@@ -86,6 +86,8 @@ fn load_everything(bytes: &[u8]) {
         if let Ok(linked) = object.link(spec, &place) {
             let ctx = VerifyContext {
                 helper_known: &|_| true,
+                kfunc_known: &|_| true,
+                kfuncs: &linked.kfuncs,
                 lines: Some(&linked.lines),
                 functions: &linked.functions,
             };

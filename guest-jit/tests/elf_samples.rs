@@ -55,6 +55,8 @@ fn link(object: &Object, name: &str) -> LinkedProgram {
 fn verify_all_helpers(linked: &LinkedProgram) -> guest_jit::verify::VerifyInfo {
     let ctx = VerifyContext {
         helper_known: &|_| true,
+        kfunc_known: &|_| true,
+        kfuncs: &linked.kfuncs,
         lines: Some(&linked.lines),
         functions: &linked.functions,
     };
@@ -286,6 +288,8 @@ fn function_addresses_point_at_their_functions() {
     // With bpfvisor's helpers, the verifier names the one missing.
     let ctx = VerifyContext {
         helper_known: &|id| id == 6,
+        kfunc_known: &|_| true,
+        kfuncs: &linked.kfuncs,
         lines: Some(&linked.lines),
         functions: &linked.functions,
     };

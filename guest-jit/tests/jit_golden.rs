@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use guest_jit::asm::assemble;
 use guest_jit::insn::Program;
 use guest_jit::jit::{JitConfig, compile, disassemble};
-use jit_forms::{CODE_ADDR, SLOT, cases, helper_addr};
+use jit_forms::{CODE_ADDR, SLOT, cases, helper_addr, kfunc_addr};
 
 /// Guest address of the instruction under test in the listings.
 const SLOT_ADDR: u64 = 0x60_1000;
@@ -47,11 +47,20 @@ fn slot_code(listing: &str) -> Vec<String> {
 
 /// Whole programs, listed with their prologues and epilogues: the frame
 /// layout, calls and the `may_goto` counter.
-const PROGRAMS: [(&str, &str); 1] = [(
-    "program_calls",
-    "mov %r6, %r1\ncall 1\ncall local f\nadd %r0, %r6\nexit\n\
-     f:\nmov %r0, 0\nloop:\nmay_goto done\nadd %r0, 1\nja loop\ndone:\nexit",
-)];
+const PROGRAMS: [(&str, &str); 2] = [
+    (
+        "program_calls",
+        "mov %r6, %r1\ncall 1\ncall local f\nadd %r0, %r6\nexit\n\
+         f:\nmov %r0, 0\nloop:\nmay_goto done\nadd %r0, 1\nja loop\ndone:\nexit",
+    ),
+    // A tail call from a subprogram: its frame, not the entry's, is torn
+    // down before the jump.
+    (
+        "program_tail_call",
+        "mov %r6, 7\ncall local f\nadd %r0, %r6\nexit\n\
+         f:\nlddw %r2, 0x800000\nmov %r3, 1\ncall 12\nmov %r0, 0\nexit",
+    ),
+];
 
 /// Every golden file's expected text, by file name.
 fn listings() -> BTreeMap<String, String> {
@@ -61,6 +70,7 @@ fn listings() -> BTreeMap<String, String> {
         let config = JitConfig {
             code_addr: CODE_ADDR,
             helper_addr: &helper_addr,
+            kfunc_addr: &kfunc_addr,
             percpu_loads: &[],
             arena_upper: 0,
             may_goto_budget: guest_jit::interp::MAY_GOTO_BUDGET,

@@ -192,12 +192,45 @@ fn refuses_helpers_bpfvisor_lacks() {
 }
 
 #[test]
-fn refuses_kfuncs_and_unresolved_loads_but_not_callx() {
+fn refuses_kfuncs_bpfvisor_lacks_by_name() {
+    // Without names (a bare program), the index; kfunc 0 is known.
+    let kfunc_known = |i| i == 0;
+    let names = ["bpf_iter_num_new".to_owned(), "bpf_obj_new".to_owned()];
+    let ctx = VerifyContext {
+        kfunc_known: &kfunc_known,
+        ..VerifyContext::new(&known)
+    };
+    let insns = assemble("call kfunc 0\ncall kfunc 77\nexit").unwrap();
     assert_eq!(
-        message("call kfunc 77, 0\nexit"),
-        "error: instruction 0 calls a kernel function (kfunc, BTF id 77); kfuncs are not supported\n  \
-         0: call kfunc 77"
+        decode_and_verify(&insns, &ctx).unwrap_err().to_string(),
+        "error: kfunc 77 is not available in bpfvisor\n  1: call kfunc 77"
     );
+    let ctx = VerifyContext {
+        kfuncs: &names,
+        ..ctx
+    };
+    let insns = assemble("call kfunc 0\ncall kfunc 1\nexit").unwrap();
+    assert_eq!(
+        decode_and_verify(&insns, &ctx).unwrap_err().to_string(),
+        "error: kfunc bpf_obj_new is not available in bpfvisor\n  1: call kfunc 1"
+    );
+    // A module's BTF is never ours, whatever the index.
+    let insns = assemble("call kfunc 0, 2\nexit").unwrap();
+    assert_eq!(
+        decode_and_verify(&insns, &ctx).unwrap_err().to_string(),
+        "error: kfunc 0 of module 2 is not available in bpfvisor\n  0: call kfunc 0, 2"
+    );
+    let insns = assemble("call kfunc 0\ncall kfunc 0\nexit").unwrap();
+    decode_and_verify(&insns, &ctx).unwrap();
+    // The default context knows none.
+    assert_eq!(
+        message("call kfunc 0\nexit"),
+        "error: kfunc 0 is not available in bpfvisor\n  0: call kfunc 0"
+    );
+}
+
+#[test]
+fn refuses_unresolved_loads_but_not_callx() {
     // callx calls the helper whose id is in the register; which one is
     // known only at run time.
     verify_asm("mov %r2, 1\ncall %r2\nexit").unwrap();

@@ -141,7 +141,16 @@ impl LoadedProgram {
         verify(
             &linked.program,
             &VerifyContext {
-                helper_known: &|id| resolve(id).is_some(),
+                // bpf_tail_call is the JIT's own, not a runtime function.
+                helper_known: &|id| {
+                    resolve(id).is_some()
+                        || (helpers == HelperSet::Standard && id == jit::tail_call::HELPER_ID)
+                },
+                kfunc_known: &|i| {
+                    let name = usize::try_from(i).ok().and_then(|i| linked.kfuncs.get(i));
+                    name.and_then(|name| runtime.symbol(name)).is_some()
+                },
+                kfuncs: &linked.kfuncs,
                 lines: Some(&linked.lines),
                 functions: &linked.functions,
             },
@@ -155,6 +164,10 @@ impl LoadedProgram {
             &JitConfig {
                 code_addr: entry,
                 helper_addr: &resolve,
+                kfunc_addr: &|i| {
+                    let name = usize::try_from(i).ok().and_then(|i| linked.kfuncs.get(i));
+                    name.and_then(|name| runtime.symbol(name))
+                },
                 percpu_loads: &linked.percpu_loads,
                 arena_upper: 0,
                 may_goto_budget: MAY_GOTO_BUDGET,

@@ -146,6 +146,8 @@ pub(super) fn link(
     let lines = LineTable::from_entries(linker.lines);
     let ctx = verify::VerifyContext {
         helper_known: &|_| true,
+        kfunc_known: &|_| true,
+        kfuncs: &[],
         lines: Some(&lines),
         functions: &functions,
     };

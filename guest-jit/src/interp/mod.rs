@@ -15,6 +15,15 @@
 //!   after a call, so no verified program can tell.
 //! * `callx` calls the helper whose id is in the register, as ubpf does
 //!   (the kernel has no `callx`).
+//! * `call 12`, `bpf_tail_call`, is the interpreter's own, not a
+//!   [`Helpers`] call: it reads the PROG_ARRAY header and slot from memory
+//!   exactly as the JIT's inline sequence does and enters the program whose
+//!   entry address the slot holds, among those [`run_with_programs`] was
+//!   given (Note [Tail calls] in [`crate::jit::tail_call`]): at most
+//!   [`shm::percpu::MAX_TAIL_CALLS`] per run, counted when taken; the
+//!   target replaces the running frame with a fresh, zeroed stack, r1 and
+//!   r2 kept and r0, r3–r9 zeroed as at any entry; a call that falls
+//!   through changes no register.
 //! * `may_goto` counts as the kernel's non-timed lowering does: each frame
 //!   starts with [`MAY_GOTO_BUDGET`] (`BPF_MAX_LOOPS`) and every `may_goto`
 //!   falls through while decrementing it, or jumps once it is 0. (Recent
@@ -41,6 +50,7 @@
 pub mod alu;
 pub mod helpers;
 pub mod mem;
+mod tail_call;
 
 use thiserror::Error;
 
@@ -166,6 +176,15 @@ pub enum ExecError {
         /// The limit.
         limit: u64,
     },
+    /// A tail call found a program address in its PROG_ARRAY slot that is
+    /// no known program's entry.
+    #[error("Instruction {pc} tail-calls {entry:#x}, where no program starts")]
+    FindTailCallTarget {
+        /// The `bpf_tail_call`.
+        pc: usize,
+        /// The address the slot held.
+        entry: u64,
+    },
     /// The stack of a new frame overlaps memory the caller mapped.
     #[error("Stack of call frame {frame} overlaps mapped memory")]
     MapStack {
@@ -183,6 +202,10 @@ pub enum ExecError {
 /// Stacks are mapped into `memory` for the duration of the run and removed
 /// before returning, so `memory` afterwards holds what the caller mapped,
 /// as the program left it.
+///
+/// A `bpf_tail_call` that finds a program in its slot fails with
+/// [`ExecError::FindTailCallTarget`]: [`run_with_programs`] says which
+/// programs there are.
 pub fn run(
     program: &Program,
     memory: &mut Memory,
@@ -190,11 +213,27 @@ pub fn run(
     args: [u64; 5],
     options: &RunOptions,
 ) -> Result<Exit, ExecError> {
+    run_with_programs(program, memory, helpers, args, options, &[])
+}
+
+/// [`run`], where `bpf_tail_call` can enter `programs`: each is the guest
+/// address a PROG_ARRAY slot holds for it (in the JIT, its code's entry)
+/// and the program. The first program with the address wins.
+pub fn run_with_programs(
+    program: &Program,
+    memory: &mut Memory,
+    helpers: &mut dyn Helpers,
+    args: [u64; 5],
+    options: &RunOptions,
+    programs: &[(u64, &Program)],
+) -> Result<Exit, ExecError> {
     let mut regs = [0u64; Reg::COUNT];
     regs[1..6].copy_from_slice(&args);
     regs[Reg::R10.index()] = stack_top(0);
     let mut machine = Machine {
         program,
+        programs,
+        tail_calls: 0,
         memory,
         helpers,
         options,
@@ -214,20 +253,27 @@ pub fn run(
 
 /// What a local call saves, restored by the callee's `exit`.
 #[derive(Clone, Copy, Debug)]
-struct Frame {
+struct Frame<'a> {
+    /// The caller's program: the callee may tail-call into another.
+    program: &'a Program,
     return_pc: usize,
     callee_saved: [u64; 4],
     may_goto_budget: u64,
 }
 
 struct Machine<'a> {
+    /// The program running in the current frame.
     program: &'a Program,
+    /// What tail calls can enter, by entry address.
+    programs: &'a [(u64, &'a Program)],
+    /// Tail calls taken in this run.
+    tail_calls: u64,
     memory: &'a mut Memory,
     helpers: &'a mut dyn Helpers,
     options: &'a RunOptions,
     regs: [u64; Reg::COUNT],
     /// Callers of the running frame; empty in the entry frame.
-    frames: Vec<Frame>,
+    frames: Vec<Frame<'a>>,
     pc: usize,
     steps: u64,
     may_goto_budget: u64,
@@ -410,6 +456,9 @@ impl Machine<'_> {
                 Some(left) => self.may_goto_budget = left,
                 None => self.pc = self.target(pc, off.into())?,
             },
+            Op::CallHelper {
+                id: crate::jit::tail_call::HELPER_ID,
+            } => self.tail_call(pc)?,
             Op::CallHelper { id } => return self.call_helper(pc, id),
             Op::Callx { dst } => {
                 let value = self.reg(dst);
@@ -486,6 +535,7 @@ impl Machine<'_> {
         let mut callee_saved = [0; 4];
         callee_saved.copy_from_slice(&self.regs[6..10]);
         self.frames.push(Frame {
+            program: self.program,
             return_pc: self.pc,
             callee_saved,
             may_goto_budget: self.may_goto_budget,
@@ -506,6 +556,7 @@ impl Machine<'_> {
         self.regs[6..10].copy_from_slice(&frame.callee_saved);
         self.regs[Reg::R10.index()] = stack_top(depth - 1);
         self.may_goto_budget = frame.may_goto_budget;
+        self.program = frame.program;
         self.pc = frame.return_pc;
         None
     }

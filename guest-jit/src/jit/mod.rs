@@ -2,8 +2,10 @@
 //! exception table and an instruction → offset table out.
 //!
 //! The model is the kernel's `arch/x86/net/bpf_jit_comp.c`: the same
-//! register map ([`regs`]), helper calls as one `call rel32` into the guest
-//! runtime, every BPF memory access one x86 instruction with an
+//! register map ([`regs`]), helper and kfunc calls as one `call rel32` into
+//! the guest runtime (except `bpf_tail_call`, inline as the kernel's, Note
+//! [Tail calls] in [`tail_call`], and `bpf_get_smp_processor_id`, one
+//! `gs:` load), every BPF memory access one x86 instruction with an
 //! exception-table entry, RFC 9669 semantics for division, modulo and
 //! shifts without ever raising a CPU exception. The semantics are exactly
 //! the reference interpreter's ([`crate::interp`], the oracle of the
@@ -51,6 +53,7 @@
 mod disasm;
 mod emit;
 pub mod regs;
+pub mod tail_call;
 
 use thiserror::Error;
 
@@ -65,8 +68,16 @@ pub struct JitConfig<'a> {
     /// direct `call rel32`s.
     pub code_addr: u64,
     /// Helper id → guest address of an `extern "C"` (SysV) function in the
-    /// guest runtime; `None` for a helper the runtime lacks.
+    /// guest runtime; `None` for a helper the runtime lacks. Two helpers
+    /// are emitted inline, as the kernel's JIT does: `bpf_tail_call` (12)
+    /// always, without an address (Note [Tail calls]), and
+    /// `bpf_get_smp_processor_id` (8) whenever this gives it an address.
     pub helper_addr: &'a dyn Fn(u32) -> Option<u64>,
+    /// Kfunc index → guest address of the runtime function of that name;
+    /// `None` for a kfunc the runtime lacks. The index is the `btf_id` of
+    /// an `Op::CallKfunc`, which the loader makes an index into
+    /// [`crate::elf::LinkedProgram::kfuncs`]. Called as helpers are.
+    pub kfunc_addr: &'a dyn Fn(i32) -> Option<u64>,
     /// Slots of `ld_imm64` whose value is a `.percpu` address: the JIT
     /// follows them with `add dst, gs:[shm::percpu::THIS_CPU_OFF_OFFSET]`.
     pub percpu_loads: &'a [usize],
@@ -160,13 +171,26 @@ pub enum JitError {
         /// The instruction.
         pc: usize,
     },
-    /// Kernel functions do not exist in the guest.
-    #[error("Instruction {pc} calls kernel function {btf_id}, which the JIT cannot call")]
-    CallKfunc {
+    /// A kfunc the guest runtime does not provide (or one of a kernel
+    /// module's BTF, `module` nonzero, which no runtime has).
+    #[error("Instruction {pc} calls unknown kfunc {index}{}", module_label(*.module))]
+    UnknownKfunc {
         /// The call.
         pc: usize,
-        /// BTF id of the function.
-        btf_id: i32,
+        /// The kfunc's index in the linked program's kfunc list.
+        index: i32,
+        /// The module BTF the call names; 0 for the kernel's own.
+        module: i16,
+    },
+    /// A kfunc too far from the code for a `call rel32`.
+    #[error("Instruction {pc} calls kfunc {index} at {addr:#x}, out of reach of a rel32 call")]
+    ReachKfunc {
+        /// The call.
+        pc: usize,
+        /// The kfunc's index.
+        index: i32,
+        /// Where the kfunc is.
+        addr: u64,
     },
     /// A jump, local call or `func` load names a slot where no instruction
     /// starts.
@@ -191,6 +215,15 @@ pub enum JitError {
     Assemble(#[source] dynasmrt::DynasmError),
 }
 
+/// ` of module N` for a kfunc call that names a module's BTF.
+fn module_label(module: i16) -> String {
+    if module == 0 {
+        String::new()
+    } else {
+        format!(" of module {module}")
+    }
+}
+
 /// Compiles a linked program: slot 0 is the entry, subprograms follow in the
 /// same slot space.
 pub fn compile(program: &Program, config: &JitConfig) -> Result<JitOutput, JitError> {
@@ -210,10 +243,18 @@ mod tests {
         (id <= 100).then(|| 0x20_0000 + u64::from(id) * 0x10)
     }
 
+    /// Kfunc `index` lives at `0x30_0000 + index * 0x10` for indices 0 to
+    /// 9; others are unknown.
+    pub(crate) fn setup_kfuncs(index: i32) -> Option<u64> {
+        let index = u64::try_from(index).ok().filter(|&i| i < 10)?;
+        Some(0x30_0000 + index * 0x10)
+    }
+
     pub(crate) fn setup_config<'a>(helpers: &'a dyn Fn(u32) -> Option<u64>) -> JitConfig<'a> {
         JitConfig {
             code_addr: CODE_ADDR,
             helper_addr: helpers,
+            kfunc_addr: &setup_kfuncs,
             percpu_loads: &[],
             arena_upper: 0,
             may_goto_budget: crate::interp::MAY_GOTO_BUDGET,
@@ -285,7 +326,15 @@ mod tests {
         );
         assert_eq!(
             err("call kfunc 12\nexit"),
-            "Instruction 0 calls kernel function 12, which the JIT cannot call"
+            "Instruction 0 calls unknown kfunc 12"
+        );
+        assert_eq!(
+            err("call kfunc -1\nexit"),
+            "Instruction 0 calls unknown kfunc -1"
+        );
+        assert_eq!(
+            err("call kfunc 1, 3\nexit"),
+            "Instruction 0 calls unknown kfunc 1 of module 3"
         );
         assert_eq!(
             err("ja +5\nexit"),

@@ -111,8 +111,19 @@ pub(super) fn verify(program: &Program, ctx: &VerifyContext) -> Result<VerifyInf
             Op::CallHelper { id } if !(ctx.helper_known)(id) => {
                 return Err(VerifyError::FindHelper { id, at: at(pc) });
             }
-            Op::CallKfunc { btf_id, .. } => {
-                return Err(VerifyError::CallKfunc { btf_id, at: at(pc) });
+            Op::CallKfunc { btf_id, module } if module != 0 || !(ctx.kfunc_known)(btf_id) => {
+                // Only the kernel's own BTF (module 0) indexes `kfuncs`.
+                let name = usize::try_from(btf_id)
+                    .ok()
+                    .filter(|_| module == 0)
+                    .and_then(|i| ctx.kfuncs.get(i))
+                    .cloned();
+                return Err(VerifyError::FindKfunc {
+                    index: btf_id,
+                    module,
+                    name,
+                    at: at(pc),
+                });
             }
             Op::LdImm64 { value, .. } => match value {
                 Imm64::Value(_) => false,

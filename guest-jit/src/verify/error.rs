@@ -148,11 +148,15 @@ pub enum VerifyError {
         /// Where.
         at: Box<Location>,
     },
-    /// A kfunc call.
-    #[error("error: instruction {} calls a kernel function (kfunc, BTF id {btf_id}); kfuncs are not supported{at}", at.slot)]
-    CallKfunc {
-        /// BTF id of the kfunc.
-        btf_id: i32,
+    /// A kfunc bpfvisor does not provide.
+    #[error("error: kfunc {} is not available in bpfvisor{at}", kfunc_label(*.index, *.module, .name.as_deref()))]
+    FindKfunc {
+        /// Its index in the program's kfunc list (the call's `btf_id`).
+        index: i32,
+        /// The module BTF the call names; 0 for the kernel's own.
+        module: i16,
+        /// Its name, when the context knows it.
+        name: Option<String>,
         /// Where.
         at: Box<Location>,
     },
@@ -210,7 +214,7 @@ impl VerifyError {
             | CallIntoLdImm64 { at, .. }
             | FallThrough { at, .. }
             | FindHelper { at, .. }
-            | CallKfunc { at, .. }
+            | FindKfunc { at, .. }
             | ResolveLdImm64 { at }
             | CallRecursively { at, .. }
             | NestCalls { at, .. }
@@ -222,6 +226,15 @@ impl VerifyError {
 /// ` (bpf_tail_call)` for a helper the kernel names, nothing otherwise.
 fn helper_label(id: u32) -> String {
     crate::helpers::helper_name(id).map_or_else(String::new, |name| format!(" ({name})"))
+}
+
+/// `bpf_iter_num_new` by name, else `3` or `3 of module 1` by index.
+fn kfunc_label(index: i32, module: i16, name: Option<&str>) -> String {
+    match (name, module) {
+        (Some(name), _) => name.to_owned(),
+        (None, 0) => index.to_string(),
+        (None, module) => format!("{index} of module {module}"),
+    }
 }
 
 /// The decoder's messages start a sentence; after `error: ` they continue

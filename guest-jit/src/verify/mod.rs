@@ -10,7 +10,7 @@
 //!   unused fields, no write to r10), `ld_imm64` pairs intact;
 //! * jumps land on an instruction start inside their own function;
 //! * no function can run past its end: each ends in `exit` or `ja`;
-//! * calls name a known helper, or a local function (no kfuncs);
+//! * calls name a known helper, a known kfunc, or a local function;
 //!   `ld_imm64` has been resolved by the loader. `callx` is allowed: it
 //!   calls the helper whose id is in the register, as in the interpreter
 //!   and ubpf, and the JIT traps when the value is no helper id;
@@ -38,6 +38,14 @@ pub const STACK_FRAME_SIZE: u32 = 512;
 pub struct VerifyContext<'a> {
     /// Whether bpfvisor provides helper `id`.
     pub helper_known: &'a dyn Fn(u32) -> bool,
+    /// Whether bpfvisor provides kfunc `index`: the `btf_id` of a kfunc
+    /// call, which the loader makes an index into
+    /// [`crate::elf::LinkedProgram::kfuncs`]. Calls naming a module's BTF
+    /// (`module` nonzero) are refused whatever this says.
+    pub kfunc_known: &'a dyn Fn(i32) -> bool,
+    /// The kfuncs' names by index, to name a missing one in errors
+    /// (`LinkedProgram::kfuncs`); may be empty.
+    pub kfuncs: &'a [String],
     /// Source lines, to show in errors.
     pub lines: Option<&'a LineTable>,
     /// Names and starts of the program's functions (from the loader). Calls
@@ -51,15 +59,19 @@ impl std::fmt::Debug for VerifyContext<'_> {
         f.debug_struct("VerifyContext")
             .field("lines", &self.lines)
             .field("functions", &self.functions)
+            .field("kfuncs", &self.kfuncs)
             .finish_non_exhaustive()
     }
 }
 
 impl<'a> VerifyContext<'a> {
-    /// A context with helper availability only: no lines, no names.
+    /// A context with helper availability only: no kfuncs, no lines, no
+    /// names.
     pub fn new(helper_known: &'a dyn Fn(u32) -> bool) -> Self {
         VerifyContext {
             helper_known,
+            kfunc_known: &|_| false,
+            kfuncs: &[],
             lines: None,
             functions: &[],
         }

@@ -27,6 +27,12 @@ pub fn helper_addr(id: u32) -> Option<u64> {
     (id <= 1000).then(|| 0x20_0000 + 16 * u64::from(id))
 }
 
+/// Kfunc `index` is at `0x30_0000 + 16 * index` for indices 0 to 99.
+pub fn kfunc_addr(index: i32) -> Option<u64> {
+    let index = u64::try_from(index).ok().filter(|&i| i < 100)?;
+    Some(0x30_0000 + 16 * index)
+}
+
 /// One instruction to compile, and the golden file it belongs to.
 #[derive(Clone, Debug)]
 pub struct Case {
@@ -61,6 +67,7 @@ impl Case {
         let config = JitConfig {
             code_addr,
             helper_addr: &helper_addr,
+            kfunc_addr: &kfunc_addr,
             percpu_loads: if self.percpu { &percpu } else { &[] },
             arena_upper: ARENA_UPPER,
             may_goto_budget: guest_jit::interp::MAY_GOTO_BUDGET,
@@ -425,9 +432,21 @@ fn jump_cases(add: &mut impl FnMut(String, Op)) {
         Op::CallHelper { id: 1 },
         Op::CallHelper { id: 1000 },
         Op::CallLocal { off: 1 },
+        Op::CallKfunc {
+            btf_id: 0,
+            module: 0,
+        },
+        Op::CallKfunc {
+            btf_id: 99,
+            module: 0,
+        },
         Op::Exit,
     ] {
         add("control".into(), op);
+    }
+    // Helpers the JIT emits inline (their operands are fixed registers).
+    for id in [8, 12] {
+        add("inline_helpers".into(), Op::CallHelper { id });
     }
     for dst in regs() {
         add("callx".into(), Op::Callx { dst });

@@ -264,7 +264,8 @@ fn candidate(rng: &mut Rng) -> Op {
         18 => match rng.below(4) {
             0 => Op::Callx { dst },
             _ => Op::CallHelper {
-                id: rng.below(10) as u32 + 1,
+                // 8 and 12 are emitted inline.
+                id: rng.below(12) as u32 + 1,
             },
         },
         _ => Op::CallLocal { off: 0 },

@@ -94,10 +94,34 @@ impl Emitter<'_> {
     /// R10 are callee-saved, and rsp is 16-byte aligned here.
     pub(super) fn call_helper(&mut self, pc: usize, id: u32) -> Result<(), JitError> {
         let addr = (self.config.helper_addr)(id).ok_or(JitError::UnknownHelper { pc, id })?;
+        self.call_runtime(addr)
+            .map_err(|()| JitError::ReachHelper { pc, id, addr })
+    }
+
+    /// A kfunc: called exactly as a helper is, at the address the runtime
+    /// gives its name.
+    pub(super) fn call_kfunc(
+        &mut self,
+        pc: usize,
+        index: i32,
+        module: i16,
+    ) -> Result<(), JitError> {
+        let unknown = JitError::UnknownKfunc { pc, index, module };
+        if module != 0 {
+            return Err(unknown);
+        }
+        let addr = (self.config.kfunc_addr)(index).ok_or(unknown)?;
+        self.call_runtime(addr)
+            .map_err(|()| JitError::ReachKfunc { pc, index, addr })
+    }
+
+    /// `call rel32` to the runtime function at `addr`; `Err` when it is out
+    /// of reach of a 32-bit displacement.
+    fn call_runtime(&mut self, addr: u64) -> Result<(), ()> {
         // The displacement counts from the end of the 5-byte call.
         let next = self.config.code_addr as i128 + self.ops.offset().0 as i128 + 5;
         if i32::try_from(addr as i128 - next).is_err() {
-            return Err(JitError::ReachHelper { pc, id, addr });
+            return Err(());
         }
         let addr = addr as usize;
         x64!(self.ops; call extern addr); // call helper

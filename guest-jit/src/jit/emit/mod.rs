@@ -10,6 +10,7 @@
 #![allow(clippy::useless_conversion, reason = "dynasm! expansion")]
 
 mod alu;
+mod inline;
 mod jump;
 mod mem;
 
@@ -302,9 +303,17 @@ impl Emitter<'_> {
                 off,
             } => self.jmp(pc, width, cond, x86(dst), src, off.into())?,
             Op::MayGoto { off } => self.may_goto(pc, off.into())?,
+            Op::CallHelper {
+                id: super::tail_call::HELPER_ID,
+            } => self.tail_call(),
+            Op::CallHelper {
+                id: inline::SMP_PROCESSOR_ID_HELPER_ID,
+            } if (self.config.helper_addr)(inline::SMP_PROCESSOR_ID_HELPER_ID).is_some() => {
+                self.smp_processor_id();
+            }
             Op::CallHelper { id } => self.call_helper(pc, id)?,
             Op::CallLocal { off } => self.call_local(pc, off.into())?,
-            Op::CallKfunc { btf_id, .. } => return Err(JitError::CallKfunc { pc, btf_id }),
+            Op::CallKfunc { btf_id, module } => self.call_kfunc(pc, btf_id, module)?,
             Op::Callx { dst } => self.callx(x86(dst)),
             Op::Exit => self.epilogue(),
         }
@@ -361,13 +370,17 @@ impl Emitter<'_> {
 
     /// `exit`: restore R6–R9 and the caller's frame, return r0 in rax.
     fn epilogue(&mut self) {
+        self.unwind_frame();
+        x64!(self.ops; ret); // ret
+    }
+
+    /// Undoes the prologue: R6–R9 and rbp as the caller had them, rsp on
+    /// the return address. What `exit` and a tail call share.
+    fn unwind_frame(&mut self) {
         for reg in CALLEE_SAVED.into_iter().rev() {
             x64!(self.ops; pop Rq(reg)); // pop reg
         }
-        x64!(self.ops
-            ; leave // leave (mov rsp, rbp; pop rbp)
-            ; ret // ret
-        );
+        x64!(self.ops; leave); // leave (mov rsp, rbp; pop rbp)
     }
 
     /// Records an exception-table entry for the one instruction `emit`
