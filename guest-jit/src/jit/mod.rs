@@ -369,5 +369,23 @@ mod tests {
             err.to_string(),
             "Instruction 0 calls helper 1 at 0x700000000000, out of reach of a rel32 call"
         );
+        let far_kfunc = |_| Some(0x7000_0000_0000);
+        let config = JitConfig {
+            kfunc_addr: &far_kfunc,
+            ..setup_config(&setup_helpers)
+        };
+        let err = compile(&setup_program("mov %r0, 0\ncall kfunc 3\nexit"), &config).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Instruction 1 calls kfunc 3 at 0x700000000000, out of reach of a rel32 call"
+        );
+    }
+
+    #[test]
+    fn kfuncs_are_called_at_the_address_of_their_index() {
+        let code = setup_insn_code("call kfunc 2");
+        assert_eq!(code.len(), 1);
+        assert_eq!(code[0].mnemonic(), iced_x86::Mnemonic::Call);
+        assert_eq!(Some(code[0].near_branch_target()), setup_kfuncs(2));
     }
 }
