@@ -21,9 +21,8 @@
 //! * The count grows only when the call is taken, as in the kernel's
 //!   current x86-64 JIT ("Inc tail_call_cnt if the slot is populated";
 //!   older JITs and the kernel's interpreter counted a call to an empty
-//!   slot too): 33 tail calls
-//!   ([`shm::percpu::MAX_TAIL_CALLS`]) succeed in one run, the 34th falls
-//!   through. It lives in the per-CPU block, not in the frame: the runtime
+//!   slot too): 33 tail calls ([`shm::percpu::MAX_TAIL_CALLS`]) succeed
+//!   in one run, the 34th falls through. It lives in the per-CPU block, not in the frame: the runtime
 //!   zeroes it before each run, and a tail call from a subprogram counts
 //!   against the same budget, as the kernel's `tail_call_cnt_ptr` makes
 //!   it.
@@ -32,8 +31,8 @@
 //!   map header survive). From a subprogram, the tail-called program
 //!   replaces the subprogram: its `exit` returns to the subprogram's caller
 //!   with the caller's R6–R9, which the torn-down frame restored and the
-//!   new prologue saves again. The stack does not grow with a chain of tail
-//!   calls.
+//!   new prologue saves again. A chain of tail calls between entry
+//!   functions does not grow the stack.
 //! * Falling through leaves every BPF register as it was, r0 included. The
 //!   kernel's verifier marks r0 unreadable after `bpf_tail_call` (its
 //!   proto returns void), so no kernel-accepted program can tell, and the
