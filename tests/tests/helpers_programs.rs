@@ -113,7 +113,6 @@ fn bpf_loop_sums_and_breaks_in_a_real_program() {
 }
 
 #[test]
-#[ignore = "kfunc calls need the loader's kfunc relocations (issue 4, loader engineer)"]
 fn bpf_for_and_bpf_repeat_run_their_ranges() {
     if !kvm_available("bpf_for_and_bpf_repeat_run_their_ranges") {
         return;
