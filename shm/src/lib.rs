@@ -9,6 +9,7 @@ pub mod errno;
 pub mod extable;
 pub mod layout;
 pub mod loops;
+pub mod maps;
 pub mod mailbox;
 pub mod percpu;
 pub mod pod;

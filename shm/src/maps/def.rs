@@ -1,0 +1,553 @@
+//! A map's identity and geometry: the header in guest memory
+//! ([`MapHeader`]) and the validated definition every algorithm works from
+//! ([`MapDef`], Note [Trusting map memory]).
+
+use super::{MapError, flags, round_up};
+use crate::pod::Pod;
+use core::mem::{offset_of, size_of};
+
+/// Map types bpfvisor provides, with the kernel's numbers
+/// (`enum bpf_map_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum MapType {
+    /// `BPF_MAP_TYPE_HASH`.
+    Hash = 1,
+    /// `BPF_MAP_TYPE_ARRAY`.
+    Array = 2,
+    /// `BPF_MAP_TYPE_PROG_ARRAY`: u64 slots, a program's entry address.
+    ProgArray = 3,
+    /// `BPF_MAP_TYPE_PERCPU_HASH`.
+    PercpuHash = 5,
+    /// `BPF_MAP_TYPE_PERCPU_ARRAY`.
+    PercpuArray = 6,
+    /// `BPF_MAP_TYPE_LRU_HASH`.
+    LruHash = 9,
+    /// `BPF_MAP_TYPE_LRU_PERCPU_HASH`.
+    LruPercpuHash = 10,
+    /// `BPF_MAP_TYPE_ARRAY_OF_MAPS`: u64 slots, an inner map's header.
+    ArrayOfMaps = 12,
+    /// `BPF_MAP_TYPE_HASH_OF_MAPS`: a hash whose values are u64 inner map
+    /// header addresses.
+    HashOfMaps = 13,
+    /// `BPF_MAP_TYPE_QUEUE`.
+    Queue = 22,
+    /// `BPF_MAP_TYPE_STACK`.
+    Stack = 23,
+}
+
+impl MapType {
+    /// Every type, in kernel number order.
+    pub const ALL: [MapType; 11] = [
+        MapType::Hash,
+        MapType::Array,
+        MapType::ProgArray,
+        MapType::PercpuHash,
+        MapType::PercpuArray,
+        MapType::LruHash,
+        MapType::LruPercpuHash,
+        MapType::ArrayOfMaps,
+        MapType::HashOfMaps,
+        MapType::Queue,
+        MapType::Stack,
+    ];
+
+    /// The type with kernel number `n`, if bpfvisor provides it.
+    pub fn from_number(n: u32) -> Option<MapType> {
+        MapType::ALL.into_iter().find(|t| *t as u32 == n)
+    }
+
+    /// Whether each CPU has its own copy of every value.
+    pub const fn is_percpu(self) -> bool {
+        matches!(
+            self,
+            MapType::PercpuArray | MapType::PercpuHash | MapType::LruPercpuHash
+        )
+    }
+
+    /// Whether the storage is a hash table ([`super::hash`]).
+    pub const fn is_hash(self) -> bool {
+        matches!(
+            self,
+            MapType::Hash
+                | MapType::PercpuHash
+                | MapType::LruHash
+                | MapType::LruPercpuHash
+                | MapType::HashOfMaps
+        )
+    }
+
+    /// Whether full hash maps evict instead of failing.
+    pub const fn is_lru(self) -> bool {
+        matches!(self, MapType::LruHash | MapType::LruPercpuHash)
+    }
+
+    /// Whether keys are `u32` indices `0..max_entries`.
+    pub const fn is_array(self) -> bool {
+        matches!(
+            self,
+            MapType::Array | MapType::PercpuArray | MapType::ProgArray | MapType::ArrayOfMaps
+        )
+    }
+
+    /// Whether values are u64 slots (program entries or inner map headers)
+    /// although `value_size` is 4, the kernel's file descriptor.
+    pub const fn has_slots(self) -> bool {
+        matches!(
+            self,
+            MapType::ProgArray | MapType::ArrayOfMaps | MapType::HashOfMaps
+        )
+    }
+
+    /// The `map_flags` bits accepted for this type: the kernel's
+    /// `*_CREATE_FLAG_MASK` and per-type checks, as the loader applies
+    /// them (`guest_jit::elf::MapType`).
+    const fn allowed_flags(self) -> u32 {
+        use flags::*;
+        match self {
+            MapType::Array => NUMA_NODE | MMAPABLE | ACCESS_MASK | INNER_MAP,
+            MapType::PercpuArray => NUMA_NODE | ACCESS_MASK | INNER_MAP,
+            MapType::ProgArray | MapType::ArrayOfMaps => NUMA_NODE | RDONLY | WRONLY | INNER_MAP,
+            MapType::Hash | MapType::PercpuHash => {
+                NO_PREALLOC | NUMA_NODE | ACCESS_MASK | ZERO_SEED
+            }
+            MapType::HashOfMaps => NO_PREALLOC | NUMA_NODE | RDONLY | WRONLY | ZERO_SEED,
+            MapType::LruHash | MapType::LruPercpuHash => {
+                NO_COMMON_LRU | NUMA_NODE | ACCESS_MASK | ZERO_SEED
+            }
+            MapType::Queue | MapType::Stack => NUMA_NODE | ACCESS_MASK,
+        }
+    }
+}
+
+/// `MapHeader::magic`: "BPFM".
+pub const MAP_MAGIC: u32 = u32::from_le_bytes(*b"BPFM");
+
+/// [`MapHeader::spin_lock_off`] of a value without a `bpf_spin_lock`.
+pub const NO_SPIN_LOCK: u32 = u32::MAX;
+
+/// Most bytes of storage one map may have: the maps region is at most
+/// 1 GiB (`shm::layout`).
+pub const MAX_STORAGE_SIZE: u64 = 1 << 30;
+
+/// `MAX_BPF_STACK`: the kernel's limit on a hash key, which programs pass
+/// from their stack.
+pub const MAX_KEY_SIZE: u32 = 512;
+/// `KMALLOC_MAX_SIZE` on x86-64: the kernel's limit on one value.
+pub const MAX_VALUE_SIZE: u32 = 4 << 20;
+/// `PCPU_MIN_UNIT_SIZE`: the kernel's limit on a per-CPU value.
+pub const MAX_PERCPU_VALUE_SIZE: u32 = 32 << 10;
+/// Most CPUs a map keeps values for ([`crate::layout::MAX_CPUS`]).
+pub const MAX_MAP_CPUS: u32 = crate::layout::MAX_CPUS as u32;
+
+/// What the guest sees of a map: the first bytes of its page in the maps
+/// region. The JIT reads `max_entries` ([`MAX_ENTRIES_OFFSET`]) and `data`
+/// ([`DATA_OFFSET`]) for `bpf_tail_call` and inline array lookups.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapHeader {
+    /// [`MAP_MAGIC`].
+    pub magic: u32,
+    /// Kernel map type number ([`MapType`]).
+    pub map_type: u32,
+    /// Key size in bytes (0 for queues and stacks).
+    pub key_size: u32,
+    /// Value size in bytes, per CPU for per-CPU maps; 4 for slot types
+    /// ([`MapType::has_slots`]), as in the kernel.
+    pub value_size: u32,
+    /// Capacity.
+    pub max_entries: u32,
+    /// `BPF_F_*` creation flags.
+    pub map_flags: u32,
+    /// CPUs the map keeps values for (per-CPU maps) or LRU marks for.
+    pub nr_cpus: u32,
+    /// Bytes from one array value to the next ([`MapDef::value_stride`]).
+    pub value_stride: u32,
+    /// Guest address of the storage.
+    pub data: u64,
+    /// Size of the storage in bytes ([`MapDef::storage_size`]).
+    pub data_size: u64,
+    /// Offset of the value's `bpf_spin_lock`, or [`NO_SPIN_LOCK`].
+    pub spin_lock_off: u32,
+    /// Zero.
+    pub reserved: [u32; 3],
+}
+
+// SAFETY: repr(C), 12 u32 and 2 u64 fields laid out without padding (the
+// u64s sit at 32 and 40); 64 bytes.
+unsafe impl Pod for MapHeader {}
+
+/// Size of [`MapHeader`].
+pub const MAP_HEADER_SIZE: usize = size_of::<MapHeader>();
+/// Byte offset of [`MapHeader::max_entries`] (a u32).
+pub const MAX_ENTRIES_OFFSET: usize = offset_of!(MapHeader, max_entries);
+/// Byte offset of [`MapHeader::value_stride`] (a u32).
+pub const VALUE_STRIDE_OFFSET: usize = offset_of!(MapHeader, value_stride);
+/// Byte offset of [`MapHeader::data`] (a u64).
+pub const DATA_OFFSET: usize = offset_of!(MapHeader, data);
+
+const _: () = assert!(MAP_HEADER_SIZE == 64);
+const _: () = assert!(MAX_ENTRIES_OFFSET == 16 && DATA_OFFSET == 32);
+
+/// A map's validated geometry. Fields are private: every `MapDef` passed
+/// the kernel's checks for its type, and its storage size fits in
+/// [`MAX_STORAGE_SIZE`], so the algorithms compute offsets without
+/// overflow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapDef {
+    map_type: MapType,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    nr_cpus: u32,
+    spin_lock_off: Option<u32>,
+}
+
+impl MapDef {
+    /// Checks a definition as the kernel's `map_alloc_check` for its type
+    /// does. `nr_cpus` is the sandbox's vCPU count: per-CPU maps keep that
+    /// many copies of each value, LRU maps that many recent marks.
+    pub fn new(
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        map_flags: u32,
+        nr_cpus: u32,
+    ) -> Result<MapDef, MapError> {
+        let Some(ty) = MapType::from_number(map_type) else {
+            return Err(MapError::InvalidDef("map type not supported"));
+        };
+        if nr_cpus == 0 || nr_cpus > MAX_MAP_CPUS {
+            return Err(MapError::InvalidDef("CPU count out of range"));
+        }
+        if map_flags & !ty.allowed_flags() != 0 {
+            return Err(MapError::InvalidDef("flags not allowed for this map type"));
+        }
+        // bpf_map_flags_access_ok().
+        let both = |a: u32, b: u32| map_flags & a != 0 && map_flags & b != 0;
+        if both(flags::RDONLY, flags::WRONLY) || both(flags::RDONLY_PROG, flags::WRONLY_PROG) {
+            return Err(MapError::InvalidDef("read-only and write-only at once"));
+        }
+        if max_entries == 0 || (value_size == 0) {
+            return Err(MapError::InvalidDef(
+                "max_entries and value_size must be non-zero",
+            ));
+        }
+        if ty.has_slots() && value_size != 4 {
+            return Err(MapError::InvalidDef(
+                "value_size must be 4 for this map type",
+            ));
+        }
+        if ty.is_array() && key_size != 4 {
+            return Err(MapError::InvalidDef("key_size must be 4 for an array"));
+        }
+        if matches!(ty, MapType::Queue | MapType::Stack) && key_size != 0 {
+            return Err(MapError::InvalidDef(
+                "key_size must be 0 for a queue or stack",
+            ));
+        }
+        if ty.is_hash() {
+            if key_size == 0 {
+                return Err(MapError::InvalidDef("key_size must be non-zero for a hash"));
+            }
+            if key_size > MAX_KEY_SIZE {
+                return Err(MapError::TooBig("key_size above 512"));
+            }
+            if max_entries > super::hash::MAX_HASH_ENTRIES {
+                return Err(MapError::TooBig("max_entries above 2^30"));
+            }
+        }
+        if value_size > MAX_VALUE_SIZE {
+            return Err(MapError::TooBig("value_size above 4 MiB"));
+        }
+        if ty.is_percpu() && value_size.next_multiple_of(8) > MAX_PERCPU_VALUE_SIZE {
+            return Err(MapError::TooBig("per-CPU value_size above 32 KiB"));
+        }
+        let def = MapDef {
+            map_type: ty,
+            key_size,
+            value_size,
+            max_entries,
+            map_flags,
+            nr_cpus,
+            spin_lock_off: None,
+        };
+        match def.compute_storage_size() {
+            Some(size) if size <= MAX_STORAGE_SIZE => Ok(def),
+            _ => Err(MapError::TooBig("storage above 1 GiB")),
+        }
+    }
+
+    /// The definition with a `struct bpf_spin_lock` at byte `off` of the
+    /// value (from BTF), which `BPF_F_LOCK` operations take and value
+    /// copies leave alone. The kernel allows one in ARRAY and HASH values
+    /// only, 4-byte aligned.
+    pub fn with_spin_lock(self, off: u32) -> Result<MapDef, MapError> {
+        if !matches!(self.map_type, MapType::Array | MapType::Hash) {
+            return Err(MapError::InvalidDef(
+                "bpf_spin_lock only in ARRAY or HASH values",
+            ));
+        }
+        if !off.is_multiple_of(4) || off.checked_add(4).is_none_or(|end| end > self.value_size) {
+            return Err(MapError::InvalidDef(
+                "bpf_spin_lock misaligned or outside the value",
+            ));
+        }
+        Ok(MapDef {
+            spin_lock_off: Some(off),
+            ..self
+        })
+    }
+
+    /// The definition a header describes, checked as [`MapDef::new`] does
+    /// and against the header's `magic` and `data_size`: what the guest
+    /// runtime works from (Note [Trusting map memory]).
+    pub fn from_header(header: &MapHeader) -> Result<MapDef, MapError> {
+        if header.magic != MAP_MAGIC {
+            return Err(MapError::Corrupt);
+        }
+        let def = MapDef::new(
+            header.map_type,
+            header.key_size,
+            header.value_size,
+            header.max_entries,
+            header.map_flags,
+            header.nr_cpus,
+        )
+        .map_err(|_| MapError::Corrupt)?;
+        let def = match header.spin_lock_off {
+            NO_SPIN_LOCK => def,
+            off => def.with_spin_lock(off).map_err(|_| MapError::Corrupt)?,
+        };
+        if header.data_size != def.storage_size() as u64 {
+            return Err(MapError::Corrupt);
+        }
+        Ok(def)
+    }
+
+    /// The header of this map, its storage at guest address `data`.
+    pub fn header(&self, data: u64) -> MapHeader {
+        MapHeader {
+            magic: MAP_MAGIC,
+            map_type: self.map_type as u32,
+            key_size: self.key_size,
+            value_size: self.value_size,
+            max_entries: self.max_entries,
+            map_flags: self.map_flags,
+            nr_cpus: self.nr_cpus,
+            value_stride: self.value_stride() as u32,
+            data,
+            data_size: self.storage_size() as u64,
+            spin_lock_off: self.spin_lock_off.unwrap_or(NO_SPIN_LOCK),
+            reserved: [0; 3],
+        }
+    }
+
+    /// Type.
+    pub fn map_type(&self) -> MapType {
+        self.map_type
+    }
+
+    /// Key size in bytes.
+    pub fn key_size(&self) -> usize {
+        self.key_size as usize
+    }
+
+    /// Value size in bytes as the kernel defines it (per CPU; 4 for slot
+    /// types).
+    pub fn value_size(&self) -> u32 {
+        self.value_size
+    }
+
+    /// Bytes of one value as stored and as passed to update and returned
+    /// by lookup: `value_size`, or 8 for slot types (a u64 guest address).
+    pub fn value_len(&self) -> usize {
+        if self.map_type.has_slots() {
+            8
+        } else {
+            self.value_size as usize
+        }
+    }
+
+    /// Capacity.
+    pub fn max_entries(&self) -> u32 {
+        self.max_entries
+    }
+
+    /// `BPF_F_*` creation flags.
+    pub fn map_flags(&self) -> u32 {
+        self.map_flags
+    }
+
+    /// CPUs the map serves.
+    pub fn nr_cpus(&self) -> u32 {
+        self.nr_cpus
+    }
+
+    /// Offset of the value's `bpf_spin_lock`, if it has one.
+    pub fn spin_lock_off(&self) -> Option<u32> {
+        self.spin_lock_off
+    }
+
+    /// Bytes from one value to the next, in arrays and in per-CPU value
+    /// blocks: `round_up(value_len, 8)`, as the kernel's `elem_size`, so
+    /// every value is 8-byte aligned.
+    pub fn value_stride(&self) -> usize {
+        // value_len <= MAX_VALUE_SIZE: no overflow.
+        self.value_len().next_multiple_of(8)
+    }
+
+    /// Bytes one CPU's copies of all values take in a per-CPU map, rounded
+    /// to a cache line so that CPUs do not share lines: CPU `c`'s copy of
+    /// value `i` is at `c * percpu_block() + i * value_stride()` (from the
+    /// start of the values area).
+    pub fn percpu_block(&self) -> usize {
+        // Within storage_size, checked at creation.
+        (self.max_entries as usize * self.value_stride()).next_multiple_of(64)
+    }
+
+    /// Offset of CPU `cpu`'s copy of a per-CPU value, given the offset of
+    /// CPU 0's copy (what a lookup returns), or `None` if `cpu` is out of
+    /// range. For other maps, `cpu` 0 gives `off` back.
+    pub fn percpu_value_off(&self, off: usize, cpu: u32) -> Option<usize> {
+        if self.map_type.is_percpu() {
+            (cpu < self.nr_cpus).then(|| off + cpu as usize * self.percpu_block())
+        } else {
+            (cpu == 0).then_some(off)
+        }
+    }
+
+    /// Bytes of storage the map needs after its header (a multiple of 8).
+    pub fn storage_size(&self) -> usize {
+        // Checked at creation to fit in MAX_STORAGE_SIZE.
+        self.compute_storage_size().unwrap_or(0) as usize
+    }
+
+    fn compute_storage_size(&self) -> Option<u64> {
+        let stride = round_up(u64::from(self.value_size), 8)?.max(8);
+        let entries = u64::from(self.max_entries);
+        let size = match self.map_type {
+            MapType::Array | MapType::ProgArray | MapType::ArrayOfMaps => entries * stride,
+            MapType::PercpuArray => round_up(entries * stride, 64)? * u64::from(self.nr_cpus),
+            MapType::Queue | MapType::Stack => {
+                super::queue::storage_size(self.value_size, entries)?
+            }
+            _ => super::hash::Layout::new(self)?.size as u64,
+        };
+        round_up(size, 8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::errno;
+
+    fn setup_def(ty: MapType, key: u32, value: u32, max: u32) -> MapDef {
+        MapDef::new(ty as u32, key, value, max, 0, 4).unwrap()
+    }
+
+    #[test]
+    fn kernel_checks_refuse_bad_geometry() {
+        let cases: &[(MapType, u32, u32, u32, u32, i64)] = &[
+            (MapType::Array, 8, 8, 4, 0, errno::EINVAL),
+            (MapType::Array, 4, 0, 4, 0, errno::EINVAL),
+            (MapType::Array, 4, 8, 0, 0, errno::EINVAL),
+            (MapType::Queue, 4, 8, 4, 0, errno::EINVAL),
+            (MapType::Stack, 0, 0, 4, 0, errno::EINVAL),
+            (MapType::Hash, 0, 8, 4, 0, errno::EINVAL),
+            (MapType::Hash, 513, 8, 4, 0, errno::E2BIG),
+            (MapType::ProgArray, 4, 8, 4, 0, errno::EINVAL),
+            (MapType::HashOfMaps, 4, 8, 4, 0, errno::EINVAL),
+            (MapType::PercpuArray, 4, 32 * 1024 + 1, 1, 0, errno::E2BIG),
+            (MapType::Hash, 4, 8, 4, flags::NO_COMMON_LRU, errno::EINVAL),
+            (MapType::LruHash, 4, 8, 4, flags::NO_PREALLOC, errno::EINVAL),
+            (
+                MapType::ProgArray,
+                4,
+                4,
+                4,
+                flags::RDONLY_PROG,
+                errno::EINVAL,
+            ),
+            (
+                MapType::Array,
+                4,
+                4,
+                4,
+                flags::RDONLY | flags::WRONLY,
+                errno::EINVAL,
+            ),
+            (MapType::Array, 4, 1 << 20, 2048, 0, errno::E2BIG),
+        ];
+        for &(ty, key, value, max, fl, want) in cases {
+            let err = MapDef::new(ty as u32, key, value, max, fl, 2).unwrap_err();
+            assert_eq!(
+                err.errno(),
+                want,
+                "{ty:?} {key} {value} {max} {fl:#x}: {err}"
+            );
+        }
+        assert_eq!(
+            MapDef::new(4, 4, 4, 4, 0, 1).unwrap_err().to_string(),
+            "Invalid map definition: map type not supported"
+        );
+        assert!(MapDef::new(2, 4, 8, 1, 0, 0).is_err());
+    }
+
+    #[test]
+    fn accepted_definitions_have_kernel_strides() {
+        let def = setup_def(MapType::Array, 4, 12, 3);
+        assert_eq!(def.value_stride(), 16);
+        assert_eq!(def.storage_size(), 48);
+        let def = setup_def(MapType::PercpuArray, 4, 4, 3);
+        assert_eq!(def.percpu_block(), 64);
+        assert_eq!(def.storage_size(), 4 * 64);
+        assert_eq!(def.percpu_value_off(8, 3), Some(8 + 3 * 64));
+        assert_eq!(def.percpu_value_off(8, 4), None);
+        let def = setup_def(MapType::ProgArray, 4, 4, 5);
+        assert_eq!((def.value_len(), def.storage_size()), (8, 40));
+    }
+
+    #[test]
+    fn spin_lock_only_inside_array_or_hash_values() {
+        let def = setup_def(MapType::Array, 4, 16, 1);
+        assert_eq!(def.with_spin_lock(12).unwrap().spin_lock_off(), Some(12));
+        assert!(def.with_spin_lock(13).is_err());
+        assert!(def.with_spin_lock(16).is_err());
+        assert!(
+            setup_def(MapType::PercpuArray, 4, 16, 1)
+                .with_spin_lock(0)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn header_round_trips_and_rejects_scribbles() {
+        let def = setup_def(MapType::Hash, 8, 16, 10)
+            .with_spin_lock(4)
+            .unwrap();
+        let header = def.header(0x1000);
+        assert_eq!(MapDef::from_header(&header), Ok(def));
+        assert_eq!(header.value_stride, 16);
+        for scribble in [
+            MapHeader { magic: 0, ..header },
+            MapHeader {
+                key_size: 0,
+                ..header
+            },
+            MapHeader {
+                data_size: 8,
+                ..header
+            },
+            MapHeader {
+                spin_lock_off: 15,
+                ..header
+            },
+        ] {
+            assert_eq!(MapDef::from_header(&scribble), Err(MapError::Corrupt));
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The map operations, for every type: what helpers (the guest runtime)
+//! and the host's map API call. Each takes the map's validated
+//! [`MapDef`] and its storage ([`MapMemory`]), and dispatches on the type.
+//!
+//! Two flavours where the kernel has two: a program's (`lookup`,
+//! `update`, `delete`: this CPU's copy of a per-CPU value, LRU use
+//! marked, `BPF_F_RDONLY_PROG` enforced) and the host's (`lookup_sys`,
+//! `update_sys`, `delete_sys`: every CPU's copy, nothing marked,
+//! `BPF_F_RDONLY` enforced), as the kernel's helpers and `bpf(2)`
+//! commands differ.
+
+use super::{MapDef, MapError, MapMemory, MapType, array, flags, hash::Hash, queue};
+
+/// Empties a map's storage: the host calls it once, when it creates the
+/// map, before any program can run.
+pub fn init(def: &MapDef, mem: &impl MapMemory) -> Result<(), MapError> {
+    check_len(def, mem)?;
+    match def.map_type() {
+        t if t.is_hash() => Hash::new(def, mem)?.init(),
+        MapType::Queue | MapType::Stack => queue::init(mem),
+        _ => mem.zero(0, def.storage_size()),
+    }
+}
+
+fn check_len(def: &MapDef, mem: &impl MapMemory) -> Result<(), MapError> {
+    if mem.len() < def.storage_size() {
+        return Err(MapError::OutOfBounds);
+    }
+    Ok(())
+}
+
+/// A program's `bpf_map_lookup_elem` on CPU `cpu`: the offset of the value
+/// (of this CPU's copy, for per-CPU maps), `None` if there is no such
+/// element. [`MapMemory::addr`] of it is what the helper returns. For
+/// `ARRAY_OF_MAPS`/`HASH_OF_MAPS` the helper returns the slot's contents
+/// instead ([`lookup_slot`]). Queues and stacks have no lookup.
+pub fn lookup(
+    def: &MapDef,
+    mem: &impl MapMemory,
+    key: &[u8],
+    cpu: u32,
+) -> Result<Option<usize>, MapError> {
+    lookup_marked(def, mem, key, cpu, Some(Some(cpu)))
+}
+
+/// `bpf_map_lookup_percpu_elem(map, key, cpu)`: CPU `cpu`'s copy of a
+/// per-CPU map's value (`None` for an out-of-range CPU, as the kernel),
+/// the use marked without making it any CPU's most recent.
+pub fn lookup_percpu(
+    def: &MapDef,
+    mem: &impl MapMemory,
+    key: &[u8],
+    cpu: u32,
+) -> Result<Option<usize>, MapError> {
+    if !def.map_type().is_percpu() || cpu >= def.nr_cpus() {
+        return Ok(None);
+    }
+    lookup_marked(def, mem, key, cpu, Some(None))
+}
+
+/// The host's lookup: the offset of the value, CPU 0's copy for per-CPU
+/// maps ([`MapDef::percpu_value_off`] gives the others); marks nothing.
+pub fn lookup_sys(
+    def: &MapDef,
+    mem: &impl MapMemory,
+    key: &[u8],
+) -> Result<Option<usize>, MapError> {
+    lookup_marked(def, mem, key, 0, None)
+}
+
+fn lookup_marked(
+    def: &MapDef,
+    mem: &impl MapMemory,
+    key: &[u8],
+    cpu: u32,
+    mark: Option<Option<u32>>,
+) -> Result<Option<usize>, MapError> {
+    check_len(def, mem)?;
+    match def.map_type() {
+        t if t.is_array() => array::lookup(def, key, cpu),
+        t if t.is_hash() => {
+            if t.is_percpu() && cpu >= def.nr_cpus() {
+                return Err(MapError::InvalidArgument("CPU out of range"));
+            }
+            let h = Hash::new(def, mem)?;
+            Ok(h.lookup(key, mark)?.map(|i| h.value_off(i, cpu)))
+        }
+        _ => Err(MapError::Unsupported),
+    }
+}
+
+/// What slot `key` of a `PROG_ARRAY`, `ARRAY_OF_MAPS` or `HASH_OF_MAPS`
+/// holds (a program's entry, an inner map's header address), `None` if
+/// empty or absent: the value of a program's lookup in a map of maps.
+pub fn lookup_slot(
+    def: &MapDef,
+    mem: &impl MapMemory,
+    key: &[u8],
+) -> Result<Option<u64>, MapError> {
+    check_len(def, mem)?;
+    match def.map_type() {
+        MapType::ProgArray | MapType::ArrayOfMaps => array::lookup_slot(def, mem, key),
+        MapType::HashOfMaps => {
+            let h = Hash::new(def, mem)?;
+            match h.lookup(key, None)? {
+                Some(i) => Ok(Some(h.slot(i)?).filter(|&v| v != 0)),
+                None => Ok(None),
+            }
+        }
+        _ => Err(MapError::Unsupported),
+    }
+}
+
+/// A program's `bpf_map_update_elem` on CPU `cpu`: `value` is one value
+/// ([`MapDef::value_len`] bytes); a per-CPU map's update writes this
+/// CPU's copy. `flags`: `BPF_ANY`, `BPF_NOEXIST`, `BPF_EXIST`, with
+/// `BPF_F_LOCK` where the value has a `bpf_spin_lock`.
+pub fn update(
+    def: &MapDef,
+    mem: &impl MapMemory,
+    key: &[u8],
+    value: &[u8],
+    flags: u64,
+    cpu: u32,
+) -> Result<(), MapError> {
+    if def.map_flags() & flags::RDONLY_PROG != 0 {
+        return Err(MapError::ReadOnly);
+    }
+    update_on(def, mem, key, value, flags, Some(cpu))
+}
+
+/// The host's update: for per-CPU maps `values` holds every CPU's value
+/// at [`MapDef::value_stride`] intervals, as `bpf(BPF_MAP_UPDATE_ELEM)`
+/// takes them; for slot types, the u64 (little-endian) to store.
+pub fn update_sys(
+    def: &MapDef,
+    mem: &impl MapMemory,
+    key: &[u8],
+    values: &[u8],
+    flags: u64,
+) -> Result<(), MapError> {
+    if def.map_flags() & flags::RDONLY != 0 {
+        return Err(MapError::ReadOnly);
+    }
+    update_on(def, mem, key, values, flags, None)
+}
+
+fn update_on(
+    def: &MapDef,
+    mem: &impl MapMemory,
+    key: &[u8],
+    values: &[u8],
+    flags: u64,
+    cpu: Option<u32>,
+) -> Result<(), MapError> {
+    check_len(def, mem)?;
+    match def.map_type() {
+        t if t.is_array() => array::update(def, mem, key, values, flags, cpu),
+        t if t.is_hash() => Hash::new(def, mem)?.update(key, values, flags, cpu),
+        _ => Err(MapError::InvalidArgument(
+            "queues and stacks take push, not update",
+        )),
+    }
+}
+
+/// A program's `bpf_map_delete_elem`.
+pub fn delete(def: &MapDef, mem: &impl MapMemory, key: &[u8]) -> Result<(), MapError> {
+    if def.map_flags() & flags::RDONLY_PROG != 0 {
+        return Err(MapError::ReadOnly);
+    }
+    delete_on(def, mem, key)
+}
+
+/// The host's delete.
+pub fn delete_sys(def: &MapDef, mem: &impl MapMemory, key: &[u8]) -> Result<(), MapError> {
+    if def.map_flags() & flags::RDONLY != 0 {
+        return Err(MapError::ReadOnly);
+    }
+    delete_on(def, mem, key)
+}
+
+fn delete_on(def: &MapDef, mem: &impl MapMemory, key: &[u8]) -> Result<(), MapError> {
+    check_len(def, mem)?;
+    match def.map_type() {
+        t if t.is_array() => array::delete(def, mem, key),
+        t if t.is_hash() => Hash::new(def, mem)?.delete(key),
+        _ => Err(MapError::Unsupported),
+    }
+}
+
+/// `map_get_next_key`: writes the key after `key` (the first with `None`)
+/// to `out`; -ENOENT after the last. Order is stable while the map does
+/// not change.
+pub fn next_key(
+    def: &MapDef,
+    mem: &impl MapMemory,
+    key: Option<&[u8]>,
+    out: &mut [u8],
+) -> Result<(), MapError> {
+    check_len(def, mem)?;
+    match def.map_type() {
+        t if t.is_array() => array::next_key(def, key, out),
+        t if t.is_hash() => Hash::new(def, mem)?.next_key(key, out),
+        _ => Err(MapError::Unsupported),
+    }
+}
+
+/// Where [`for_each`] found an element's key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKey {
+    /// An array index (the kernel passes a pointer to a u32 holding it).
+    Index(u32),
+    /// The offset of the key in the storage (hash maps).
+    At(usize),
+}
+
+/// `bpf_for_each_map_elem` on CPU `cpu`: calls `f(key, value offset)` for
+/// each element until it returns `false` (the callback returned 1); the
+/// number of calls, as the helper returns.
+pub fn for_each(
+    def: &MapDef,
+    mem: &impl MapMemory,
+    cpu: u32,
+    mut f: impl FnMut(EntryKey, usize) -> bool,
+) -> Result<u32, MapError> {
+    check_len(def, mem)?;
+    match def.map_type() {
+        t if t.is_array() => array::for_each(def, cpu, |i, v| f(EntryKey::Index(i), v)),
+        MapType::HashOfMaps => Err(MapError::Unsupported),
+        t if t.is_hash() => Hash::new(def, mem)?.for_each(cpu, |k, v| f(EntryKey::At(k), v)),
+        _ => Err(MapError::Unsupported),
+    }
+}
+
+/// `bpf_map_push_elem`.
+pub fn push(def: &MapDef, mem: &impl MapMemory, value: &[u8], flags: u64) -> Result<(), MapError> {
+    check_len(def, mem)?;
+    queue::push(def, mem, value, flags)
+}
+
+/// `bpf_map_pop_elem`.
+pub fn pop(def: &MapDef, mem: &impl MapMemory, out: &mut [u8]) -> Result<(), MapError> {
+    check_len(def, mem)?;
+    queue::pop(def, mem, out)
+}
+
+/// `bpf_map_peek_elem`.
+pub fn peek(def: &MapDef, mem: &impl MapMemory, out: &mut [u8]) -> Result<(), MapError> {
+    check_len(def, mem)?;
+    queue::peek(def, mem, out)
+}
