@@ -90,3 +90,104 @@ pub fn call_helper(sandbox: &Sandbox, cpu: usize, name: &str, args: &[u64]) -> u
     let entry = load_helper_calls(sandbox, name, args, 1);
     run(sandbox, cpu, entry)
 }
+
+/// A map built by the test in the sandbox's maps region, as the host
+/// will build maps: its `MapHeader` on a page, its storage after it.
+pub struct TestMap {
+    /// Its validated definition.
+    pub def: shm::maps::MapDef,
+    /// Guest address of its header (what a program's map pointer is).
+    pub header: u64,
+    /// Guest address of its storage.
+    pub data: u64,
+}
+
+/// Hands out page-aligned room in the maps region for [`TestMap`]s.
+pub struct MapArena {
+    next: u64,
+    end: u64,
+}
+
+impl MapArena {
+    /// The whole maps region of `sandbox`.
+    pub fn new(sandbox: &Sandbox) -> MapArena {
+        let layout = sandbox.layout();
+        MapArena {
+            next: layout.maps_start(),
+            end: layout.maps_start() + layout.maps_size(),
+        }
+    }
+
+    /// Creates a map: header, then storage initialised by
+    /// `shm::maps::ops::init`, as the host does.
+    pub fn create(&mut self, sandbox: &Sandbox, def: shm::maps::MapDef) -> TestMap {
+        let header = self.next;
+        let data = header + shm::layout::PAGE_SIZE;
+        let size = def.storage_size() as u64;
+        self.next = (data + size).next_multiple_of(shm::layout::PAGE_SIZE);
+        assert!(self.next <= self.end, "maps region too small");
+        sandbox
+            .memory()
+            .write_pod(header, &def.header(data))
+            .unwrap();
+        let map = TestMap { def, header, data };
+        map.with_storage(sandbox, |mem| {
+            shm::maps::ops::init(&map.def, mem).unwrap();
+        });
+        map
+    }
+}
+
+impl TestMap {
+    /// Runs `f` over a copy of the storage, then writes the copy back:
+    /// host-side reads and writes through the same algorithms (no vCPU
+    /// may be running).
+    pub fn with_storage<T>(
+        &self,
+        sandbox: &Sandbox,
+        f: impl FnOnce(&shm::maps::StorageView<'_>) -> T,
+    ) -> T {
+        use std::sync::atomic::AtomicU64;
+        let size = self.def.storage_size();
+        let mut bytes = vec![0u8; size.next_multiple_of(8)];
+        sandbox
+            .memory()
+            .read(self.data, &mut bytes[..size])
+            .unwrap();
+        let words: Vec<AtomicU64> = bytes
+            .chunks(8)
+            .map(|c| AtomicU64::new(u64::from_le_bytes(c.try_into().unwrap())))
+            .collect();
+        let view = shm::maps::StorageView::from_atomic(&words, self.data);
+        let result = f(&view);
+        let bytes: Vec<u8> = words
+            .iter()
+            .flat_map(|w| w.load(std::sync::atomic::Ordering::Relaxed).to_le_bytes())
+            .collect();
+        sandbox.memory().write(self.data, &bytes[..size]).unwrap();
+        result
+    }
+
+    /// The host's lookup: every CPU's copy of the value (one for maps that
+    /// are not per-CPU), or `None`.
+    pub fn lookup_sys(&self, sandbox: &Sandbox, key: &[u8]) -> Option<Vec<Vec<u8>>> {
+        use shm::maps::MapMemory;
+        self.with_storage(sandbox, |mem| {
+            let off = shm::maps::ops::lookup_sys(&self.def, mem, key).unwrap()?;
+            let cpus = if self.def.map_type().is_percpu() {
+                self.def.nr_cpus()
+            } else {
+                1
+            };
+            let values = (0..cpus)
+                .map(|cpu| {
+                    let at = self.def.percpu_value_off(off, cpu).unwrap();
+                    let mut value = vec![0u8; self.def.value_len()];
+                    mem.read(at, &mut value).unwrap();
+                    value
+                })
+                .collect();
+            Some(values)
+        })
+    }
+}

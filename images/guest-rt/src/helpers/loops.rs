@@ -10,13 +10,13 @@ use shm::percpu::BootInfo;
 
 /// A BPF function as the JIT compiles it: a SysV function of five u64
 /// arguments (r1..r5) returning r0.
-type BpfFunction = extern "C" fn(u64, u64, u64, u64, u64) -> u64;
+pub(super) type BpfFunction = extern "C" fn(u64, u64, u64, u64, u64) -> u64;
 
 /// Whether `addr` lies in the JIT code region. The kernel's verifier
 /// makes a callback a subprogram of the program; here a program can pass
 /// any number, and one outside JIT code (into the runtime, say) is refused
 /// rather than called.
-fn in_jit_code(addr: u64) -> bool {
+pub(super) fn in_jit_code(addr: u64) -> bool {
     let info = BOOT_INFO_START as *const BootInfo;
     // SAFETY: the boot-info page is mapped read-only at a fixed address.
     let (start, size) = unsafe {

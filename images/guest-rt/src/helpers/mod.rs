@@ -8,6 +8,7 @@
 
 pub mod cpu;
 pub mod loops;
+pub mod maps;
 pub mod nofault;
 pub mod probe;
 pub mod strings;
@@ -28,8 +29,16 @@ unsafe impl Sync for Kept {}
 /// table, and so everything it names. A helper exists for the host exactly
 /// when its symbol does.
 #[used]
-static HELPERS: [Kept; 25] = [
+static HELPERS: [Kept; 33] = [
     Kept(trace::bpf_trace_printk as *const ()),
+    Kept(maps::bpf_map_lookup_elem as *const ()),
+    Kept(maps::bpf_map_update_elem as *const ()),
+    Kept(maps::bpf_map_delete_elem as *const ()),
+    Kept(maps::bpf_map_push_elem as *const ()),
+    Kept(maps::bpf_map_pop_elem as *const ()),
+    Kept(maps::bpf_map_peek_elem as *const ()),
+    Kept(maps::bpf_map_lookup_percpu_elem as *const ()),
+    Kept(maps::bpf_for_each_map_elem as *const ()),
     Kept(time::bpf_ktime_get_ns as *const ()),
     Kept(time::bpf_ktime_get_boot_ns as *const ()),
     Kept(time::bpf_ktime_get_coarse_ns as *const ()),
