@@ -4,10 +4,9 @@
 //! `guest_jit::jit::tail_call`). Also the JIT's other inline helper,
 //! `bpf_get_smp_processor_id`.
 //!
-//! Until the sandbox creates maps, the PROG_ARRAY is a block shaped like
-//! one in the writable data region: a header (`max_entries`, `data`) and
-//! its slots, holding the entry addresses of programs loaded as bare
-//! instructions.
+//! Until the sandbox creates maps, the PROG_ARRAY is built by hand in the
+//! writable data region: a `shm::maps::MapHeader` and its slots, holding
+//! the entry addresses of programs loaded as bare instructions.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 use guest_jit::asm::assemble;
@@ -17,7 +16,9 @@ use guest_jit::interp::{
 };
 use guest_jit::jit::tail_call::{DATA_OFFSET, MAX_ENTRIES_OFFSET, SLOT_SIZE};
 use integration_tests::kvm_available;
+use shm::maps::{MapDef, MapType};
 use shm::percpu::MAX_TAIL_CALLS;
+use shm::pod::pod_bytes;
 use std::time::Duration;
 use vmm::program::unlinked;
 use vmm::{HelperSet, Outcome, ProgramId, ProgramInput, Sandbox, SandboxConfig, TrapKind};
@@ -134,14 +135,19 @@ impl TailCalls {
     }
 }
 
-/// The header block (sized [`HEADER_SIZE`]) and the storage bytes of a
-/// PROG_ARRAY holding `slots`, its storage at `storage`.
+/// The header block (sized [`HEADER_SIZE`]: a `shm::maps::MapHeader` of
+/// a PROG_ARRAY with `slots.len()` entries, then zeros) and the storage
+/// bytes of a PROG_ARRAY holding `slots`, its storage at `storage`.
 fn block(storage: u64, slots: &[u64]) -> (Vec<u8>, Vec<u8>) {
-    let mut header = vec![0u8; HEADER_SIZE as usize];
-    let max = MAX_ENTRIES_OFFSET as usize;
-    header[max..max + 4].copy_from_slice(&(slots.len() as u32).to_le_bytes());
-    let data = DATA_OFFSET as usize;
-    header[data..data + 8].copy_from_slice(&storage.to_le_bytes());
+    let max_entries = u32::try_from(slots.len()).unwrap();
+    let def = MapDef::new(MapType::ProgArray as u32, 4, 4, max_entries, 0, 1).unwrap();
+    let mut header = pod_bytes(&def.header(storage)).to_vec();
+    header.resize(HEADER_SIZE as usize, 0);
+    assert_eq!(
+        header[MAX_ENTRIES_OFFSET as usize..][..4],
+        max_entries.to_le_bytes()
+    );
+    assert_eq!(header[DATA_OFFSET as usize..][..8], storage.to_le_bytes());
     let mut bytes = vec![0u8; MAX_SLOTS * SLOT_SIZE as usize];
     for (i, slot) in slots.iter().enumerate() {
         bytes[i * 8..i * 8 + 8].copy_from_slice(&slot.to_le_bytes());

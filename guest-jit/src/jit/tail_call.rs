@@ -55,12 +55,14 @@
 /// `BPF_FUNC_tail_call`.
 pub const HELPER_ID: u32 = 12;
 
-/// Byte offset of `max_entries` (a `u32`) in a map header (the shm maps
-/// layout: magic, map_type, key_size, value_size, then max_entries).
-pub const MAX_ENTRIES_OFFSET: i32 = 16;
-/// Byte offset of `data` (a `u64`: guest address of the map's storage) in
-/// a map header.
-pub const DATA_OFFSET: i32 = 32;
+/// Byte offset of `max_entries` (a `u32`) in a map header
+/// ([`shm::maps::MapHeader`]), as a displacement.
+pub const MAX_ENTRIES_OFFSET: i32 = shm::maps::def::MAX_ENTRIES_OFFSET as i32;
+/// Byte offset of `data` (a `u64`: guest address of the map's storage,
+/// where slot 0 is) in a map header, as a displacement.
+pub const DATA_OFFSET: i32 = shm::maps::def::DATA_OFFSET as i32;
+const _: () = assert!(MAX_ENTRIES_OFFSET as usize == shm::maps::def::MAX_ENTRIES_OFFSET);
+const _: () = assert!(DATA_OFFSET as usize == shm::maps::def::DATA_OFFSET);
 /// Bytes per PROG_ARRAY slot: the guest address of a program's entry, 0
-/// when empty.
+/// when empty (`shm::maps::array`: slot i at `data + i * 8`).
 pub const SLOT_SIZE: u64 = 8;
