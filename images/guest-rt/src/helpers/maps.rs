@@ -27,6 +27,7 @@
 use super::loops::{BpfFunction, in_jit_code};
 use super::nofault::{self, read_byte};
 use crate::percpu::gs_read;
+use core::mem::MaybeUninit;
 use shm::errno::EINVAL;
 use shm::layout::PAGE_SIZE;
 use shm::maps::def::MAX_KEY_SIZE;
@@ -74,9 +75,11 @@ fn this_cpu() -> u32 {
     gs_read(CPU_ID_OFFSET) as u32
 }
 
-/// A key copied out of program memory.
+/// A key copied out of program memory. The buffer is not zeroed first
+/// (512 bytes per call would cost more than the lookup): only the `len`
+/// bytes the copy filled are ever read.
 struct Key {
-    bytes: [u8; MAX_KEY_SIZE as usize],
+    bytes: [MaybeUninit<u8>; MAX_KEY_SIZE as usize],
     len: usize,
 }
 
@@ -85,7 +88,7 @@ impl Key {
     fn read(def: &MapDef, addr: u64) -> Result<Key, MapError> {
         let len = def.key_size();
         let mut key = Key {
-            bytes: [0; MAX_KEY_SIZE as usize],
+            bytes: [MaybeUninit::uninit(); MAX_KEY_SIZE as usize],
             len,
         };
         if len > key.bytes.len() {
@@ -97,7 +100,9 @@ impl Key {
     }
 
     fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len]
+        // SAFETY: `read` filled the first `len` bytes (<= the buffer's
+        // size) or failed.
+        unsafe { core::slice::from_raw_parts(self.bytes.as_ptr().cast::<u8>(), self.len) }
     }
 }
 
@@ -126,10 +131,13 @@ fn with_value_in<T>(
     f: impl FnOnce(&[u8]) -> Result<T, MapError>,
 ) -> Result<T, MapError> {
     if len <= VALUE_BUF_SIZE {
-        let mut buf = [0u8; VALUE_BUF_SIZE];
+        // Not zeroed, as Key's buffer.
+        let mut buf = [MaybeUninit::<u8>::uninit(); VALUE_BUF_SIZE];
         nofault::copy(buf.as_mut_ptr() as u64, addr, len as u64)
             .map_err(|_| MapError::OutOfBounds)?;
-        return f(&buf[..len]);
+        // SAFETY: the copy filled the first `len` bytes.
+        let value = unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) };
+        return f(value);
     }
     if !readable(addr, len) {
         return Err(MapError::OutOfBounds);
@@ -151,8 +159,12 @@ fn with_value_out(
     f: impl FnOnce(&mut [u8]) -> Result<(), MapError>,
 ) -> Result<(), MapError> {
     if len <= VALUE_BUF_SIZE {
-        let mut buf = [0u8; VALUE_BUF_SIZE];
-        let result = f(&mut buf[..len]);
+        let mut buf = [MaybeUninit::<u8>::uninit(); VALUE_BUF_SIZE];
+        let buf = &mut buf[..len];
+        buf.fill(MaybeUninit::new(0));
+        // SAFETY: the first `len` bytes were just initialised.
+        let buf = unsafe { core::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), len) };
+        let result = f(buf);
         nofault::copy(addr, buf.as_ptr() as u64, len as u64).map_err(|_| MapError::OutOfBounds)?;
         return result;
     }
