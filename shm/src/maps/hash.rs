@@ -32,7 +32,7 @@
 //! store that links it (Note [Map memory ordering]). An element deleted
 //! and reused while a reader stands on it may lead the reader into
 //! another chain; it notices at the end marker (wrong bucket) and starts
-//! again, as the kernel does. After two tries, or when a walk takes more
+//! again, as the kernel does. After four tries, or when a walk takes more
 //! than `max_entries` steps, the reader walks again under the bucket's
 //! lock, where anything that does not add up (an index out of range, a
 //! marker of another bucket, a walk longer than the pool) is
@@ -66,7 +66,7 @@ const BUCKET_SIZE: u64 = 8;
 /// Element header: next, hash, free, ref.
 const ELEM_HEADER: u64 = 16;
 /// Lock-free walks before walking under the bucket's lock.
-const LOCKLESS_TRIES: u32 = 2;
+const LOCKLESS_TRIES: u32 = 4;
 
 /// Where everything is in a hash map's storage (the diagram above).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -397,6 +397,30 @@ impl<'a, M: MapMemory> Hash<'a, M> {
         }
         let hash = hash_key(key);
         let b = self.bucket_of(hash);
+        // An LRU insertion whose eviction met only busy buckets lets go of
+        // its lock (their holders may be waiting for the free list it
+        // holds) and tries again.
+        let mut tries = 0;
+        loop {
+            match self.update_locked(b, hash, key, values, flags, cpu)? {
+                Some(()) => return Ok(()),
+                None if self.mem.spin_wait(tries) => tries += 1,
+                None => return Err(MapError::Busy),
+            }
+        }
+    }
+
+    /// One try of [`Hash::update`] under bucket `b`'s lock; `None` if an
+    /// LRU eviction found every candidate's bucket busy.
+    fn update_locked(
+        &self,
+        b: u32,
+        hash: u32,
+        key: &[u8],
+        values: &[u8],
+        flags: u64,
+        cpu: Option<u32>,
+    ) -> Result<Option<()>, MapError> {
         with_lock(self.mem, self.lock_off(b), || {
             let i = match self.search(b, hash, key, true)? {
                 Walk::Found((_, i)) => {
@@ -410,7 +434,9 @@ impl<'a, M: MapMemory> Hash<'a, M> {
                     if flags & BPF_EXIST != 0 {
                         return Err(MapError::NotFound);
                     }
-                    let i = self.alloc(b)?;
+                    let Some(i) = self.alloc(b)? else {
+                        return Ok(None);
+                    };
                     self.mem.write(self.key_off(i), key)?;
                     self.mem.store_u32(self.hash_off(i), hash)?;
                     self.write_values(i, values, flags & !BPF_F_LOCK, cpu, true)?;
@@ -422,7 +448,7 @@ impl<'a, M: MapMemory> Hash<'a, M> {
                     i
                 }
             };
-            lru::mark_used(self, i, cpu)
+            lru::mark_used(self, i, cpu).map(Some)
         })
     }
 
@@ -468,8 +494,9 @@ impl<'a, M: MapMemory> Hash<'a, M> {
     }
 
     /// A free element, taken off the free list or (LRU) evicted; the
-    /// caller holds bucket `b`'s lock.
-    fn alloc(&self, b: u32) -> Result<u32, MapError> {
+    /// caller holds bucket `b`'s lock. `None`: every LRU candidate's bucket
+    /// was busy.
+    fn alloc(&self, b: u32) -> Result<Option<u32>, MapError> {
         with_lock(self.mem, FREE_LOCK_OFF, || {
             let head = self.mem.load_u32(FREE_HEAD_OFF)?;
             if head != FREE_END {
@@ -481,7 +508,7 @@ impl<'a, M: MapMemory> Hash<'a, M> {
                 }
                 self.mem.store_u32(FREE_HEAD_OFF, next)?;
                 self.mem.store_u32(self.free_off(i), IN_USE)?;
-                return Ok(i);
+                return Ok(Some(i));
             }
             if !self.def.map_type().is_lru() {
                 return Err(MapError::Full);
@@ -539,6 +566,11 @@ impl<'a, M: MapMemory> Hash<'a, M> {
                 Ok(match self.search(b, hash, key, strict)? {
                     Walk::Found((_, i)) => {
                         let next = self.mem.load_u32(self.next_off(i))?;
+                        // The whole chain must end: a host iterating with
+                        // next_key cannot tell a cycle from a long chain.
+                        if let Walk::Retry = self.walk(b, strict, |_, _| Ok(None::<()>))? {
+                            return Ok(Walk::Retry);
+                        }
                         match (next & END != 0 && next != END | b, strict) {
                             (false, _) => Walk::Found(next),
                             (true, true) => return Err(MapError::Corrupt),

@@ -24,8 +24,11 @@
 //! * The victim's bucket is locked with a try (lock order, Note [Map
 //!   locks]); a victim whose bucket is busy is skipped. An element in use
 //!   but not in the chain its hash names is one another CPU is inserting:
-//!   skipped too. When nothing could be taken the update is `Busy` (locks
-//!   held) or `Corrupt` (no element in use: the pool does not add up).
+//!   skipped too. When nothing could be taken because buckets were busy,
+//!   the update lets go of its locks and tries again (as long as
+//!   [`MapMemory::spin_wait`] allows, then `Busy`): their holders may be
+//!   waiting for the free-list lock it holds. When no element is in use
+//!   at all the pool does not add up: `Corrupt`.
 //!
 //! So a map never holds more than `max_entries` elements, an update never
 //! fails for lack of room, and the element a CPU used last survives that
@@ -69,8 +72,9 @@ pub(super) fn mark_used<M: MapMemory>(
 
 /// Evicts an element for an insertion into bucket `b` (whose lock the
 /// caller holds, with the free-list lock) and returns it, unlinked and
-/// marked in use.
-pub(super) fn evict<M: MapMemory>(h: &Hash<'_, M>, b: u32) -> Result<u32, MapError> {
+/// marked in use; `None` if every candidate's bucket was busy (the caller
+/// lets go of its locks and tries again).
+pub(super) fn evict<M: MapMemory>(h: &Hash<'_, M>, b: u32) -> Result<Option<u32>, MapError> {
     let max = h.def.max_entries();
     let nr_cpus = h.def.nr_cpus().min(MAX_MAP_CPUS) as usize;
     let mut recent = [0u32; MAX_MAP_CPUS as usize];
@@ -111,14 +115,14 @@ pub(super) fn evict<M: MapMemory>(h: &Hash<'_, M>, b: u32) -> Result<u32, MapErr
             }
             if unlinked? {
                 h.mem.store_u32(CLOCK_HAND_OFF, hand)?;
-                return Ok(i);
+                return Ok(Some(i));
             }
         }
     }
     h.mem.store_u32(CLOCK_HAND_OFF, hand)?;
-    Err(if busy {
-        MapError::Busy
+    if busy {
+        Ok(None)
     } else {
-        MapError::Corrupt
-    })
+        Err(MapError::Corrupt)
+    }
 }

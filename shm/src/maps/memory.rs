@@ -127,6 +127,15 @@ pub struct StorageView<'a> {
     _memory: PhantomData<&'a [AtomicU64]>,
 }
 
+// SAFETY: a view only reads and writes its memory with atomic or volatile
+// accesses, which other threads may make at the same time (the
+// constructors' contracts: the memory is shared with other vCPUs anyway),
+// and it holds no thread-local state.
+unsafe impl Send for StorageView<'_> {}
+// SAFETY: as for Send; every method takes &self and is safe to run
+// concurrently on the same memory.
+unsafe impl Sync for StorageView<'_> {}
+
 impl StorageView<'static> {
     /// A view of the `len` bytes at `base`, whose guest address is `addr`
     /// (what lookups return; `base as u64` in the guest).

@@ -43,6 +43,8 @@ mod lru;
 pub mod memory;
 pub mod ops;
 pub mod queue;
+#[cfg(test)]
+mod tests;
 
 pub use def::{MapDef, MapHeader, MapType};
 pub use memory::{MapMemory, StorageView};

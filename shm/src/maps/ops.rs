@@ -190,7 +190,11 @@ fn delete_on(def: &MapDef, mem: &impl MapMemory, key: &[u8]) -> Result<(), MapEr
 
 /// `map_get_next_key`: writes the key after `key` (the first with `None`)
 /// to `out`; -ENOENT after the last. Order is stable while the map does
-/// not change.
+/// not change. Each call is bounded, and a chain that does not end is
+/// `Corrupt`; but a scribbled map can hold one key twice, which sends an
+/// iteration round, and one running while programs delete keys restarts
+/// from the first key, as the kernel's: a host iterating stops itself
+/// after `max_entries` keys.
 pub fn next_key(
     def: &MapDef,
     mem: &impl MapMemory,
