@@ -54,7 +54,22 @@ impl MapType {
 
     /// The type with kernel number `n`, if bpfvisor provides it.
     pub fn from_number(n: u32) -> Option<MapType> {
-        MapType::ALL.into_iter().find(|t| *t as u32 == n)
+        // A match, not a search of ALL: the guest decodes a header on
+        // every helper call.
+        Some(match n {
+            1 => MapType::Hash,
+            2 => MapType::Array,
+            3 => MapType::ProgArray,
+            5 => MapType::PercpuHash,
+            6 => MapType::PercpuArray,
+            9 => MapType::LruHash,
+            10 => MapType::LruPercpuHash,
+            12 => MapType::ArrayOfMaps,
+            13 => MapType::HashOfMaps,
+            22 => MapType::Queue,
+            23 => MapType::Stack,
+            _ => return None,
+        })
     }
 
     /// Whether each CPU has its own copy of every value.
@@ -202,6 +217,8 @@ pub struct MapDef {
     map_flags: u32,
     nr_cpus: u32,
     spin_lock_off: Option<u32>,
+    /// [`MapDef::storage_size`], computed once: at most 1 GiB.
+    storage_size: u32,
 }
 
 impl MapDef {
@@ -273,9 +290,13 @@ impl MapDef {
             map_flags,
             nr_cpus,
             spin_lock_off: None,
+            storage_size: 0,
         };
         match def.compute_storage_size() {
-            Some(size) if size <= MAX_STORAGE_SIZE => Ok(def),
+            Some(size) if size <= MAX_STORAGE_SIZE => Ok(MapDef {
+                storage_size: size as u32,
+                ..def
+            }),
             _ => Err(MapError::TooBig("storage above 1 GiB")),
         }
     }
@@ -421,8 +442,7 @@ impl MapDef {
 
     /// Bytes of storage the map needs after its header (a multiple of 8).
     pub fn storage_size(&self) -> usize {
-        // Checked at creation to fit in MAX_STORAGE_SIZE.
-        self.compute_storage_size().unwrap_or(0) as usize
+        self.storage_size as usize
     }
 
     fn compute_storage_size(&self) -> Option<u64> {

@@ -134,12 +134,25 @@ impl Layout {
 /// The kernel hashes with jhash and a random seed; any good mix will do
 /// here (the seed is fixed, as with `BPF_F_ZERO_SEED`).
 pub fn hash_key(key: &[u8]) -> u32 {
+    let mix = |h: u64, word: u64| {
+        let h = (h ^ word).wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^ (h >> 32)
+    };
     let mut h = 0x9e37_79b9_7f4a_7c15u64 ^ key.len() as u64;
-    for chunk in key.chunks(8) {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        h = (h ^ u64::from_le_bytes(word)).wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 32;
+    let mut words = key.chunks_exact(8);
+    for word in &mut words {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        h = mix(h, u64::from_le_bytes(bytes));
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        // Byte by byte: a variable-length copy would be a memcpy call.
+        let word = rest
+            .iter()
+            .enumerate()
+            .fold(0u64, |w, (i, &b)| w | u64::from(b) << (8 * i));
+        h = mix(h, word);
     }
     h ^= h >> 33;
     h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);

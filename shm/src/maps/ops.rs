@@ -9,7 +9,43 @@
 //! `BPF_F_RDONLY` enforced), as the kernel's helpers and `bpf(2)`
 //! commands differ.
 
-use super::{MapDef, MapError, MapMemory, MapType, array, flags, hash::Hash, queue};
+use super::{
+    MapDef, MapError, MapHeader, MapMemory, MapType, StorageView, array, flags, hash::Hash, queue,
+};
+
+/// The guest runtime's way into a map: the definition its header at guest
+/// address `header` describes ([`MapDef::from_header`]) and a view of its
+/// storage. `Corrupt` if the header does not add up or is misaligned.
+///
+/// # Safety
+///
+/// * `header` must be the address of a [`MapHeader`] readable by the
+///   caller (what an `ld_imm64` naming a map loads), and its `data ..
+///   data + data_size` readable and writable for as long as the view is
+///   used, shared with other vCPUs only through atomic or volatile
+///   accesses ([`StorageView::new`]).
+/// * In the guest, a program can rewrite its maps' headers; then `data`
+///   may point anywhere, and an access faults (a trap, as for any wild
+///   pointer) or lands in other guest memory the program could write
+///   anyway. The host never calls this: it keeps its own `MapDef`.
+pub unsafe fn open_guest_map(header: u64) -> Result<(MapDef, StorageView<'static>), MapError> {
+    if header == 0 || !header.is_multiple_of(8) {
+        return Err(MapError::Corrupt);
+    }
+    // SAFETY: non-null and aligned (checked); readable by the caller's
+    // contract; MapHeader is Pod, so any bytes are a value.
+    let header = unsafe { (header as *const MapHeader).read_volatile() };
+    let def = MapDef::from_header(&header)?;
+    if !header.data.is_multiple_of(8) || header.data == 0 {
+        return Err(MapError::Corrupt);
+    }
+    // data_size == storage_size, at most 1 GiB (from_header checked).
+    let len = header.data_size as usize;
+    // SAFETY: the caller's contract covers data .. data + data_size, which
+    // is 8-byte aligned (checked).
+    let mem = unsafe { StorageView::new(header.data as *mut u8, len, header.data) };
+    Ok((def, mem))
+}
 
 /// Empties a map's storage: the host calls it once, when it creates the
 /// map, before any program can run.

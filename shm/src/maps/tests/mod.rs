@@ -73,3 +73,27 @@ pub(crate) fn value_u64(f: &Fixture, off: usize) -> u64 {
     use super::MapMemory;
     f.mem().load_u64(off).unwrap()
 }
+
+#[test]
+fn the_guest_opens_a_map_from_its_header() {
+    use super::MapMemory;
+    let f = setup_map(MapType::Hash, 4, 8, 4, 2);
+    let data = f.words.as_ptr() as u64;
+    let header = f.def.header(data);
+    let header_addr = &header as *const super::MapHeader as u64;
+    // SAFETY: the header and the storage live until the end of the test.
+    let (def, mem) = unsafe { super::open_guest_map(header_addr) }.unwrap();
+    assert_eq!(def, f.def);
+    super::update(&def, &mem, &[1, 0, 0, 0], &[7; 8], super::BPF_ANY, 1).unwrap();
+    let off = super::lookup(&def, &mem, &[1, 0, 0, 0], 0)
+        .unwrap()
+        .unwrap();
+    assert_eq!(mem.addr(off), data + off as u64);
+    let bad = super::MapHeader {
+        data: data + 4,
+        ..header
+    };
+    let bad_addr = &bad as *const super::MapHeader as u64;
+    // SAFETY: as above; the misaligned data is refused before any use.
+    assert!(unsafe { super::open_guest_map(bad_addr) }.is_err());
+}
