@@ -184,8 +184,11 @@ pub struct MapHeader {
     pub data_size: u64,
     /// Offset of the value's `bpf_spin_lock`, or [`NO_SPIN_LOCK`].
     pub spin_lock_off: u32,
+    /// Bytes from one CPU's values to the next in a per-CPU array
+    /// ([`MapDef::percpu_block`]; 0 for other maps).
+    pub percpu_block: u32,
     /// Zero.
-    pub reserved: [u32; 3],
+    pub reserved: [u32; 2],
 }
 
 // SAFETY: repr(C), 12 u32 and 2 u64 fields laid out without padding (the
@@ -198,11 +201,14 @@ pub const MAP_HEADER_SIZE: usize = size_of::<MapHeader>();
 pub const MAX_ENTRIES_OFFSET: usize = offset_of!(MapHeader, max_entries);
 /// Byte offset of [`MapHeader::value_stride`] (a u32).
 pub const VALUE_STRIDE_OFFSET: usize = offset_of!(MapHeader, value_stride);
+/// Byte offset of [`MapHeader::percpu_block`] (a u32).
+pub const PERCPU_BLOCK_OFFSET: usize = offset_of!(MapHeader, percpu_block);
 /// Byte offset of [`MapHeader::data`] (a u64).
 pub const DATA_OFFSET: usize = offset_of!(MapHeader, data);
 
 const _: () = assert!(MAP_HEADER_SIZE == 64);
 const _: () = assert!(MAX_ENTRIES_OFFSET == 16 && DATA_OFFSET == 32);
+const _: () = assert!(VALUE_STRIDE_OFFSET == 28 && PERCPU_BLOCK_OFFSET == 52);
 
 /// A map's validated geometry. Fields are private: every `MapDef` passed
 /// the kernel's checks for its type, and its storage size fits in
@@ -342,7 +348,9 @@ impl MapDef {
             NO_SPIN_LOCK => def,
             off => def.with_spin_lock(off).map_err(|_| MapError::Corrupt)?,
         };
-        if header.data_size != def.storage_size() as u64 {
+        // data_size and the derived fields too (the JIT's inline code
+        // reads them): the header must be exactly what the host wrote.
+        if *header != def.header(header.data) {
             return Err(MapError::Corrupt);
         }
         Ok(def)
@@ -362,7 +370,12 @@ impl MapDef {
             data,
             data_size: self.storage_size() as u64,
             spin_lock_off: self.spin_lock_off.unwrap_or(NO_SPIN_LOCK),
-            reserved: [0; 3],
+            percpu_block: if self.map_type == MapType::PercpuArray {
+                self.percpu_block() as u32
+            } else {
+                0
+            },
+            reserved: [0; 2],
         }
     }
 
@@ -527,6 +540,7 @@ mod tests {
         assert_eq!(def.storage_size(), 4 * 64);
         assert_eq!(def.percpu_value_off(8, 3), Some(8 + 3 * 64));
         assert_eq!(def.percpu_value_off(8, 4), None);
+        assert_eq!(def.header(0).percpu_block, 64);
         let def = setup_def(MapType::ProgArray, 4, 4, 5);
         assert_eq!((def.value_len(), def.storage_size()), (8, 40));
     }
@@ -564,6 +578,14 @@ mod tests {
             },
             MapHeader {
                 spin_lock_off: 15,
+                ..header
+            },
+            MapHeader {
+                value_stride: 8,
+                ..header
+            },
+            MapHeader {
+                reserved: [1, 0],
                 ..header
             },
         ] {
