@@ -447,7 +447,8 @@ impl MapDef {
     /// range. For other maps, `cpu` 0 gives `off` back.
     pub fn percpu_value_off(&self, off: usize, cpu: u32) -> Option<usize> {
         if self.map_type.is_percpu() {
-            (cpu < self.nr_cpus).then(|| off + cpu as usize * self.percpu_block())
+            off.checked_add(cpu as usize * self.percpu_block())
+                .filter(|_| cpu < self.nr_cpus)
         } else {
             (cpu == 0).then_some(off)
         }

@@ -90,7 +90,8 @@ pub trait MapMemory {
         let mut chunk = [0u8; 64];
         for (i, want) in bytes.chunks(chunk.len()).enumerate() {
             let got = &mut chunk[..want.len()];
-            self.read(off + i * 64, got)?;
+            let at = off.checked_add(i * 64).ok_or(MapError::OutOfBounds)?;
+            self.read(at, got)?;
             if got != want {
                 return Ok(false);
             }
