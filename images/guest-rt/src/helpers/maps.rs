@@ -44,29 +44,27 @@ struct GuestMap {
     mem: StorageView<'static>,
 }
 
-/// The map whose header is at `map`, checked.
+/// The map whose header is at `map`, checked (`shm::maps::ops::
+/// open_guest_map`).
 fn open(map: u64) -> Result<GuestMap, MapError> {
-    if map == 0 || !map.is_multiple_of(8) {
-        return Err(MapError::InvalidArgument("not a map"));
-    }
-    let mut header = MapHeader::default();
-    let dst = (&raw mut header) as u64;
-    nofault::copy(dst, map, size_of::<MapHeader>() as u64).map_err(|_| MapError::Corrupt)?;
-    let def = MapDef::from_header(&header)?;
-    if !header.data.is_multiple_of(8) {
-        return Err(MapError::Corrupt);
-    }
-    // `from_header` checked data_size against the definition, which is
-    // at most 1 GiB.
-    let len = header.data_size as usize;
-    // SAFETY: the host placed the map's storage at `data`, `data_size`
-    // bytes, 8-byte aligned (checked), in the maps or data regions, which
-    // stay mapped while the sandbox lives; the storage is only accessed
-    // through `StorageView`s (here, on other vCPUs, and on the host) and
-    // by programs, never through Rust references. A program that rewrote
-    // the header can at worst point the view at other memory it can
-    // reach, whose accesses then fault like its own would.
-    let mem = unsafe { StorageView::new(header.data as *mut u8, len, header.data) };
+    // A map pointer the program made up gives an error, not a trap: the
+    // header is first read through the fault-safe copy.
+    let mut probe = MaybeUninit::<MapHeader>::uninit();
+    nofault::copy(
+        probe.as_mut_ptr() as u64,
+        map,
+        size_of::<MapHeader>() as u64,
+    )
+    .map_err(|_| MapError::Corrupt)?;
+    // SAFETY: the header's bytes are readable (just copied), and a
+    // sandbox's page tables do not change while it runs. The host placed
+    // the storage the header names, which stays mapped while the sandbox
+    // lives and is only accessed through `StorageView`s (here, on other
+    // vCPUs, and on the host) and by programs, never through Rust
+    // references. A program that rewrote the header can at worst point
+    // the view at other memory it can reach, whose accesses then fault
+    // like its own would.
+    let (def, mem) = unsafe { ops::open_guest_map(map) }?;
     Ok(GuestMap { def, mem })
 }
 
