@@ -9,6 +9,8 @@ pub mod helpers;
 pub mod kick;
 pub mod kvm;
 pub mod machine;
+pub mod map_api;
+pub mod maps;
 pub mod memory;
 pub mod program;
 pub mod runtime;
@@ -17,6 +19,8 @@ pub mod trap;
 pub mod vcpu;
 
 pub use helpers::HelperSet;
+pub use map_api::{Entry, MapHandle, Slot};
+pub use maps::{MapId, MapInfo};
 pub use memory::GuestMemory;
 pub use program::{
     LoadError, LoadedProgram, ProgramId, ProgramInput, ProgramRun, SourceLine, TrapSite,

@@ -76,8 +76,17 @@ pub enum LoadError {
         /// Bytes left.
         free: u64,
     },
+    /// A map could not be created.
+    #[error("Failed to create map `{name}`")]
+    CreateMap {
+        /// The map.
+        name: String,
+        /// Why.
+        #[source]
+        source: crate::maps::CreateMapError,
+    },
     /// Guest memory could not be written.
-    #[error("Failed to write program `{name}` into guest memory")]
+    #[error("Failed to write `{name}` into guest memory")]
     WriteMemory {
         /// The program.
         name: String,
@@ -315,19 +324,48 @@ pub struct ProgramRun {
 }
 
 impl Sandbox {
-    /// Loads every program of `object`; they share the object's global
-    /// data. Returns their ids in the order of [`Object::programs`].
+    /// Loads `object`: creates its maps and the internal maps of its global
+    /// data, places the data, loads every program, then fills the maps'
+    /// initial slots (`PROG_ARRAY` programs, inner maps), as libbpf loads a
+    /// skeleton. Returns the programs' ids in the order of
+    /// [`Object::programs`].
     pub fn load_object(
         &mut self,
         object: &Object,
         helpers: HelperSet,
     ) -> Result<Vec<ProgramId>, LoadError> {
-        let specs: Vec<&ProgramSpec> = object.programs().iter().collect();
-        self.load_from_object(object, &specs, helpers)
+        let maps = self.create_object_maps(object)?;
+        let placement = self.place_data(object)?;
+        self.create_data_maps(object, &placement)?;
+        let headers: Vec<u64> = maps
+            .iter()
+            .filter_map(|&id| self.map(id).map(|m| m.info().header()))
+            .collect();
+        let ids = object
+            .programs()
+            .iter()
+            .map(|spec| {
+                let linked = object
+                    .link(spec, &|what| placed(&placement, &headers, what))
+                    .map_err(|source| LoadError::Link {
+                        name: spec.name.clone(),
+                        source: Box::new(source),
+                    })?;
+                self.load_program(linked, helpers)
+            })
+            .collect::<Result<Vec<ProgramId>, LoadError>>()?;
+        let entries: Vec<(String, u64)> = ids
+            .iter()
+            .filter_map(|&id| self.program(id))
+            .map(|p| (p.name().to_owned(), p.entry()))
+            .collect();
+        self.fill_initial_values(object, &maps, &entries)?;
+        Ok(ids)
     }
 
-    /// Loads one program of `object`, by function or section name (`None`:
-    /// the object's only program).
+    /// Loads `object` ([`Sandbox::load_object`]: every program, since any
+    /// may be a tail-call target) and returns the id of the program named
+    /// by function or section name (`None`: the object's only program).
     pub fn load_object_program(
         &mut self,
         object: &Object,
@@ -337,30 +375,18 @@ impl Sandbox {
         let spec = object
             .find_program(name)
             .map_err(|e| LoadError::SelectProgram(Box::new(e)))?;
-        let ids = self.load_from_object(object, &[spec], helpers)?;
-        Ok(ids[0])
-    }
-
-    fn load_from_object(
-        &mut self,
-        object: &Object,
-        specs: &[&ProgramSpec],
-        helpers: HelperSet,
-    ) -> Result<Vec<ProgramId>, LoadError> {
-        let placement = self.place_data(object)?;
-        specs
+        let index = object
+            .programs()
             .iter()
-            .map(|spec| {
-                let linked = object
-                    // Maps are not created yet: none is placed.
-                    .link(spec, &|what| placed(&placement, &[], what))
-                    .map_err(|source| LoadError::Link {
-                        name: spec.name.clone(),
-                        source: Box::new(source),
-                    })?;
-                self.load_program(linked, helpers)
-            })
-            .collect()
+            .position(|p| std::ptr::eq(p, spec))
+            .unwrap_or_default();
+        let ids = self.load_object(object, helpers)?;
+        ids.get(index).copied().ok_or_else(|| {
+            LoadError::SelectProgram(Box::new(guest_jit::elf::LoadError::FindProgram {
+                name: spec.name.clone(),
+                available: String::new(),
+            }))
+        })
     }
 
     /// Copies the object's data sections into the data regions; returns the
@@ -577,6 +603,7 @@ impl Sandbox {
 #[derive(Debug, Default)]
 pub(crate) struct Loaded {
     programs: Vec<LoadedProgram>,
+    pub(crate) maps: crate::maps::Maps,
     code_used: u64,
     extable_len: u64,
     data_usage: DataUsage,
@@ -616,13 +643,19 @@ pub fn compile_offline(
         ],
         None => object.programs().iter().collect(),
     };
+    // Maps and data where the first load would put them.
+    let headers: Vec<u64> = crate::maps::plan_object_maps(&layout, &mut 0, object)
+        .map_err(Box::new)?
+        .into_iter()
+        .map(|(_, header, _)| header)
+        .collect();
     let placement =
         plan_data(&layout, &mut DataUsage::default(), object.data_sections()).map_err(Box::new)?;
     let mut code_used = 0;
     let mut programs = Vec::with_capacity(specs.len());
     for spec in specs {
         let linked = object
-            .link(spec, &|what| placed(&placement, &[], what))
+            .link(spec, &|what| placed(&placement, &headers, what))
             .map_err(|source| {
                 Box::new(LoadError::Link {
                     name: spec.name.clone(),
@@ -688,9 +721,11 @@ pub fn plan_data(
                     "data",
                 )
             };
-            let align = section.align.clamp(1, PAGE_SIZE).next_power_of_two();
+            // At least 8-aligned and 8-rounded: each section is also the
+            // storage of an array map, which is read in 8-byte words.
+            let align = section.align.clamp(8, PAGE_SIZE).next_power_of_two();
             let offset = used.next_multiple_of(align);
-            let len = section.bytes.len() as u64;
+            let len = (section.bytes.len() as u64).next_multiple_of(8);
             if offset.saturating_add(len) > size {
                 return Err(LoadError::Fit {
                     name: section.name.clone(),

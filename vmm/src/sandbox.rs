@@ -1,11 +1,11 @@
 //! The sandbox: one KVM VM with its guest memory, runtime and vCPU threads.
 
 use crate::arch::{cpuid, regs::boot_sregs};
+use crate::clock::ClockSync;
 use crate::kick::install_handler;
 use crate::kvm::{KvmError, kvm, supported_cpuid};
 use crate::machine::{MachineError, write_boot_image};
 use crate::memory::{GuestMemory, MemoryError};
-use crate::clock::ClockSync;
 use crate::program::Loaded;
 use crate::runtime::{RuntimeError, RuntimeImage};
 use crate::trap::Trap;
