@@ -10,7 +10,7 @@
 use crate::helpers::HelperSet;
 use crate::memory::MemoryError;
 use crate::runtime::{RuntimeError, RuntimeImage};
-use crate::sandbox::{Call, Outcome, RunError, RunReport, Sandbox, SandboxConfig};
+use crate::sandbox::{Call, Outcome, RunError, RunReport, Sandbox, SandboxConfig, clone_run_error};
 use crate::trap::Trap;
 use guest_jit::btf::LineTable;
 use guest_jit::elf::{
@@ -536,49 +536,88 @@ impl Sandbox {
         cpu: usize,
         input: &ProgramInput<'_>,
     ) -> Result<ProgramRun, RunError> {
-        let program = self.program(id).ok_or(RunError::NoSuchProgram)?;
+        self.run_program_on(id, &[cpu], input)
+            .pop()
+            .unwrap_or(Err(RunError::Poisoned))
+    }
+
+    /// Runs program `id` on each of `cpus` at the same time, as
+    /// [`Sandbox::run_program`] runs it on one: each vCPU gets its own copy
+    /// of `input.data` in its context buffer and its own trace, all under
+    /// the same deadline. Results in the order of `cpus`.
+    pub fn run_program_on(
+        &self,
+        id: ProgramId,
+        cpus: &[usize],
+        input: &ProgramInput<'_>,
+    ) -> Vec<Result<ProgramRun, RunError>> {
+        // An error before the run is every vCPU's (the first gets it
+        // whole, the others a copy).
+        let all = |e: RunError| {
+            let mut runs: Vec<_> = (1..cpus.len()).map(|_| Err(clone_run_error(&e))).collect();
+            if !cpus.is_empty() {
+                runs.insert(0, Err(e));
+            }
+            runs
+        };
+        let Some(program) = self.program(id) else {
+            return all(RunError::NoSuchProgram);
+        };
         let ctx_size = self.layout.ctx_size();
         let len = input.data.len() as u64;
         if len > ctx_size {
-            return Err(RunError::ContextTooLarge { len, max: ctx_size });
+            return all(RunError::ContextTooLarge { len, max: ctx_size });
         }
-        let guards = self.lock_cpus(&[cpu])?;
-        let ctx = self.layout.ctx_buffer(cpu);
-        self.memory
-            .write(ctx, input.data)
-            .map_err(RunError::Memory)?;
-        let trace_buf = self.layout.trace_buffer(cpu);
-        self.memory
-            .write_pod(trace_buf, &TraceHeader::default())
-            .map_err(RunError::Memory)?;
-        let call = Call {
-            entry: program.entry(),
-            ctx,
-            ctx_len: len,
-            repeat: input.repeat.max(1),
-            timeout: input.timeout,
+        let guards = match self.lock_cpus(cpus) {
+            Ok(guards) => guards,
+            Err(e) => return all(e),
         };
-        let report = self
-            .invoke_locked(&guards, REQUEST_CALL, &call)
-            .pop()
-            .unwrap_or(Err(RunError::Poisoned))?;
-        let mut data_out = vec![0; input.data.len()];
-        self.memory
-            .read(ctx, &mut data_out)
-            .map_err(RunError::Memory)?;
-        let (trace, trace_dropped) = self.read_trace(trace_buf).map_err(RunError::Memory)?;
+        let mut calls = Vec::with_capacity(cpus.len());
+        for &cpu in cpus {
+            let ctx = self.layout.ctx_buffer(cpu);
+            let written = self.memory.write(ctx, input.data).and_then(|()| {
+                self.memory
+                    .write_pod(self.layout.trace_buffer(cpu), &TraceHeader::default())
+            });
+            if let Err(e) = written {
+                return all(RunError::Memory(e));
+            }
+            calls.push(Call {
+                entry: program.entry(),
+                ctx,
+                ctx_len: len,
+                repeat: input.repeat.max(1),
+                timeout: input.timeout,
+            });
+        }
+        let reports = self.invoke_locked_each(&guards, REQUEST_CALL, &calls);
+        let runs = cpus
+            .iter()
+            .zip(reports)
+            .map(|(&cpu, report)| {
+                let report = report?;
+                let mut data_out = vec![0; input.data.len()];
+                self.memory
+                    .read(self.layout.ctx_buffer(cpu), &mut data_out)
+                    .map_err(RunError::Memory)?;
+                let (trace, trace_dropped) = self
+                    .read_trace(self.layout.trace_buffer(cpu))
+                    .map_err(RunError::Memory)?;
+                let trap_site = match report.outcome {
+                    Outcome::Trapped(Trap { rip, .. }) => program.site(rip),
+                    _ => None,
+                };
+                Ok(ProgramRun {
+                    report,
+                    data_out,
+                    trap_site,
+                    trace,
+                    trace_dropped,
+                })
+            })
+            .collect();
         drop(guards);
-        let trap_site = match report.outcome {
-            Outcome::Trapped(Trap { rip, .. }) => program.site(rip),
-            _ => None,
-        };
-        Ok(ProgramRun {
-            report,
-            data_out,
-            trap_site,
-            trace,
-            trace_dropped,
-        })
+        runs
     }
 
     /// The lines in the trace buffer at `addr`, and how many were dropped.

@@ -408,11 +408,22 @@ impl Sandbox {
         kind: u64,
         call: &Call,
     ) -> Vec<Result<RunReport, RunError>> {
+        self.invoke_locked_each(guards, kind, &vec![*call; guards.len()])
+    }
+
+    /// As [`Sandbox::invoke_locked`], with `calls[i]` on `guards[i]` (each
+    /// vCPU its own context), all started before any is waited for.
+    pub(crate) fn invoke_locked_each(
+        &self,
+        guards: &[VcpuGuard<'_>],
+        kind: u64,
+        calls: &[Call],
+    ) -> Vec<Result<RunReport, RunError>> {
         let start = Instant::now();
-        let deadline = call.timeout.map(|t| start + t);
         let started: Vec<Result<u64, RunError>> = guards
             .iter()
-            .map(|handle| {
+            .zip(calls)
+            .map(|(handle, call)| {
                 let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
                 let request = Request {
                     seq,
@@ -430,8 +441,10 @@ impl Sandbox {
             .collect();
         guards
             .iter()
+            .zip(calls)
             .zip(started)
-            .map(|(handle, seq)| {
+            .map(|((handle, call), seq)| {
+                let deadline = call.timeout.map(|t| start + t);
                 let report = handle.wait_call(seq?, deadline);
                 self.report(report, call, start)
             })
@@ -519,7 +532,7 @@ impl Sandbox {
     }
 }
 
-fn clone_run_error(e: &RunError) -> RunError {
+pub(crate) fn clone_run_error(e: &RunError) -> RunError {
     match e {
         RunError::Poisoned => RunError::Poisoned,
         RunError::NoSuchCpu { cpu, nr_cpus } => RunError::NoSuchCpu {
