@@ -30,6 +30,7 @@ fn main() {
         percpu_loads: &[],
         arena_upper: 0,
         may_goto_budget: guest_jit::interp::MAY_GOTO_BUDGET,
+        map_headers: 0..0,
     };
     let mut code_size = 0;
     let mut times = Vec::with_capacity(RUNS);

@@ -14,9 +14,9 @@ pub mod elf;
 pub mod helpers;
 /// BPF instructions: raw slots, opcodes and the decoded view.
 pub mod insn;
-/// BPF → x86-64 JIT for the guest, and x86 disassembly of its output.
-pub mod jit;
 /// Reference interpreter with RFC 9669 semantics.
 pub mod interp;
+/// BPF → x86-64 JIT for the guest, and x86 disassembly of its output.
+pub mod jit;
 /// The structural verifier: what the JIT and interpreter rely on.
 pub mod verify;

@@ -74,6 +74,7 @@ fn listings() -> BTreeMap<String, String> {
             percpu_loads: &[],
             arena_upper: 0,
             may_goto_budget: guest_jit::interp::MAY_GOTO_BUDGET,
+            map_headers: 0..0,
         };
         let output = compile(&program, &config).unwrap();
         files.insert(

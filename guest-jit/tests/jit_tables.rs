@@ -170,6 +170,7 @@ fn random_programs_have_consistent_tables() {
         percpu_loads: &[],
         arena_upper: ARENA_UPPER,
         may_goto_budget: 1000,
+        map_headers: 0..0,
     };
     let mut rng = Rng::new(7);
     for seed in 0..200 {

@@ -1,7 +1,10 @@
 //! Without `/dev/kvm`, KVM tests skip loudly, or fail when
 //! `BPFVISOR_REQUIRE_KVM=1`. Checked by re-running this test binary in a
 //! private mount namespace where `/dev/kvm` is `/dev/null`.
-#![allow(clippy::unwrap_used, reason = "a test fails loudly on any unexpected error")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
 
 use integration_tests::kvm_available;
 use std::process::{Command, Output};

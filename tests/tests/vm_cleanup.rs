@@ -1,7 +1,10 @@
 //! Dropping a sandbox releases everything it held. This test has its own
 //! file, hence its own process: other tests' vCPU threads and descriptors
 //! would blur the counts.
-#![allow(clippy::unwrap_used, reason = "a test fails loudly on any unexpected error")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
 
 use iced_x86::code_asm::*;
 use integration_tests::{assemble, kvm_available, mappings, open_fds, threads};

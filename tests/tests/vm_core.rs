@@ -1,6 +1,9 @@
 //! The microVM core through the library API: vCPUs, traps, deadlines,
 //! resets and resource cleanup, each in a real VM running raw x86-64 code.
-#![allow(clippy::unwrap_used, reason = "a test fails loudly on any unexpected error")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
 
 use iced_x86::code_asm::*;
 use integration_tests::{assemble, kvm_available};

@@ -137,12 +137,14 @@ pub struct LoadedProgram {
 }
 
 impl LoadedProgram {
-    /// Verifies `linked` and compiles it for guest address `entry`, with
-    /// the helpers of `helpers` as `runtime` provides them. Writes nothing:
-    /// [`Sandbox::load_program`] places the result.
+    /// Verifies `linked` and compiles it for guest address `entry` of a
+    /// sandbox laid out as `layout`, with the helpers of `helpers` as
+    /// `runtime` provides them. Writes nothing: [`Sandbox::load_program`]
+    /// places the result.
     pub fn compile(
         linked: LinkedProgram,
         entry: u64,
+        layout: &Layout,
         runtime: &RuntimeImage,
         helpers: HelperSet,
     ) -> Result<LoadedProgram, LoadError> {
@@ -180,6 +182,12 @@ impl LoadedProgram {
                 percpu_loads: &linked.percpu_loads,
                 arena_upper: 0,
                 may_goto_budget: MAY_GOTO_BUDGET,
+                map_headers: match helpers {
+                    HelperSet::Standard => {
+                        layout.maps_start()..layout.maps_start() + layout.maps_size()
+                    }
+                    HelperSet::Conformance => 0..0,
+                },
             },
         )
         .map_err(|source| LoadError::Compile {
@@ -416,7 +424,7 @@ impl Sandbox {
     ) -> Result<ProgramId, LoadError> {
         let code_offset = self.loaded.code_used.next_multiple_of(CODE_ALIGN);
         let entry = self.layout.code_start() + code_offset;
-        let program = LoadedProgram::compile(linked, entry, self.runtime, helpers)?;
+        let program = LoadedProgram::compile(linked, entry, &self.layout, self.runtime, helpers)?;
         self.place_code(program.name(), code_offset, &program.jit)?;
         self.loaded.programs.push(program);
         Ok(ProgramId(self.loaded.programs.len() - 1))
@@ -702,7 +710,8 @@ pub fn compile_offline(
                 })
             })?;
         let entry = layout.code_start() + u64::next_multiple_of(code_used, CODE_ALIGN);
-        let program = LoadedProgram::compile(linked, entry, runtime, helpers).map_err(Box::new)?;
+        let program =
+            LoadedProgram::compile(linked, entry, &layout, runtime, helpers).map_err(Box::new)?;
         code_used = program.entry - layout.code_start() + program.jit.code.len() as u64;
         programs.push(program);
     }

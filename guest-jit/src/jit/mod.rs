@@ -68,10 +68,12 @@ pub struct JitConfig<'a> {
     /// direct `call rel32`s.
     pub code_addr: u64,
     /// Helper id → guest address of an `extern "C"` (SysV) function in the
-    /// guest runtime; `None` for a helper the runtime lacks. Two helpers
+    /// guest runtime; `None` for a helper the runtime lacks. Some helpers
     /// are emitted inline, as the kernel's JIT does: `bpf_tail_call` (12)
-    /// always, without an address (Note [Tail calls]), and
-    /// `bpf_get_smp_processor_id` (8) whenever this gives it an address.
+    /// always, without an address (Note [Tail calls]),
+    /// `bpf_get_smp_processor_id` (8) whenever this gives it an address,
+    /// and `bpf_map_lookup_elem` (1) on arrays, falling back to the helper
+    /// ([`JitConfig::map_headers`]).
     pub helper_addr: &'a dyn Fn(u32) -> Option<u64>,
     /// Kfunc index → guest address of the runtime function of that name;
     /// `None` for a kfunc the runtime lacks. The index is the `btf_id` of
@@ -88,6 +90,12 @@ pub struct JitConfig<'a> {
     /// `may_goto` iterations each frame starts with; normally
     /// [`crate::interp::MAY_GOTO_BUDGET`].
     pub may_goto_budget: u64,
+    /// Where map headers may lie (the maps region): a
+    /// `bpf_map_lookup_elem` (1) on an `ARRAY` or `PERCPU_ARRAY` whose
+    /// header lies here is done inline, as the kernel's verifier inlines
+    /// array lookups (Note [Inline array lookups]). Empty: always call the
+    /// helper.
+    pub map_headers: std::ops::Range<u64>,
 }
 
 impl std::fmt::Debug for JitConfig<'_> {
@@ -258,6 +266,7 @@ mod tests {
             percpu_loads: &[],
             arena_upper: 0,
             may_goto_budget: crate::interp::MAY_GOTO_BUDGET,
+            map_headers: 0..0,
         }
     }
 

@@ -71,6 +71,7 @@ impl Case {
             percpu_loads: if self.percpu { &percpu } else { &[] },
             arena_upper: ARENA_UPPER,
             may_goto_budget: guest_jit::interp::MAY_GOTO_BUDGET,
+            map_headers: 0..0,
         };
         match compile(&self.program(), &config) {
             Ok(output) => output,

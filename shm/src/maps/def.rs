@@ -197,6 +197,8 @@ unsafe impl Pod for MapHeader {}
 
 /// Size of [`MapHeader`].
 pub const MAP_HEADER_SIZE: usize = size_of::<MapHeader>();
+/// Byte offset of [`MapHeader::map_type`] (a u32).
+pub const MAP_TYPE_OFFSET: usize = offset_of!(MapHeader, map_type);
 /// Byte offset of [`MapHeader::max_entries`] (a u32).
 pub const MAX_ENTRIES_OFFSET: usize = offset_of!(MapHeader, max_entries);
 /// Byte offset of [`MapHeader::value_stride`] (a u32).
@@ -207,7 +209,7 @@ pub const PERCPU_BLOCK_OFFSET: usize = offset_of!(MapHeader, percpu_block);
 pub const DATA_OFFSET: usize = offset_of!(MapHeader, data);
 
 const _: () = assert!(MAP_HEADER_SIZE == 64);
-const _: () = assert!(MAX_ENTRIES_OFFSET == 16 && DATA_OFFSET == 32);
+const _: () = assert!(MAP_TYPE_OFFSET == 4 && MAX_ENTRIES_OFFSET == 16 && DATA_OFFSET == 32);
 const _: () = assert!(VALUE_STRIDE_OFFSET == 28 && PERCPU_BLOCK_OFFSET == 52);
 
 /// A map's validated geometry. Fields are private: every `MapDef` passed

@@ -117,7 +117,7 @@ impl Emitter<'_> {
 
     /// `call rel32` to the runtime function at `addr`; `Err` when it is out
     /// of reach of a 32-bit displacement.
-    fn call_runtime(&mut self, addr: u64) -> Result<(), ()> {
+    pub(super) fn call_runtime(&mut self, addr: u64) -> Result<(), ()> {
         // The displacement counts from the end of the 5-byte call.
         let next = self.config.code_addr as i128 + self.ops.offset().0 as i128 + 5;
         if i32::try_from(addr as i128 - next).is_err() {

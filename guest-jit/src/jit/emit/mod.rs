@@ -311,6 +311,15 @@ impl Emitter<'_> {
             } if (self.config.helper_addr)(inline::SMP_PROCESSOR_ID_HELPER_ID).is_some() => {
                 self.smp_processor_id();
             }
+            Op::CallHelper {
+                id: inline::MAP_LOOKUP_HELPER_ID,
+            } if !self.config.map_headers.is_empty() => {
+                let id = inline::MAP_LOOKUP_HELPER_ID;
+                let addr =
+                    (self.config.helper_addr)(id).ok_or(JitError::UnknownHelper { pc, id })?;
+                self.map_lookup(addr)
+                    .map_err(|()| JitError::ReachHelper { pc, id, addr })?;
+            }
             Op::CallHelper { id } => self.call_helper(pc, id)?,
             Op::CallLocal { off } => self.call_local(pc, off.into())?,
             Op::CallKfunc { btf_id, module } => self.call_kfunc(pc, btf_id, module)?,
@@ -467,6 +476,7 @@ mod tests {
         for budget in [8 * 1024 * 1024, wide] {
             let config = JitConfig {
                 may_goto_budget: budget,
+                map_headers: 0..0,
                 ..setup_config(&setup_helpers)
             };
             let out = compile(&program, &config).unwrap();
