@@ -1,0 +1,425 @@
+//! Map operation costs as a user sees them: the programs of
+//! `images/progs/map_bench.bpf.o`, each a `bpf_loop` of `ITERATIONS`
+//! iterations doing one map operation, against `baseline`, the same loop
+//! without the map call. One operation costs
+//! (t_op - t_baseline) / ITERATIONS, per round (both measured in that
+//! round), then the median over rounds.
+//!
+//! bpfvisor's times are the guest's TSC (`RunReport::duration`) over
+//! `VM_REPEAT` runs inside one call. When the host kernel can load the same
+//! object (libbpf found with `dlopen`, the `bpf()` syscall permitted), the
+//! same programs also run under `BPF_PROG_TEST_RUN`, interleaved with the
+//! VM runs, and the table shows the ratio. Syscall programs take no
+//! `repeat` in the kernel, so each kernel run is one syscall timed on the
+//! host; one syscall is ~1 µs against milliseconds of loop, and the
+//! baseline pays it too.
+//!
+//! `cargo bench -p integration-tests --bench maps`; prints ns per operation
+//! (and per loop iteration for the baseline) for both, and their ratio.
+
+use guest_jit::elf::Object;
+use std::time::Duration;
+use vmm::{HelperSet, Outcome, ProgramInput, Sandbox, SandboxConfig};
+
+const MAP_BENCH: &[u8] = include_bytes!("../../images/progs/map_bench.bpf.o");
+/// Loop iterations per run: long enough that a run's fixed cost (one
+/// syscall or one VM entry) is noise.
+const ITERATIONS: u32 = 100_000;
+/// Runs per VM call.
+const VM_REPEAT: u64 = 5;
+const ROUNDS: usize = 21;
+/// The populated keys of map_bench.bpf.c.
+const KEYS: u64 = 64;
+/// What `setup` returns: four maps of `KEYS` keys.
+const SETUP_UPDATES: u64 = 4 * KEYS;
+
+const BASELINE: &str = "baseline";
+/// The measured programs and what each iteration does.
+const OPERATIONS: [(&str, &str); 7] = [
+    ("lookup_array", "lookup ARRAY"),
+    ("lookup_array_helper", "lookup ARRAY, helper (callx)"),
+    ("lookup_percpu_array", "lookup PERCPU_ARRAY"),
+    ("lookup_hash", "lookup HASH"),
+    ("lookup_lru", "lookup LRU_HASH"),
+    ("update_array", "update ARRAY"),
+    ("update_hash", "update HASH (existing key)"),
+];
+/// Programs the kernel refuses (callx), left out of its load.
+const VM_ONLY: [&str; 1] = ["lookup_array_helper"];
+
+/// The context: `struct bench_args { __u32 n; __u32 pad; __u64 sum; }`.
+fn bench_args(n: u32) -> [u8; 16] {
+    let mut args = [0; 16];
+    args[..4].copy_from_slice(&n.to_le_bytes());
+    args
+}
+
+fn returned_sum(args: &[u8]) -> u64 {
+    u64::from_le_bytes(args[8..16].try_into().expect("16-byte context"))
+}
+
+/// Sum over i in 0..n of (i % KEYS) + 1, what every program adds up.
+fn expected_sum(n: u32) -> u64 {
+    (0..u64::from(n)).map(|i| i % KEYS + 1).sum()
+}
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn ns(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e9
+}
+
+/// Nanoseconds per loop iteration of one program, per round.
+#[derive(Default)]
+struct Samples {
+    vm: Vec<f64>,
+    kernel: Vec<f64>,
+}
+
+fn vm_run(sandbox: &Sandbox, name: &str, n: u32, repeat: u64) -> (u64, Vec<u8>, Duration) {
+    let id = sandbox
+        .find_program(name)
+        .expect("program in map_bench.bpf.o");
+    let args = bench_args(n);
+    let input = ProgramInput {
+        data: &args,
+        repeat,
+        timeout: Some(Duration::from_secs(60)),
+    };
+    let run = sandbox.run_program(id, 0, &input).expect("vm run");
+    let Outcome::Returned(value) = run.report.outcome else {
+        panic!("{name} did not return: {:?}", run.report.outcome);
+    };
+    (value, run.data_out, run.report.duration)
+}
+
+fn main() {
+    if !vmm::kvm::is_available() {
+        eprintln!("SKIPPED maps bench: /dev/kvm is not usable");
+        return;
+    }
+    let object = Object::parse(MAP_BENCH).expect("map_bench.bpf.o");
+    let mut sandbox = Sandbox::new(SandboxConfig::default()).expect("sandbox");
+    sandbox
+        .load_object(&object, HelperSet::Standard)
+        .expect("load map_bench.bpf.o");
+    let (done, _, _) = vm_run(&sandbox, "setup", 0, 1);
+    assert_eq!(done, SETUP_UPDATES, "setup in the VM");
+
+    let kernel = match kernel::Object::open(MAP_BENCH, &VM_ONLY) {
+        Ok(kernel) => {
+            let fd = kernel.program("setup").expect("setup in the kernel");
+            let (done, _) = kernel.run(fd, &mut bench_args(0)).expect("kernel setup");
+            assert_eq!(u64::from(done), SETUP_UPDATES, "setup in the kernel");
+            Some(kernel)
+        }
+        Err(why) => {
+            eprintln!("host kernel comparison skipped: {why}");
+            None
+        }
+    };
+    let programs: Vec<&str> = std::iter::once(BASELINE)
+        .chain(OPERATIONS.iter().map(|(prog, _)| *prog))
+        .collect();
+    let kernel_fds: Vec<Option<i32>> = programs
+        .iter()
+        .map(|prog| {
+            let kernel = kernel.as_ref().filter(|_| !VM_ONLY.contains(prog))?;
+            Some(kernel.program(prog).expect("program in the kernel"))
+        })
+        .collect();
+    let mut samples: Vec<Samples> = programs.iter().map(|_| Samples::default()).collect();
+    let per_vm_run = f64::from(ITERATIONS) * VM_REPEAT as f64;
+    // Warm-up round, not counted.
+    for round in 0..=ROUNDS {
+        // Interleaved, so machine noise hits every program and both
+        // engines alike.
+        for (i, prog) in programs.iter().enumerate() {
+            let (value, args, duration) = vm_run(&sandbox, prog, ITERATIONS, VM_REPEAT);
+            assert_eq!(value, u64::from(ITERATIONS), "{prog} in the VM");
+            assert_eq!(returned_sum(&args), expected_sum(ITERATIONS), "{prog} sum");
+            if round > 0 {
+                samples[i].vm.push(ns(duration) / per_vm_run);
+            }
+            if let (Some(kernel), Some(fd)) = (&kernel, kernel_fds[i]) {
+                let mut args = bench_args(ITERATIONS);
+                let (value, took) = kernel.run(fd, &mut args).expect("kernel run");
+                assert_eq!(value, ITERATIONS, "{prog} in the kernel");
+                // The kernel may run this on another CPU than setup's,
+                // where the per-CPU values are still 0.
+                if *prog != "lookup_percpu_array" {
+                    assert_eq!(returned_sum(&args), expected_sum(ITERATIONS), "{prog} sum");
+                }
+                if round > 0 {
+                    samples[i].kernel.push(ns(took) / f64::from(ITERATIONS));
+                }
+            }
+        }
+    }
+
+    let base = &samples[0];
+    // Per round: the operation's iteration minus the baseline's.
+    let per_op = |of: &[f64], base: &[f64]| -> Option<f64> {
+        (!of.is_empty()).then(|| median(of.iter().zip(base).map(|(o, b)| o - b).collect()))
+    };
+    let cell = |value: Option<f64>| value.map_or("-".to_string(), |v| format!("{v:.1}"));
+    let ratio = |vm: Option<f64>, kernel: Option<f64>| match (vm, kernel) {
+        (Some(vm), Some(kernel)) if kernel > 0.0 => format!("{:.2}x", vm / kernel),
+        _ => "-".to_string(),
+    };
+    println!(
+        "map_bench.bpf.o, {ITERATIONS} iterations per run, median of {ROUNDS} rounds \
+         (ns per operation: iteration minus baseline iteration)"
+    );
+    println!(
+        "{:<34} {:>12} {:>12} {:>16}",
+        "operation", "bpfvisor ns", "kernel ns", "bpfvisor/kernel"
+    );
+    let vm_base = Some(median(base.vm.clone()));
+    let kernel_base = (!base.kernel.is_empty()).then(|| median(base.kernel.clone()));
+    println!(
+        "{:<34} {:>12} {:>12} {:>16}",
+        "baseline loop iteration (total)",
+        cell(vm_base),
+        cell(kernel_base),
+        ratio(vm_base, kernel_base)
+    );
+    let mut results = Vec::new();
+    for ((_, label), s) in OPERATIONS.iter().zip(&samples[1..]) {
+        let (vm, kernel) = (per_op(&s.vm, &base.vm), per_op(&s.kernel, &base.kernel));
+        println!(
+            "{:<34} {:>12} {:>12} {:>16}",
+            label,
+            cell(vm),
+            cell(kernel),
+            ratio(vm, kernel)
+        );
+        results.push((vm, kernel));
+    }
+    // ARRAY lookups inline (where the JIT inlines them) against the same
+    // lookup through the helper, and HASH lookups (always the helper).
+    let (array, array_helper, hash) = (results[0], results[1], results[3]);
+    println!(
+        "{:<34} {:>12} {:>12}",
+        "lookup ARRAY helper / lookup ARRAY",
+        ratio(array_helper.0, array.0),
+        "-"
+    );
+    println!(
+        "{:<34} {:>12} {:>12}",
+        "lookup HASH / lookup ARRAY",
+        ratio(hash.0, array.0),
+        ratio(hash.1, array.1)
+    );
+}
+
+/// The host kernel's side: libbpf, opened with `dlopen` so that building
+/// the bench needs neither libbpf nor its headers, and a machine without
+/// them only loses this column.
+mod kernel {
+    use std::ffi::{CStr, CString, c_char, c_int, c_void};
+    use std::time::{Duration, Instant};
+
+    type OpenMem = unsafe extern "C" fn(*const c_void, usize, *const c_void) -> *mut c_void;
+    type Load = unsafe extern "C" fn(*mut c_void) -> c_int;
+    type Close = unsafe extern "C" fn(*mut c_void);
+    type FindProgram = unsafe extern "C" fn(*const c_void, *const c_char) -> *mut c_void;
+    type ProgramFd = unsafe extern "C" fn(*const c_void) -> c_int;
+    type TestRun = unsafe extern "C" fn(c_int, *mut TestRunOpts) -> c_int;
+    type SetPrint = unsafe extern "C" fn(*const c_void) -> *const c_void;
+    type SetAutoload = unsafe extern "C" fn(*mut c_void, bool) -> c_int;
+
+    /// libbpf's `struct bpf_test_run_opts` (`bpf/bpf.h`, libbpf 1.x);
+    /// `sz` tells libbpf which fields this caller knows.
+    #[repr(C)]
+    #[derive(Default)]
+    struct TestRunOpts {
+        sz: usize,
+        data_in: usize,
+        data_out: usize,
+        data_size_in: u32,
+        data_size_out: u32,
+        ctx_in: usize,
+        ctx_out: usize,
+        ctx_size_in: u32,
+        ctx_size_out: u32,
+        retval: u32,
+        repeat: c_int,
+        duration: u32,
+        flags: u32,
+        cpu: u32,
+        batch_size: u32,
+    }
+
+    /// A loaded `bpf_object` and the libbpf functions that use it.
+    pub struct Object {
+        lib: *mut c_void,
+        object: *mut c_void,
+        close: Close,
+        find_program: FindProgram,
+        program_fd: ProgramFd,
+        test_run: TestRun,
+    }
+
+    /// `dlsym(lib, name)` as a function pointer of type `F`.
+    ///
+    /// # Safety
+    ///
+    /// `lib` is a live `dlopen` handle and `F` is the C type of `name`.
+    unsafe fn symbol<F: Copy>(lib: *mut c_void, name: &CStr) -> Result<F, String> {
+        // SAFETY: `lib` is live and `name` NUL-terminated (caller, CStr).
+        let addr = unsafe { libc::dlsym(lib, name.as_ptr()) };
+        if addr.is_null() {
+            return Err(format!("libbpf has no {name:?}"));
+        }
+        // SAFETY: `F` is a function pointer type of `name`'s signature
+        // (caller), the same size as the address.
+        Ok(unsafe { std::mem::transmute_copy::<*mut c_void, F>(&addr) })
+    }
+
+    impl Object {
+        /// Opens libbpf and loads `elf` into the host kernel, all its
+        /// programs but `skip`.
+        pub fn open(elf: &'static [u8], skip: &[&str]) -> Result<Object, String> {
+            let lib = ["libbpf.so.1", "libbpf.so"]
+                .iter()
+                .map(|name| CString::new(*name).expect("no NUL"))
+                // SAFETY: loading libbpf runs only its initialisers.
+                .map(|name| unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW) })
+                .find(|lib| !lib.is_null())
+                .ok_or("libbpf.so.1 not found (apt-get install libbpf1)")?;
+            // SAFETY: `lib` is libbpf; each type is the function's C
+            // signature in libbpf.h / bpf.h.
+            let (open_mem, load, close, set_print) = unsafe {
+                (
+                    symbol::<OpenMem>(lib, c"bpf_object__open_mem"),
+                    symbol::<Load>(lib, c"bpf_object__load"),
+                    symbol::<Close>(lib, c"bpf_object__close"),
+                    symbol::<SetPrint>(lib, c"libbpf_set_print"),
+                )
+            };
+            // SAFETY: as above.
+            let (set_autoload, find_program, program_fd, test_run) = unsafe {
+                (
+                    symbol::<SetAutoload>(lib, c"bpf_program__set_autoload"),
+                    symbol::<FindProgram>(lib, c"bpf_object__find_program_by_name"),
+                    symbol::<ProgramFd>(lib, c"bpf_program__fd"),
+                    symbol::<TestRun>(lib, c"bpf_prog_test_run_opts"),
+                )
+            };
+            let close_lib = |why: String| {
+                // SAFETY: nothing from `lib` is used after this.
+                unsafe { libc::dlclose(lib) };
+                why
+            };
+            let (open_mem, load, close, set_print) = match (open_mem, load, close, set_print) {
+                (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+                (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => {
+                    return Err(close_lib(e));
+                }
+            };
+            let (set_autoload, find_program, program_fd, test_run) =
+                match (set_autoload, find_program, program_fd, test_run) {
+                    (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+                    (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => {
+                        return Err(close_lib(e));
+                    }
+                };
+            // SAFETY: a null printer silences libbpf's log (its verifier
+            // log included); the object is read from `elf`, which lives
+            // for the program (libbpf keeps pointing into it).
+            let object = unsafe {
+                set_print(std::ptr::null());
+                open_mem(elf.as_ptr().cast(), elf.len(), std::ptr::null())
+            };
+            if object.is_null() {
+                return Err(close_lib(format!(
+                    "libbpf cannot open the object: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+            for name in skip {
+                let name = CString::new(*name).map_err(|e| e.to_string())?;
+                // SAFETY: `object` is open, not loaded; the name is
+                // NUL-terminated; a missing program is a null we skip.
+                unsafe {
+                    let program = find_program(object, name.as_ptr());
+                    if !program.is_null() {
+                        set_autoload(program, false);
+                    }
+                }
+            }
+            // SAFETY: `object` is the open object.
+            let err = unsafe { load(object) };
+            if err != 0 {
+                // SAFETY: as above; not used after.
+                unsafe { close(object) };
+                return Err(close_lib(format!(
+                    "the host kernel refused map_bench.bpf.o: {}",
+                    std::io::Error::from_raw_os_error(-err)
+                )));
+            }
+            Ok(Object {
+                lib,
+                object,
+                close,
+                find_program,
+                program_fd,
+                test_run,
+            })
+        }
+
+        /// The loaded program `name`'s fd.
+        pub fn program(&self, name: &str) -> Result<c_int, String> {
+            let cname = CString::new(name).map_err(|e| e.to_string())?;
+            // SAFETY: `self.object` is loaded; the name is NUL-terminated.
+            let program = unsafe { (self.find_program)(self.object, cname.as_ptr()) };
+            if program.is_null() {
+                return Err(format!("no program {name}"));
+            }
+            // SAFETY: `program` belongs to the loaded object.
+            let fd = unsafe { (self.program_fd)(program) };
+            if fd < 0 {
+                return Err(format!("program {name} was not loaded"));
+            }
+            Ok(fd)
+        }
+
+        /// One `BPF_PROG_TEST_RUN` of program `fd` with context `ctx`, which
+        /// the kernel writes back; its return value and the syscall's time.
+        pub fn run(&self, fd: c_int, ctx: &mut [u8]) -> Result<(u32, Duration), String> {
+            let mut opts = TestRunOpts {
+                sz: size_of::<TestRunOpts>(),
+                ctx_in: ctx.as_mut_ptr() as usize,
+                ctx_size_in: u32::try_from(ctx.len()).map_err(|e| e.to_string())?,
+                ..TestRunOpts::default()
+            };
+            let start = Instant::now();
+            // SAFETY: `opts` is a valid bpf_test_run_opts whose ctx_in
+            // points at `ctx.len()` writable bytes for the call.
+            let err = unsafe { (self.test_run)(fd, &mut opts) };
+            let took = start.elapsed();
+            if err != 0 {
+                return Err(format!(
+                    "BPF_PROG_TEST_RUN: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            Ok((opts.retval, took))
+        }
+    }
+
+    impl Drop for Object {
+        fn drop(&mut self) {
+            // SAFETY: the object and the library are live and not used
+            // after; closing the object closes its programs and maps.
+            unsafe {
+                (self.close)(self.object);
+                libc::dlclose(self.lib);
+            }
+        }
+    }
+}
