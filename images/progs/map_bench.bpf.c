@@ -14,11 +14,13 @@
  * setup: array[k] = hash[k] = lru[k] = this CPU's percpu[k] = k + 1 for
  * k in 0..KEYS; returns the number of successful updates, 4 * KEYS = 256.
  *
- * baseline, lookup_array, lookup_percpu_array, lookup_hash, lookup_lru,
- * lookup_array_helper:
- * sum = the sum over i in 0..n of (i % KEYS) + 1 (from the map, after
- * setup on the same CPU); return the number of iterations whose lookup
- * found the key: n (baseline: n). For n = 100: sum = 2080 + 666 = 2746.
+ * baseline, helper_call, lookup_array, lookup_percpu_array, lookup_hash,
+ * lookup_lru, lookup_array_helper: sum = the sum over i in 0..n of
+ * (i % KEYS) + 1 (from the map, after setup on the same CPU); return the
+ * number of iterations whose lookup found the key: n (baseline,
+ * helper_call: n). For n = 100: sum = 2080 + 666 = 2746. helper_call adds
+ * bpf_get_numa_node_id() (0) to each term: a helper call that does
+ * nothing.
  *
  * lookup_array_helper: as lookup_array, with the helper called by number
  * (callx) so that no JIT can inline it; bpfvisor only, the kernel refuses
@@ -105,6 +107,24 @@ int baseline(struct bench_args *args)
 	struct loop_ctx ctx = {};
 
 	bpf_loop(args->n, plain, &ctx, 0);
+	args->sum = ctx.sum;
+	return ctx.hits;
+}
+
+/* The floor of a helper call: bpf_get_numa_node_id, 0 in both. */
+static int numa_one(__u32 index, struct loop_ctx *ctx)
+{
+	ctx->sum += (index % KEYS) + 1 + bpf_get_numa_node_id();
+	ctx->hits++;
+	return 0;
+}
+
+SEC("syscall")
+int helper_call(struct bench_args *args)
+{
+	struct loop_ctx ctx = {};
+
+	bpf_loop(args->n, numa_one, &ctx, 0);
 	args->sum = ctx.sum;
 	return ctx.hits;
 }

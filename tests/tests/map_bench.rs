@@ -13,8 +13,9 @@ use vmm::{HelperSet, Outcome, ProgramInput, Sandbox, SandboxConfig};
 
 const MAP_BENCH: &[u8] = include_bytes!("../../images/progs/map_bench.bpf.o");
 const KEYS: u32 = 64;
-const LOOKUPS: [&str; 6] = [
+const LOOKUPS: [&str; 7] = [
     "baseline",
+    "helper_call",
     "lookup_array",
     "lookup_array_helper",
     "lookup_percpu_array",
