@@ -1,26 +1,39 @@
 //! The host's map API: lookup, update, delete, iteration and per-CPU
 //! values, over the same `shm::maps` algorithms the guest runs, on the
-//! live storage.
+//! live storage, with the semantics of the kernel's `bpf(2)` map commands
+//! (flags, errors, `BPF_F_RDONLY`/`BPF_F_WRONLY` for the host).
 //!
 //! Programs may be running on other vCPUs meanwhile, and one may have
 //! scribbled over its maps' bookkeeping. Every operation works from the
-//! host's own [`MapDef`], is bounds-checked against the map's storage,
-//! gives up on a lock after a short spin ([`MapError::Busy`]), and walks
-//! at most `max_entries` keys ([`MapError::Corrupt`] for a structure that
-//! does not add up): none can hang, crash or read outside the map.
+//! host's own [`MapDef`] (never the header in guest memory), is
+//! bounds-checked against the map's storage, gives up on a lock after a
+//! short spin ([`MapError::Busy`]), and lists at most `max_entries`
+//! elements, walking each hash chain once ([`MapError::Corrupt`] for a
+//! structure that does not add up): none can hang, crash, or touch guest
+//! memory outside the map, and a listing costs time linear in the map's
+//! size whatever a program wrote in it.
 
 use crate::maps::{MapId, MapInfo, inner_mismatch};
 use crate::program::ProgramId;
 use crate::sandbox::Sandbox;
 use shm::maps::memory::HOST_SPIN_TRIES;
-use shm::maps::{MapDef, MapError, MapType, StorageView, lock, ops};
+use shm::maps::{BPF_ANY, MapDef, MapError, MapMemory, MapType, StorageView, flags, lock, ops};
 
 /// A map of a sandbox, for the host to read and write.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct MapHandle<'a> {
     sandbox: &'a Sandbox,
     info: &'a MapInfo,
     id: MapId,
+}
+
+impl std::fmt::Debug for MapHandle<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MapHandle")
+            .field("id", &self.id)
+            .field("info", self.info)
+            .finish()
+    }
 }
 
 /// What a slot of a `PROG_ARRAY` or map of maps holds, as the host sees
@@ -123,169 +136,235 @@ impl<'a> MapHandle<'a> {
         Ok(())
     }
 
-    /// The value at `key`, `None` if there is none. For per-CPU maps, use
-    /// [`MapHandle::lookup_percpu`]; for slots, [`MapHandle::slot`].
+    /// `BPF_F_WRONLY`: the host may not read the map.
+    fn check_readable(&self) -> Result<(), MapError> {
+        if self.def().map_flags() & flags::WRONLY != 0 {
+            return Err(MapError::WriteOnly);
+        }
+        Ok(())
+    }
+
+    /// `BPF_F_RDONLY`: the host may not write the map (`update_sys` and
+    /// `delete_sys` check it themselves; queues need it here).
+    fn check_writable(&self) -> Result<(), MapError> {
+        if self.def().map_flags() & flags::RDONLY != 0 {
+            return Err(MapError::ReadOnly);
+        }
+        Ok(())
+    }
+
+    fn is_queue(&self) -> bool {
+        matches!(self.def().map_type(), MapType::Queue | MapType::Stack)
+    }
+
+    /// Copies of each value: one per CPU in a per-CPU map, else one.
+    fn copies(&self) -> usize {
+        if self.def().map_type().is_percpu() {
+            self.def().nr_cpus() as usize
+        } else {
+            1
+        }
+    }
+
+    /// The value at `key`, `None` if there is none. Per-CPU maps have one
+    /// per CPU ([`MapHandle::lookup_percpu`]); slot maps hold programs and
+    /// maps ([`MapHandle::slot`]).
     pub fn lookup(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
-        let def = self.def();
-        if def.map_type().is_percpu() {
+        if self.def().map_type().is_percpu() {
             return Err(MapError::InvalidArgument(
                 "per-CPU map: look up every CPU's value",
             ));
         }
-        Ok(self.lookup_all(key)?.and_then(|mut v| v.pop()))
+        Ok(self.lookup_percpu(key)?.and_then(|mut v| v.pop()))
     }
 
-    /// Every CPU's copy of the value at `key` of a per-CPU map (one value
-    /// for other maps), `None` if there is none.
+    /// Every CPU's copy of the value at `key` of a per-CPU map, in CPU
+    /// order (for other maps, the one value), `None` if there is none.
     pub fn lookup_percpu(&self, key: &[u8]) -> Result<Option<Vec<Vec<u8>>>, MapError> {
-        self.lookup_all(key)
-    }
-
-    fn lookup_all(&self, key: &[u8]) -> Result<Option<Vec<Vec<u8>>>, MapError> {
-        let def = self.def();
         self.check_key(key)?;
-        if def.map_type().has_slots() {
+        self.check_readable()?;
+        if self.def().map_type().has_slots() {
             return Err(MapError::InvalidArgument("slot map: read its slots"));
         }
         let mem = self.storage()?;
-        let Some(off) = ops::lookup_sys(def, &mem, key)? else {
-            return Ok(None);
-        };
-        let cpus = if def.map_type().is_percpu() {
-            def.nr_cpus()
-        } else {
-            1
-        };
-        (0..cpus)
+        match ops::lookup_sys(self.def(), &mem, key)? {
+            Some(off) => self.read_values(&mem, off).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every CPU's copy of the value whose CPU 0 copy is at `off`.
+    fn read_values(&self, mem: &StorageView<'_>, off: usize) -> Result<Vec<Vec<u8>>, MapError> {
+        let def = self.def();
+        (0..self.copies() as u32)
             .map(|cpu| {
                 let at = def
                     .percpu_value_off(off, cpu)
                     .ok_or(MapError::OutOfBounds)?;
-                let mut value = vec![0; def.value_size() as usize];
-                lock::read_value(def, &mem, at, &mut value, 0)?;
+                let mut value = vec![0; def.value_len()];
+                lock::read_value(def, mem, at, &mut value, 0)?;
                 Ok(value)
             })
-            .collect::<Result<Vec<_>, MapError>>()
-            .map(Some)
+            .collect()
     }
 
-    /// Stores `value` at `key` (`flags`: [`shm::maps::BPF_ANY`],
-    /// `BPF_NOEXIST`, `BPF_EXIST`, with `BPF_F_LOCK` for values holding a
-    /// `bpf_spin_lock`). For per-CPU maps, every CPU gets `value`; use
-    /// [`MapHandle::update_percpu`] to give each its own.
+    /// Stores `value` at `key`; `flags`: [`shm::maps::BPF_ANY`],
+    /// `BPF_NOEXIST`, `BPF_EXIST`, with `BPF_F_LOCK` to copy a value
+    /// holding a `bpf_spin_lock` under it. Every CPU of a per-CPU map
+    /// gets `value` ([`MapHandle::update_percpu`] gives each its own). On
+    /// a queue or stack (key `&[]`), pushes, as `bpf(2)` does.
     pub fn update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), MapError> {
-        let cpus = if self.def().map_type().is_percpu() {
-            self.def().nr_cpus() as usize
-        } else {
-            1
-        };
-        self.update_percpu(key, &vec![value; cpus], flags)
+        self.update_percpu(key, &vec![value; self.copies()], flags)
     }
 
     /// Stores one value per CPU at `key` of a per-CPU map (`values[c]` for
-    /// CPU `c`; exactly one value for other maps).
+    /// CPU `c`; exactly one value for other maps), as
+    /// [`MapHandle::update`].
     pub fn update_percpu(&self, key: &[u8], values: &[&[u8]], flags: u64) -> Result<(), MapError> {
         let def = self.def();
         self.check_key(key)?;
         if def.map_type().has_slots() {
-            return Err(MapError::InvalidArgument("slot map: use set_slot"));
+            return Err(MapError::InvalidArgument(
+                "slot map: use set_program or set_inner_map",
+            ));
         }
-        let cpus = if def.map_type().is_percpu() {
-            def.nr_cpus() as usize
-        } else {
-            1
-        };
-        if values.len() != cpus {
+        if values.len() != self.copies() {
             return Err(MapError::InvalidArgument("one value per CPU"));
         }
-        let size = def.value_size() as usize;
+        let size = def.value_len();
+        if values.iter().any(|v| v.len() != size) {
+            return Err(MapError::InvalidArgument("value is not value_size bytes"));
+        }
+        if self.is_queue() {
+            return self.push(values[0], flags);
+        }
+        // As bpf(BPF_MAP_UPDATE_ELEM) takes them: value_stride apart.
         let stride = def.value_stride();
-        let mut buf = vec![0; stride * (cpus - 1) + size];
+        let mut buf = vec![0; stride * (values.len() - 1) + size];
         for (i, value) in values.iter().enumerate() {
-            if value.len() != size {
-                return Err(MapError::InvalidArgument("value is not value_size bytes"));
-            }
             buf[i * stride..i * stride + size].copy_from_slice(value);
         }
-        let mem = self.storage()?;
-        if matches!(def.map_type(), MapType::Queue | MapType::Stack) {
-            return ops::push(def, &mem, &buf, flags);
-        }
-        ops::update_sys(def, &mem, key, &buf, flags)
+        ops::update_sys(def, &self.storage()?, key, &buf, flags)
     }
 
-    /// Deletes `key`.
+    /// Deletes `key` (`NotFound` if absent; `Unsupported` for value
+    /// arrays, as the kernel).
     pub fn delete(&self, key: &[u8]) -> Result<(), MapError> {
         self.check_key(key)?;
         ops::delete_sys(self.def(), &self.storage()?, key)
     }
 
-    /// Every key, in the map's order: at most `max_entries` of them, so
-    /// an iteration racing with programs, or over a scribbled map, ends.
-    /// A chain that does not end is [`MapError::Corrupt`].
+    /// Every key, in the kernel's `BPF_MAP_GET_NEXT_KEY` order: indices
+    /// for arrays (slot arrays: filled or not), bucket order for hashes.
+    /// At most `max_entries` of them: a map programs change meanwhile may
+    /// show a key twice or miss one, as with the kernel; a chain that
+    /// does not add up is [`MapError::Corrupt`]. Not for queues.
     pub fn keys(&self) -> Result<Vec<Vec<u8>>, MapError> {
-        let def = self.def();
-        if matches!(def.map_type(), MapType::Queue | MapType::Stack) {
-            return Err(MapError::Unsupported);
-        }
-        let mem = self.storage()?;
-        let mut keys: Vec<Vec<u8>> = Vec::new();
-        let mut next = vec![0; def.key_size()];
-        while keys.len() < def.max_entries() as usize {
-            match ops::next_key(def, &mem, keys.last().map(Vec::as_slice), &mut next) {
-                Ok(()) => keys.push(next.clone()),
-                Err(MapError::NotFound) => break,
-                Err(e) => return Err(e),
-            }
-        }
+        let mut keys = Vec::new();
+        self.walk(|_, key, _| {
+            keys.push(key);
+            Ok(())
+        })?;
         Ok(keys)
     }
 
-    /// Every element with its value(s): [`MapHandle::keys`], each looked
-    /// up (a key deleted meanwhile is left out). Not for slot maps or
-    /// queues.
+    /// Every element with its value(s), in [`MapHandle::keys`]' order and
+    /// with its bounds. Each value is read as the walk passes it: a
+    /// program updating it meanwhile may leave it half old, half new. Not
+    /// for slot maps ([`MapHandle::slots`]) or queues.
     pub fn entries(&self) -> Result<Vec<Entry>, MapError> {
-        let mut entries = Vec::new();
-        for key in self.keys()? {
-            if let Some(values) = self.lookup_all(&key)? {
-                entries.push(Entry { key, values });
-            }
+        if self.def().map_type().has_slots() {
+            return Err(MapError::InvalidArgument("slot map: read its slots"));
         }
+        let mut entries = Vec::new();
+        self.walk(|mem, key, value_off| {
+            let values = self.read_values(mem, value_off)?;
+            entries.push(Entry { key, values });
+            Ok(())
+        })?;
         Ok(entries)
     }
 
-    /// What slot `index` of a `PROG_ARRAY` or map of maps holds (`key`
-    /// of a `HASH_OF_MAPS`), `None` if empty.
+    /// Calls `visit(storage, key, value offset)` (CPU 0's copy) for each
+    /// element, at most `max_entries`, in [`MapHandle::keys`]' order:
+    /// every index of an array, one walk of a hash's chains
+    /// ([`ops::walk_sys`]).
+    fn walk(
+        &self,
+        mut visit: impl FnMut(&StorageView<'a>, Vec<u8>, usize) -> Result<(), MapError>,
+    ) -> Result<(), MapError> {
+        let def = self.def();
+        self.check_readable()?;
+        if self.is_queue() {
+            return Err(MapError::Unsupported);
+        }
+        let mem = self.storage()?;
+        if def.map_type().is_array() {
+            for index in 0..def.max_entries() {
+                let key = index.to_le_bytes();
+                let off = ops::lookup_sys(def, &mem, &key)?.ok_or(MapError::OutOfBounds)?;
+                visit(&mem, key.to_vec(), off)?;
+            }
+            return Ok(());
+        }
+        let max = def.max_entries() as usize;
+        let (mut seen, mut failed) = (0, Ok(()));
+        ops::walk_sys(def, &mem, |key_off, value_off| {
+            let mut key = vec![0; def.key_size()];
+            failed = mem
+                .read(key_off, &mut key)
+                .and_then(|()| visit(&mem, key, value_off));
+            seen += 1;
+            failed.is_ok() && seen < max
+        })?;
+        failed
+    }
+
+    /// What slot `key` of a `PROG_ARRAY` or map of maps holds, `None` if
+    /// empty.
     pub fn slot(&self, key: &[u8]) -> Result<Option<Slot>, MapError> {
         let def = self.def();
         self.check_key(key)?;
+        self.check_readable()?;
         if !def.map_type().has_slots() {
             return Err(MapError::Unsupported);
         }
-        let Some(addr) = ops::lookup_slot(def, &self.storage()?, key)? else {
-            return Ok(None);
-        };
-        let program = self
-            .sandbox
-            .programs()
-            .find(|(_, p)| p.entry() == addr)
-            .map(|(id, _)| Slot::Program(id));
-        let map = self
-            .sandbox
-            .maps()
-            .find(|m| m.info.header == addr)
-            .map(|m| Slot::Map(m.id));
-        Ok(Some(program.or(map).unwrap_or(Slot::Unknown(addr))))
+        let addr = ops::lookup_slot(def, &self.storage()?, key)?;
+        Ok(addr.map(|addr| self.classify(addr)))
     }
 
-    /// Every filled slot, with its key: at most `max_entries`.
+    /// What a slot holding `addr` holds: a program's entry in a
+    /// `PROG_ARRAY`, a map's header in a map of maps.
+    fn classify(&self, addr: u64) -> Slot {
+        let known = if self.def().map_type() == MapType::ProgArray {
+            self.sandbox
+                .programs()
+                .find(|(_, p)| p.entry() == addr)
+                .map(|(id, _)| Slot::Program(id))
+        } else {
+            self.sandbox
+                .maps()
+                .find(|m| m.info.header == addr)
+                .map(|m| Slot::Map(m.id))
+        };
+        known.unwrap_or(Slot::Unknown(addr))
+    }
+
+    /// Every filled slot with its key, in [`MapHandle::keys`]' order: at
+    /// most `max_entries`.
     pub fn slots(&self) -> Result<Vec<(Vec<u8>, Slot)>, MapError> {
-        let mut slots = Vec::new();
-        for key in self.keys()? {
-            if let Some(slot) = self.slot(&key)? {
-                slots.push((key, slot));
-            }
+        if !self.def().map_type().has_slots() {
+            return Err(MapError::Unsupported);
         }
+        let mut slots = Vec::new();
+        self.walk(|mem, key, value_off| {
+            // Pairs with the Release store of update_sys.
+            match mem.load_u64(value_off)? {
+                0 => {}
+                addr => slots.push((key, self.classify(addr))),
+            }
+            Ok(())
+        })?;
         Ok(slots)
     }
 
@@ -302,10 +381,17 @@ impl<'a> MapHandle<'a> {
         self.store_slot(key, entry)
     }
 
-    /// Puts map `inner` in slot `key` of a map of maps; it must match the
-    /// outer map's inner definition, as the kernel requires.
+    /// Puts map `inner` in slot `key` of a map of maps. It must match the
+    /// outer map's inner map definition, as the kernel's
+    /// `bpf_map_meta_equal` requires.
     pub fn set_inner_map(&self, key: &[u8], inner: MapId) -> Result<(), MapError> {
-        let Some(template) = self.info.inner.as_ref() else {
+        let (true, Some(template)) = (
+            matches!(
+                self.def().map_type(),
+                MapType::ArrayOfMaps | MapType::HashOfMaps
+            ),
+            self.info.inner.as_ref(),
+        ) else {
             return Err(MapError::InvalidArgument("not a map of maps"));
         };
         let inner = self
@@ -323,37 +409,48 @@ impl<'a> MapHandle<'a> {
     fn store_slot(&self, key: &[u8], value: u64) -> Result<(), MapError> {
         self.check_key(key)?;
         let def = self.def();
-        ops::update_sys(def, &self.storage()?, key, &value.to_le_bytes(), 0)
+        ops::update_sys(def, &self.storage()?, key, &value.to_le_bytes(), BPF_ANY)
     }
 
-    /// Empties slot `key` of a `PROG_ARRAY` or map of maps.
+    /// Empties slot `key` of a `PROG_ARRAY` or map of maps (`NotFound`
+    /// if it was empty).
     pub fn clear_slot(&self, key: &[u8]) -> Result<(), MapError> {
+        if !self.def().map_type().has_slots() {
+            return Err(MapError::Unsupported);
+        }
         self.delete(key)
     }
 
-    /// Pushes `value` on a queue or stack (`BPF_EXIST` in `flags`
-    /// replaces the oldest value when full).
+    /// Pushes `value` on a queue or stack; with `BPF_EXIST` in `flags` a
+    /// full one drops its oldest value to make room.
     pub fn push(&self, value: &[u8], flags: u64) -> Result<(), MapError> {
-        if value.len() != self.def().value_size() as usize {
+        self.check_writable()?;
+        if value.len() != self.def().value_len() {
             return Err(MapError::InvalidArgument("value is not value_size bytes"));
         }
         ops::push(self.def(), &self.storage()?, value, flags)
     }
 
-    /// Pops the next value of a queue or stack, `None` when empty.
+    /// Pops the next value of a queue (the oldest) or stack (the newest),
+    /// `None` when empty.
     pub fn pop(&self) -> Result<Option<Vec<u8>>, MapError> {
-        let mut out = vec![0; self.def().value_size() as usize];
-        match ops::pop(self.def(), &self.storage()?, &mut out) {
-            Ok(()) => Ok(Some(out)),
-            Err(MapError::NotFound) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.check_readable()?;
+        self.check_writable()?;
+        self.take(ops::pop)
     }
 
-    /// The next value of a queue or stack without removing it.
+    /// The value [`MapHandle::pop`] would remove, left in place.
     pub fn peek(&self) -> Result<Option<Vec<u8>>, MapError> {
-        let mut out = vec![0; self.def().value_size() as usize];
-        match ops::peek(self.def(), &self.storage()?, &mut out) {
+        self.check_readable()?;
+        self.take(ops::peek)
+    }
+
+    fn take(
+        &self,
+        op: fn(&MapDef, &StorageView<'a>, &mut [u8]) -> Result<(), MapError>,
+    ) -> Result<Option<Vec<u8>>, MapError> {
+        let mut out = vec![0; self.def().value_len()];
+        match op(self.def(), &self.storage()?, &mut out) {
             Ok(()) => Ok(Some(out)),
             Err(MapError::NotFound) => Ok(None),
             Err(e) => Err(e),

@@ -170,14 +170,23 @@ pub fn data_map_def(section: &DataSection, nr_cpus: usize) -> Option<MapDef> {
     def_from_spec(&spec, nr_cpus).ok()
 }
 
+/// Where a map of `storage` bytes goes after `used` bytes of the maps
+/// region: the offset of its header (the next page boundary) and the new
+/// `used` (the end of its storage), or `None` on overflow. Pure, so that
+/// [`maps_size_needed`] counts exactly what [`place`] takes.
+fn next_offset(used: u64, storage: u64) -> Option<(u64, u64)> {
+    let offset = used.checked_next_multiple_of(PAGE_SIZE)?;
+    let end = offset
+        .checked_add(MAP_HEADER_SIZE as u64)?
+        .checked_add(storage)?;
+    Some((offset, end))
+}
+
 /// Where the next map goes: its header's guest address, page-aligned after
 /// `used` bytes of the maps region, and the storage right after it.
 /// Returns `(header, data, new used)`, or `None` if it does not fit.
 pub(crate) fn place(layout: &Layout, used: u64, storage: u64) -> Option<(u64, u64, u64)> {
-    let offset = used.next_multiple_of(PAGE_SIZE);
-    let end = offset
-        .checked_add(MAP_HEADER_SIZE as u64)?
-        .checked_add(storage)?;
+    let (offset, end) = next_offset(used, storage)?;
     if end > layout.maps_size() {
         return None;
     }
@@ -220,23 +229,28 @@ pub(crate) fn plan_object_maps(
     Ok(plan)
 }
 
-/// Bytes of the maps region an object's maps take in a sandbox of
-/// `nr_cpus` vCPUs (with page padding), for sizing
-/// [`crate::SandboxConfig::maps_size`]; invalid definitions count nothing
-/// (loading reports them).
+/// The smallest [`crate::SandboxConfig::maps_size`] (a whole number of
+/// pages, 0 for none) with room for `object`'s maps, and the headers of
+/// the internal maps of its global data, when it is the first object
+/// loaded into a sandbox of `nr_cpus` vCPUs. Invalid definitions count
+/// nothing (loading reports them).
 pub fn maps_size_needed(object: &Object, nr_cpus: usize) -> u64 {
     let object_maps = object
         .maps()
         .iter()
-        .filter_map(|spec| map_def(spec, nr_cpus).ok());
+        .filter_map(|spec| map_def(spec, nr_cpus).ok())
+        .map(|def| def.storage_size() as u64);
+    // A data section's storage is the section itself, in the data regions.
     let data_maps = object
         .data_sections()
         .iter()
-        .filter_map(|s| data_map_def(s, nr_cpus));
-    object_maps.fold(0, |used: u64, def| {
-        let size = MAP_HEADER_SIZE as u64 + def.storage_size() as u64;
-        used.next_multiple_of(PAGE_SIZE).saturating_add(size)
-    }) + data_maps.count() as u64 * PAGE_SIZE
+        .filter_map(|s| data_map_def(s, nr_cpus))
+        .map(|_| 0);
+    object_maps
+        .chain(data_maps)
+        .try_fold(0, |used, storage| Some(next_offset(used, storage)?.1))
+        .and_then(|used| used.checked_next_multiple_of(PAGE_SIZE))
+        .unwrap_or(u64::MAX)
 }
 
 /// What a map-of-maps slot may hold: `why` it may not hold a map of
@@ -263,11 +277,11 @@ pub(crate) fn inner_mismatch(template: &MapDef, map: &MapDef) -> Option<&'static
     }
 }
 
-/// The slot value an initial value stands for: the entry of a program or
-/// the header of a map, given the object's `programs` (name, entry) and
-/// `maps` (created for [`Object::maps`], in order).
+/// The slot value an initial value of map `outer` stands for: the entry
+/// of a program or the header of a map, given the object's `programs`
+/// (name, entry) and `maps` (created for [`Object::maps`], in order).
 pub(crate) fn initial_slot(
-    spec: &MapSpec,
+    outer: &MapInfo,
     index: u32,
     init: &MapInit,
     object: &Object,
@@ -293,13 +307,11 @@ pub(crate) fn initial_slot(
                     what: "map",
                     name: name.clone(),
                 })?;
-            let template = spec
+            if let Some(why) = outer
                 .inner
-                .as_deref()
-                .map(|inner| def_from_spec(inner, map.def.nr_cpus() as usize))
-                .transpose()
-                .map_err(CreateMapError::DefineInner)?;
-            if let Some(why) = template.and_then(|t| inner_mismatch(&t, &map.def)) {
+                .as_ref()
+                .and_then(|t| inner_mismatch(t, &map.def))
+            {
                 return Err(CreateMapError::MatchInner {
                     index,
                     name: name.clone(),
@@ -415,7 +427,7 @@ impl crate::Sandbox {
             };
             for (index, init) in &spec.values {
                 let slot =
-                    initial_slot(spec, *index, init, object, programs, &infos).map_err(err)?;
+                    initial_slot(info, *index, init, object, programs, &infos).map_err(err)?;
                 let view = self.map_storage(info).map_err(|source| {
                     err(CreateMapError::StoreInitial {
                         index: *index,

@@ -121,6 +121,9 @@ pub enum MapError {
     Unsupported,
     /// The map is read-only to whoever asked (-EPERM).
     ReadOnly,
+    /// The map is write-only to whoever asked: `BPF_F_WRONLY` to the host
+    /// (-EPERM).
+    WriteOnly,
     /// A lock stayed taken past the spin budget (-EBUSY).
     Busy,
     /// The map's bookkeeping in its storage does not add up: an index out
@@ -142,7 +145,7 @@ impl MapError {
             MapError::TooBig(_) | MapError::Full => errno::E2BIG,
             MapError::NotFound => errno::ENOENT,
             MapError::Exists => errno::EEXIST,
-            MapError::ReadOnly => errno::EPERM,
+            MapError::ReadOnly | MapError::WriteOnly => errno::EPERM,
             MapError::Busy => errno::EBUSY,
             MapError::Corrupt | MapError::OutOfBounds => errno::EFAULT,
         }
@@ -161,6 +164,7 @@ impl fmt::Display for MapError {
             MapError::InvalidArgument(why) => write!(f, "Invalid argument: {why}"),
             MapError::Unsupported => f.write_str("Operation not supported by this map type"),
             MapError::ReadOnly => f.write_str("Map is read-only"),
+            MapError::WriteOnly => f.write_str("Map is write-only"),
             MapError::Busy => f.write_str("Map lock stayed taken"),
             MapError::Corrupt => f.write_str("Map storage is corrupt"),
             MapError::OutOfBounds => f.write_str("Access outside the map's storage"),

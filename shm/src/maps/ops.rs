@@ -272,6 +272,26 @@ pub fn for_each(
     }
 }
 
+/// The host's walk over a hash map of any kind, `HASH_OF_MAPS` included,
+/// to list it: calls `f(key offset, value offset)` (CPU 0's copy of a
+/// per-CPU value, the slot of a `HASH_OF_MAPS`) for each element, in
+/// [`next_key`]'s order, until it returns `false`; the number of calls.
+/// A loop over `next_key` walks each key's whole chain again: quadratic
+/// in the size of a map whose elements a program linked into one chain.
+/// This visits each chain once, so it is linear in any map; lock-free as
+/// [`for_each`], an element moved meanwhile may be missed or seen twice.
+pub fn walk_sys(
+    def: &MapDef,
+    mem: &impl MapMemory,
+    f: impl FnMut(usize, usize) -> bool,
+) -> Result<u32, MapError> {
+    check_len(def, mem)?;
+    match def.map_type() {
+        t if t.is_hash() => Hash::new(def, mem)?.for_each(0, f),
+        _ => Err(MapError::Unsupported),
+    }
+}
+
 /// `bpf_map_push_elem`.
 pub fn push(def: &MapDef, mem: &impl MapMemory, value: &[u8], flags: u64) -> Result<(), MapError> {
     check_len(def, mem)?;
