@@ -1,13 +1,19 @@
-//! `bpfvisor run`: run one program of an object once (or N times) in a
-//! fresh sandbox, the way `bpftool prog run` does in the kernel.
+//! `bpfvisor run`: run programs of an object in a fresh sandbox, the way
+//! `bpftool prog run` does in the kernel: one program once (or N times),
+//! or a sequence of `--call`s, each on one vCPU or several at once; then,
+//! with `--dump-maps`, every map's contents.
+
+mod dump;
+mod values;
 
 use crate::failure::{Failure, FailureKind};
 use clap::Args;
 use guest_jit::elf::Object;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use shm::layout::PAGE_SIZE;
 use std::path::PathBuf;
 use std::time::Duration;
+use values::{CallSpec, EncodeError, SetVariable, VariableValue};
 use vmm::{HelperSet, Outcome, ProgramInput, ProgramRun, Sandbox, SandboxConfig, Trap};
 
 /// Default context buffer: room for a packet or a small struct.
@@ -29,14 +35,32 @@ pub struct RunArgs {
     /// Input bytes from a file.
     #[arg(long)]
     data_file: Option<PathBuf>,
-    /// Times to run the program inside the VM without leaving it; the
-    /// duration is the average.
+    /// Times to run the program (each --call) inside the VM without
+    /// leaving it; the duration is the average.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     repeat: u64,
     /// vCPU to run on (the sandbox gets this many plus one).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..64))]
     cpu: u16,
-    /// Wall-clock budget for all runs ("10s", "250ms").
+    /// Run program PROG on the vCPUs CPUS ("2", "0-3", "0,2"; default 0)
+    /// at the same time, each with its own copy of the input bytes HEX.
+    /// Repeat for a sequence of calls in the same sandbox, in order.
+    #[arg(
+        long = "call",
+        value_name = "PROG[@CPUS][=HEX]",
+        value_parser = values::parse_call,
+        conflicts_with_all = ["prog", "data", "data_file", "cpu"],
+    )]
+    calls: Vec<CallSpec>,
+    /// Set global variable NAME (a `const volatile` knob, say) before
+    /// loading: an integer (decimal or 0x hex, may be negative) stored at
+    /// the variable's size, or hex:BYTES. Repeatable.
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = values::parse_set)]
+    sets: Vec<SetVariable>,
+    /// After the last call, print every map and its contents.
+    #[arg(long)]
+    dump_maps: bool,
+    /// Wall-clock budget for all runs of one call ("10s", "250ms").
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
     /// Print one JSON object instead of text (schema in docs/cli.md).
@@ -55,7 +79,10 @@ pub enum RunCommandError {
     ParseData(#[source] hex::FromHexError),
     /// The object is malformed.
     #[error("Cannot load {}", .0.display())]
-    ParseObject(PathBuf, #[source] guest_jit::elf::LoadError),
+    ParseObject(PathBuf, #[source] Box<guest_jit::elf::LoadError>),
+    /// A `--set` does not fit the object.
+    #[error("Cannot set global variable `{0}`")]
+    SetVariable(String, #[source] SetValueError),
     /// No sandbox could be built.
     #[error("Cannot create a sandbox")]
     CreateSandbox(#[source] vmm::SandboxError),
@@ -67,56 +94,150 @@ pub enum RunCommandError {
     RunProgram(#[source] vmm::RunError),
 }
 
-/// Runs the program and prints what it did.
+/// Why a `--set` value cannot be given to its variable.
+#[derive(Debug, thiserror::Error)]
+pub enum SetValueError {
+    /// The integer does not fit.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// No such variable, or a value of the wrong size.
+    #[error(transparent)]
+    Object(Box<guest_jit::elf::LoadError>),
+}
+
+/// One invocation: a program on some vCPUs at once, with its input.
+struct Invocation {
+    /// Function or section name; `None`: the object's only program.
+    program: Option<String>,
+    /// vCPUs, each running the program with its own copy of `data`.
+    cpus: Vec<usize>,
+    data: Vec<u8>,
+}
+
+/// One vCPU's run of an invocation.
+struct CpuRun {
+    call: usize,
+    cpu: usize,
+    name: String,
+    section: String,
+    result: ProgramRun,
+}
+
+/// Runs the programs and prints what they did.
 pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let host = |e: RunCommandError| Failure::new(FailureKind::Host, e);
     let load = |e: RunCommandError| Failure::new(FailureKind::Load, e);
-    let data = input_data(args).map_err(|e| match e {
-        RunCommandError::ParseData(_) => Failure::new(FailureKind::Host, e),
-        e => host(e),
-    })?;
+    let invocations = invocations(args).map_err(host)?;
     let bytes = std::fs::read(&args.object)
         .map_err(|e| host(RunCommandError::ReadFile(args.object.clone(), e)))?;
-    let object = Object::parse(&bytes)
-        .map_err(|e| load(RunCommandError::ParseObject(args.object.clone(), e)))?;
-    let cpu = usize::from(args.cpu);
-    let ctx_size = (data.len() as u64)
-        .next_multiple_of(PAGE_SIZE)
-        .max(MIN_CTX_SIZE);
-    let mut sandbox = Sandbox::new(SandboxConfig {
-        cpus: cpu + 1,
-        ctx_size,
-        ..SandboxConfig::default()
-    })
-    .map_err(|e| host(RunCommandError::CreateSandbox(e)))?;
-    let id = sandbox
-        .load_object_program(&object, args.prog.as_deref(), HelperSet::Standard)
+    let mut object = Object::parse(&bytes).map_err(|e| {
+        load(RunCommandError::ParseObject(
+            args.object.clone(),
+            Box::new(e),
+        ))
+    })?;
+    for set in &args.sets {
+        set_variable(&mut object, set)
+            .map_err(|e| load(RunCommandError::SetVariable(set.name.clone(), e)))?;
+    }
+    // Every program named exists, before any VM is built.
+    let indices = invocations
+        .iter()
+        .map(|inv| program_index(&object, inv.program.as_deref()))
+        .collect::<Result<Vec<usize>, _>>()
         .map_err(|e| {
             load(RunCommandError::LoadProgram(
                 args.object.clone(),
                 Box::new(e),
             ))
         })?;
-    let input = ProgramInput {
-        data: &data,
-        repeat: args.repeat,
-        timeout: Some(args.timeout),
-    };
-    let result = sandbox
-        .run_program(id, cpu, &input)
-        .map_err(|e| host(RunCommandError::RunProgram(e)))?;
-    let program = sandbox.program(id).map(|p| (p.name(), p.section()));
-    let (name, section) = program.unwrap_or_default();
+    let mut sandbox = create_sandbox(&object, &invocations).map_err(host)?;
+    let ids = sandbox
+        .load_object(&object, HelperSet::Standard)
+        .map_err(|e| {
+            load(RunCommandError::LoadProgram(
+                args.object.clone(),
+                Box::new(e),
+            ))
+        })?;
+
+    let mut runs: Vec<CpuRun> = Vec::new();
+    for (call, (invocation, index)) in invocations.iter().zip(indices).enumerate() {
+        let id = ids
+            .get(index)
+            .copied()
+            .ok_or_else(|| host(RunCommandError::RunProgram(vmm::RunError::NoSuchProgram)))?;
+        let input = ProgramInput {
+            data: &invocation.data,
+            repeat: args.repeat,
+            timeout: Some(args.timeout),
+        };
+        let results = sandbox.run_program_on(id, &invocation.cpus, &input);
+        let (name, section) = sandbox
+            .program(id)
+            .map(|p| (p.name().to_owned(), p.section().to_owned()))
+            .unwrap_or_default();
+        let first = runs.len();
+        for (&cpu, result) in invocation.cpus.iter().zip(results) {
+            let result = result.map_err(|e| host(RunCommandError::RunProgram(e)))?;
+            runs.push(CpuRun {
+                call,
+                cpu,
+                name: name.clone(),
+                section: section.clone(),
+                result,
+            });
+        }
+        let these = &runs[first..];
+        if !args.json {
+            let several = these.len() > 1;
+            for run in these {
+                let prefix = if several {
+                    format!("cpu {}: ", run.cpu)
+                } else {
+                    String::new()
+                };
+                print_text(&prefix, &run.name, &run.result);
+            }
+        }
+        // A call that trapped or was stopped ends the sequence: later
+        // calls would build on a state it did not finish (and a stopped
+        // vCPU leaves the sandbox unusable).
+        if worst_failure(these).is_some() {
+            break;
+        }
+    }
+    let maps = args.dump_maps.then(|| dump::collect(&sandbox));
     if args.json {
-        println!("{}", to_json(name, section, &result));
-    } else {
-        print_text(name, &result);
+        println!("{}", run_json(&runs, maps.as_deref()));
+    } else if let Some(maps) = &maps {
+        print!("{}", dump::to_text(maps));
     }
-    match result.report.outcome {
-        Outcome::Returned(_) => Ok(()),
-        Outcome::Trapped(_) => Err(Failure::reported(FailureKind::Trap)),
-        Outcome::DeadlineExceeded(_) => Err(Failure::reported(FailureKind::Deadline)),
+    match worst_failure(&runs) {
+        None => Ok(()),
+        Some(kind) => Err(Failure::reported(kind)),
     }
+}
+
+/// What the arguments ask to run: the `--call`s, or the one program of
+/// `--prog`, `--data` and `--cpu`.
+fn invocations(args: &RunArgs) -> Result<Vec<Invocation>, RunCommandError> {
+    if !args.calls.is_empty() {
+        return Ok(args
+            .calls
+            .iter()
+            .map(|call| Invocation {
+                program: Some(call.program.clone()),
+                cpus: call.cpus.clone(),
+                data: call.data.clone(),
+            })
+            .collect());
+    }
+    Ok(vec![Invocation {
+        program: args.prog.clone(),
+        cpus: vec![usize::from(args.cpu)],
+        data: input_data(args)?,
+    }])
 }
 
 fn input_data(args: &RunArgs) -> Result<Vec<u8>, RunCommandError> {
@@ -128,6 +249,76 @@ fn input_data(args: &RunArgs) -> Result<Vec<u8>, RunCommandError> {
     };
     let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     hex::decode(digits).map_err(RunCommandError::ParseData)
+}
+
+fn set_variable(object: &mut Object, set: &SetVariable) -> Result<(), SetValueError> {
+    let bytes = match &set.value {
+        VariableValue::Bytes(bytes) => bytes.clone(),
+        VariableValue::Int(value) => {
+            // An unknown name is reported by set_variable, with the list.
+            let size = object
+                .variables()
+                .iter()
+                .find(|v| v.name == set.name)
+                .map(|v| v.size);
+            match size {
+                Some(size) => values::encode_int(*value, size)?,
+                None => Vec::new(),
+            }
+        }
+    };
+    object
+        .set_variable(&set.name, &bytes)
+        .map_err(|e| SetValueError::Object(Box::new(e)))
+}
+
+/// The index in [`Object::programs`] of the program `name` selects.
+fn program_index(object: &Object, name: Option<&str>) -> Result<usize, vmm::LoadError> {
+    let spec = object
+        .find_program(name)
+        .map_err(|e| vmm::LoadError::SelectProgram(Box::new(e)))?;
+    Ok(object
+        .programs()
+        .iter()
+        .position(|p| std::ptr::eq(p, spec))
+        .unwrap_or_default())
+}
+
+/// A sandbox with a vCPU for the highest CPU named, a context buffer for
+/// the largest input, and a maps region for every map of `object`.
+fn create_sandbox(object: &Object, invocations: &[Invocation]) -> Result<Sandbox, RunCommandError> {
+    let cpus = invocations
+        .iter()
+        .flat_map(|inv| inv.cpus.iter().copied())
+        .max()
+        .unwrap_or_default()
+        + 1;
+    let largest = invocations
+        .iter()
+        .map(|inv| inv.data.len() as u64)
+        .max()
+        .unwrap_or_default();
+    let defaults = SandboxConfig::default();
+    Sandbox::new(SandboxConfig {
+        cpus,
+        ctx_size: largest.next_multiple_of(PAGE_SIZE).max(MIN_CTX_SIZE),
+        maps_size: vmm::maps::maps_size_needed(object, cpus)
+            .next_multiple_of(PAGE_SIZE)
+            .max(defaults.maps_size),
+        ..defaults
+    })
+    .map_err(RunCommandError::CreateSandbox)
+}
+
+/// The failure the worst of `runs` stands for: a deadline over a trap.
+fn worst_failure(runs: &[CpuRun]) -> Option<FailureKind> {
+    runs.iter()
+        .filter_map(|run| match run.result.report.outcome {
+            Outcome::Returned(_) => None,
+            Outcome::Trapped(_) => Some(FailureKind::Trap),
+            Outcome::DeadlineExceeded(_) => Some(FailureKind::Deadline),
+        })
+        .max_by_key(|kind| kind.exit_code())
 }
 
 /// A trace line as a terminal can show it: a program may print any byte
@@ -148,44 +339,75 @@ fn per_run(result: &ProgramRun) -> Duration {
     result.report.duration / runs
 }
 
-fn print_text(name: &str, result: &ProgramRun) {
+/// One vCPU's run as text, each line after `prefix` (the CPU, when a call
+/// ran on several).
+fn print_text(prefix: &str, name: &str, result: &ProgramRun) {
     for line in &result.trace {
-        println!("trace: {}", printable(line));
+        println!("{prefix}trace: {}", printable(line));
     }
     if result.trace_dropped > 0 {
         println!(
-            "trace: ({} lines dropped: the trace buffer was full)",
+            "{prefix}trace: ({} lines dropped: the trace buffer was full)",
             result.trace_dropped
         );
     }
     match result.report.outcome {
         Outcome::Returned(value) => {
-            println!("{name} returned {value} ({value:#x})");
+            println!("{prefix}{name} returned {value} ({value:#x})");
         }
         Outcome::Trapped(trap) => {
-            eprintln!("error: {name} trapped: {trap}");
+            eprintln!("{prefix}error: {name} trapped: {trap}");
             if let Some(site) = &result.trap_site {
-                eprintln!("  at {site}");
+                eprintln!("{prefix}  at {site}");
             }
         }
         Outcome::DeadlineExceeded(limit) => {
             eprintln!(
-                "error: {name} ran past its deadline of {} and was stopped",
+                "{prefix}error: {name} ran past its deadline of {} and was stopped",
                 humantime::format_duration(limit)
             );
         }
     }
     if result.report.runs > 0 {
         println!(
-            "duration: {:?} per run ({} run{})",
+            "{prefix}duration: {:?} per run ({} run{})",
             per_run(result),
             result.report.runs,
             if result.report.runs == 1 { "" } else { "s" }
         );
     }
     if !result.data_out.is_empty() {
-        println!("data: {}", hex::encode(&result.data_out));
+        println!("{prefix}data: {}", hex::encode(&result.data_out));
     }
+}
+
+/// The `--json` object: the last vCPU run's fields at the top (all there
+/// is for the single-program form), every run in `calls`, and the maps.
+fn run_json(runs: &[CpuRun], maps: Option<&[dump::MapDump]>) -> Value {
+    let mut top = runs.last().map(cpu_run_json).unwrap_or_default();
+    let calls: Vec<Value> = runs
+        .iter()
+        .map(|run| {
+            let mut fields = cpu_run_json(run);
+            fields.insert("call".into(), json!(run.call));
+            Value::Object(fields)
+        })
+        .collect();
+    top.insert("calls".into(), Value::Array(calls));
+    if let Some(maps) = maps {
+        top.insert("maps".into(), dump::to_json(maps));
+    }
+    Value::Object(top)
+}
+
+fn cpu_run_json(run: &CpuRun) -> Map<String, Value> {
+    let mut fields = Map::new();
+    if let Value::Object(base) = to_json(&run.name, &run.section, &run.result) {
+        fields = base;
+    }
+    fields.insert("cpu".into(), json!(run.cpu));
+    fields.insert("exits".into(), json!(run.result.report.exits));
+    fields
 }
 
 fn to_json(name: &str, section: &str, result: &ProgramRun) -> Value {
