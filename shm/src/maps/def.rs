@@ -72,6 +72,33 @@ impl MapType {
         })
     }
 
+    /// The kernel's number (`BPF_MAP_TYPE_*`), what a map header holds.
+    pub const fn number(self) -> u32 {
+        self as u32
+    }
+
+    /// The kernel's name without the `BPF_MAP_TYPE_` prefix.
+    pub const fn name(self) -> &'static str {
+        match self {
+            MapType::Hash => "HASH",
+            MapType::Array => "ARRAY",
+            MapType::ProgArray => "PROG_ARRAY",
+            MapType::PercpuHash => "PERCPU_HASH",
+            MapType::PercpuArray => "PERCPU_ARRAY",
+            MapType::LruHash => "LRU_HASH",
+            MapType::LruPercpuHash => "LRU_PERCPU_HASH",
+            MapType::ArrayOfMaps => "ARRAY_OF_MAPS",
+            MapType::HashOfMaps => "HASH_OF_MAPS",
+            MapType::Queue => "QUEUE",
+            MapType::Stack => "STACK",
+        }
+    }
+
+    /// Whether values are inner maps.
+    pub const fn is_map_in_map(self) -> bool {
+        matches!(self, MapType::ArrayOfMaps | MapType::HashOfMaps)
+    }
+
     /// Whether each CPU has its own copy of every value.
     pub const fn is_percpu(self) -> bool {
         matches!(
@@ -115,9 +142,10 @@ impl MapType {
     }
 
     /// The `map_flags` bits accepted for this type: the kernel's
-    /// `*_CREATE_FLAG_MASK` and per-type checks, as the loader applies
-    /// them (`guest_jit::elf::MapType`).
-    const fn allowed_flags(self) -> u32 {
+    /// `*_CREATE_FLAG_MASK` and per-type checks. Maps of maps and
+    /// `PROG_ARRAY` take no per-program access bits: a program cannot be
+    /// kept from writing slots it looks up.
+    pub const fn allowed_flags(self) -> u32 {
         use flags::*;
         match self {
             MapType::Array => NUMA_NODE | MMAPABLE | ACCESS_MASK | INNER_MAP,
