@@ -340,6 +340,48 @@ mod tests {
     }
 
     #[test]
+    fn queues_are_dumped_in_pop_order_and_left_as_they_were() {
+        if !integration_tests::kvm_available("queues_are_dumped_in_pop_order") {
+            return;
+        }
+        let object = guest_jit::elf::Object::parse(include_bytes!(
+            "../../../images/progs/queue_stack.bpf.o"
+        ))
+        .unwrap();
+        let mut sandbox = Sandbox::new(vmm::SandboxConfig::default()).unwrap();
+        sandbox
+            .load_object(&object, vmm::HelperSet::Standard)
+            .unwrap();
+        for name in ["fifo", "lifo"] {
+            let map = sandbox.find_map(name).unwrap();
+            for v in 1u32..=3 {
+                map.push(&v.to_le_bytes(), 0).unwrap();
+            }
+        }
+        let ring = |v: &[u32]| {
+            Ok(Contents::Ring(
+                v.iter().map(|v| v.to_le_bytes().to_vec()).collect(),
+            ))
+        };
+        for _ in 0..2 {
+            let maps = collect(&sandbox);
+            assert_eq!(maps[0].contents, ring(&[1, 2, 3]));
+            assert_eq!(maps[1].contents, ring(&[3, 2, 1]));
+        }
+        let pop = |name| sandbox.find_map(name).unwrap().pop().unwrap();
+        assert_eq!(pop("fifo"), Some(1u32.to_le_bytes().to_vec()));
+        assert_eq!(pop("lifo"), Some(3u32.to_le_bytes().to_vec()));
+
+        // A ring index past the ring: that map reports it, the other is
+        // dumped as usual.
+        let fifo = sandbox.find_map("fifo").unwrap().info().data();
+        sandbox.memory().write(fifo + 4, &[0xff; 4]).unwrap();
+        let maps = collect(&sandbox);
+        assert_eq!(maps[0].contents, Err("Map storage is corrupt".to_owned()));
+        assert_eq!(maps[1].contents, ring(&[2, 1]));
+    }
+
+    #[test]
     fn type_names_are_the_kernels() {
         assert_eq!(type_name(MapType::HashOfMaps), "HASH_OF_MAPS");
         assert_eq!(type_name(MapType::LruPercpuHash), "LRU_PERCPU_HASH");
