@@ -302,8 +302,10 @@ fn create_sandbox(object: &Object, invocations: &[Invocation]) -> Result<Sandbox
     Sandbox::new(SandboxConfig {
         cpus,
         ctx_size: largest.next_multiple_of(PAGE_SIZE).max(MIN_CTX_SIZE),
+        // Far too large a region is refused by the layout, by name.
         maps_size: vmm::maps::maps_size_needed(object, cpus)
-            .next_multiple_of(PAGE_SIZE)
+            .checked_next_multiple_of(PAGE_SIZE)
+            .unwrap_or(u64::MAX)
             .max(defaults.maps_size),
         ..defaults
     })

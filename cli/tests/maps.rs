@@ -733,6 +733,35 @@ fn string_helpers_format_compare_and_read() {
     assert_eq!(u64_at(&out, 152), 0, "a failed read zeroes its destination");
 }
 
+/// `struct big_args` of big_map.bpf.c.
+fn big_args(prog: &str, index: u32, value: u64) -> String {
+    format!("{prog}={}{}{}", le32(index), le32(0), le64(value))
+}
+
+#[test]
+fn a_map_larger_than_the_default_maps_region_loads() {
+    if !kvm_available("a_map_larger_than_the_default_maps_region_loads") {
+        return;
+    }
+    // 32 MiB of ARRAY storage: twice the default region.
+    let last = (4 << 20) - 1;
+    let json = run_json(
+        "big_map",
+        &[
+            "--call",
+            &big_args("big_store", last, 42),
+            "--call",
+            &big_args("big_load", last, 0),
+            "--call",
+            &big_args("big_load", 0, 0),
+            "--call",
+            &big_args("big_store", last + 1, 1),
+        ],
+    );
+    let rets: Vec<i32> = calls(&json).iter().map(ret32).collect();
+    assert_eq!(rets, [42, 42, 0, -1]);
+}
+
 #[test]
 fn the_single_program_form_lists_its_run_in_calls() {
     if !kvm_available("the_single_program_form_lists_its_run_in_calls") {
