@@ -24,8 +24,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a program of a BPF object in a fresh sandbox and print its
-    /// return value, trace output and data.
+    /// Run a program of a BPF object (or a sequence of calls, some on
+    /// several vCPUs at once) in a fresh sandbox and print return values,
+    /// trace output, data and maps.
     Run(run::RunArgs),
     /// Show a program's BPF instructions with their C source lines, or the
     /// x86-64 code the JIT makes of them.

@@ -14,7 +14,7 @@ use shm::layout::PAGE_SIZE;
 use std::path::PathBuf;
 use std::time::Duration;
 use values::{CallSpec, EncodeError, SetVariable, VariableValue};
-use vmm::{HelperSet, Outcome, ProgramInput, ProgramRun, Sandbox, SandboxConfig, Trap};
+use vmm::{HelperSet, Outcome, ProgramId, ProgramInput, ProgramRun, Sandbox, SandboxConfig, Trap};
 
 /// Default context buffer: room for a packet or a small struct.
 const MIN_CTX_SIZE: u64 = 0x1_0000;
@@ -125,6 +125,46 @@ struct CpuRun {
 
 /// Runs the programs and prints what they did.
 pub fn run(args: &RunArgs) -> Result<(), Failure> {
+    let (object, invocations, indices) = prepare(args)?;
+    let mut sandbox =
+        create_sandbox(&object, &invocations).map_err(|e| Failure::new(FailureKind::Host, e))?;
+    let ids = sandbox
+        .load_object(&object, HelperSet::Standard)
+        .map_err(|e| load_error(args, e))?;
+    // Ids in the order of the invocations.
+    let programs: Vec<ProgramId> = indices
+        .iter()
+        .map(|&i| ids.get(i).copied())
+        .collect::<Option<_>>()
+        .ok_or_else(|| load_error(args, no_program()))?;
+    let runs = run_calls(args, &sandbox, &invocations, &programs)?;
+    let maps = args.dump_maps.then(|| dump::collect(&sandbox));
+    if args.json {
+        println!("{}", run_json(&runs, maps.as_deref()));
+    } else if let Some(maps) = &maps {
+        print!("{}", dump::to_text(maps));
+    }
+    match worst_failure(&runs) {
+        None => Ok(()),
+        Some(kind) => Err(Failure::reported(kind)),
+    }
+}
+
+fn load_error(args: &RunArgs, e: vmm::LoadError) -> Failure {
+    let e = RunCommandError::LoadProgram(args.object.clone(), Box::new(e));
+    Failure::new(FailureKind::Load, e)
+}
+
+/// The error of a program index that [`Object::programs`] does not have
+/// (which `program_index` never returns).
+fn no_program() -> vmm::LoadError {
+    vmm::LoadError::SelectProgram(Box::new(guest_jit::elf::LoadError::FindAnyProgram))
+}
+
+/// Reads the object, sets the `--set` variables, and finds the program of
+/// each invocation (its index in [`Object::programs`]), before any VM is
+/// built.
+fn prepare(args: &RunArgs) -> Result<(Object, Vec<Invocation>, Vec<usize>), Failure> {
     let host = |e: RunCommandError| Failure::new(FailureKind::Host, e);
     let load = |e: RunCommandError| Failure::new(FailureKind::Load, e);
     let invocations = invocations(args).map_err(host)?;
@@ -140,33 +180,24 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
         set_variable(&mut object, set)
             .map_err(|e| load(RunCommandError::SetVariable(set.name.clone(), e)))?;
     }
-    // Every program named exists, before any VM is built.
     let indices = invocations
         .iter()
         .map(|inv| program_index(&object, inv.program.as_deref()))
         .collect::<Result<Vec<usize>, _>>()
-        .map_err(|e| {
-            load(RunCommandError::LoadProgram(
-                args.object.clone(),
-                Box::new(e),
-            ))
-        })?;
-    let mut sandbox = create_sandbox(&object, &invocations).map_err(host)?;
-    let ids = sandbox
-        .load_object(&object, HelperSet::Standard)
-        .map_err(|e| {
-            load(RunCommandError::LoadProgram(
-                args.object.clone(),
-                Box::new(e),
-            ))
-        })?;
+        .map_err(|e| load_error(args, e))?;
+    Ok((object, invocations, indices))
+}
 
+/// Runs each invocation in turn (`programs[i]` for `invocations[i]`),
+/// printing each vCPU's run in text mode, until one does not return.
+fn run_calls(
+    args: &RunArgs,
+    sandbox: &Sandbox,
+    invocations: &[Invocation],
+    programs: &[ProgramId],
+) -> Result<Vec<CpuRun>, Failure> {
     let mut runs: Vec<CpuRun> = Vec::new();
-    for (call, (invocation, index)) in invocations.iter().zip(indices).enumerate() {
-        let id = ids
-            .get(index)
-            .copied()
-            .ok_or_else(|| host(RunCommandError::RunProgram(vmm::RunError::NoSuchProgram)))?;
+    for (call, (invocation, &id)) in invocations.iter().zip(programs).enumerate() {
         let input = ProgramInput {
             data: &invocation.data,
             repeat: args.repeat,
@@ -179,7 +210,8 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
             .unwrap_or_default();
         let first = runs.len();
         for (&cpu, result) in invocation.cpus.iter().zip(results) {
-            let result = result.map_err(|e| host(RunCommandError::RunProgram(e)))?;
+            let result = result
+                .map_err(|e| Failure::new(FailureKind::Host, RunCommandError::RunProgram(e)))?;
             runs.push(CpuRun {
                 call,
                 cpu,
@@ -207,16 +239,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
             break;
         }
     }
-    let maps = args.dump_maps.then(|| dump::collect(&sandbox));
-    if args.json {
-        println!("{}", run_json(&runs, maps.as_deref()));
-    } else if let Some(maps) = &maps {
-        print!("{}", dump::to_text(maps));
-    }
-    match worst_failure(&runs) {
-        None => Ok(()),
-        Some(kind) => Err(Failure::reported(kind)),
-    }
+    Ok(runs)
 }
 
 /// What the arguments ask to run: the `--call`s, or the one program of
