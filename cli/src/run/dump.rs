@@ -64,18 +64,13 @@ fn dump_map(sandbox: &Sandbox, map: &MapHandle<'_>) -> MapDump {
     let map_type = def.map_type();
     MapDump {
         name: map.name().to_owned(),
-        type_name: type_name(map_type),
+        type_name: map_type.name(),
         key_size: def.key_size(),
         value_size: def.value_size(),
         max_entries: def.max_entries(),
         global_data: map.info().is_global_data(),
         contents: contents(sandbox, map).map_err(|e| e.to_string()),
     }
-}
-
-/// The kernel's name of `map_type`, as bpftool shows it upper-case.
-fn type_name(map_type: MapType) -> &'static str {
-    guest_jit::elf::MapType::from_number(map_type as u32).map_or("UNKNOWN", |t| t.name())
 }
 
 fn contents(sandbox: &Sandbox, map: &MapHandle<'_>) -> Result<Contents, MapError> {
@@ -379,12 +374,5 @@ mod tests {
         let maps = collect(&sandbox);
         assert_eq!(maps[0].contents, Err("Map storage is corrupt".to_owned()));
         assert_eq!(maps[1].contents, ring(&[2, 1]));
-    }
-
-    #[test]
-    fn type_names_are_the_kernels() {
-        assert_eq!(type_name(MapType::HashOfMaps), "HASH_OF_MAPS");
-        assert_eq!(type_name(MapType::LruPercpuHash), "LRU_PERCPU_HASH");
-        assert_eq!(type_name(MapType::Stack), "STACK");
     }
 }
