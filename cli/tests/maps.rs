@@ -835,6 +835,59 @@ fn a_call_that_does_not_return_ends_the_sequence() {
 }
 
 #[test]
+fn a_scribbled_map_reports_its_error_and_the_others_are_dumped() {
+    if !kvm_available("a_scribbled_map_reports_its_error_and_the_others_are_dumped") {
+        return;
+    }
+    // fill inserts keys 0..64 into `victim`; poke writes 0x00ffffff 24
+    // bytes before key 0's value: its element's `next` link (a HASH
+    // element is next, hash, free, ref, then the key rounded up to 8),
+    // now an index past the pool.
+    let poke = format!(
+        "poke={}{}{}",
+        le32(0),
+        hex::encode((-24i32).to_le_bytes()),
+        le32(0x00ff_ffff)
+    );
+    let json = run_json(
+        "scribble",
+        &[
+            "--call",
+            &format!("fill={}", le32(64)),
+            "--call",
+            &poke,
+            "--dump-maps",
+        ],
+    );
+    let rets: Vec<i32> = calls(&json).iter().map(ret32).collect();
+    assert_eq!(rets, [64, 0]);
+    let victim = map(&json, "victim");
+    assert_eq!(victim["error"], "Map storage is corrupt", "{victim}");
+    assert_eq!(victim["entries"], serde_json::json!([]));
+    for name in ["big", "big_lru"] {
+        assert!(entries(map(&json, name)).is_empty(), "{name}");
+    }
+    let out = bpfvisor(&[
+        "run",
+        &sample("scribble"),
+        "--call",
+        &format!("fill={}", le32(64)),
+        "--call",
+        &poke,
+        "--dump-maps",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", output(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "map victim (HASH): key 4 bytes, value 8 bytes, max_entries 64\n  \
+             error: Map storage is corrupt\n"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn bad_set_and_call_values_get_clear_errors() {
     // Malformed values: usage errors, before anything is read.
     for args in [
