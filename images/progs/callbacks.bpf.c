@@ -4,8 +4,8 @@
  * relocates it against the .text section symbol, offset in the
  * instruction) and one global (relocated against its own symbol).
  *
- * bpf_loop is not available in bpfvisor yet; the loader links this object
- * and the verifier names the missing helper.
+ * loops: the context is a __u32 count; returns the sum of i + 2i over
+ * i < count, both loops run (count = 10 returns 135).
  */
 #include "bpfvisor.h"
 

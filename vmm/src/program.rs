@@ -65,9 +65,9 @@ pub enum LoadError {
         source: JitError,
     },
     /// A region of the sandbox is too small for what is loaded.
-    #[error("Program `{name}` needs {needed:#x} bytes of {region}, but only {free:#x} are free")]
+    #[error("`{name}` needs {needed:#x} bytes of {region}, but only {free:#x} are free")]
     Fit {
-        /// The program or section.
+        /// The program, data section or map.
         name: String,
         /// Which region.
         region: &'static str,
