@@ -19,6 +19,22 @@ use crate::sandbox::Sandbox;
 use shm::maps::memory::HOST_SPIN_TRIES;
 use shm::maps::{BPF_ANY, MapDef, MapError, MapMemory, MapType, StorageView, flags, lock, ops};
 
+/// Times [`MapHandle::lookup`] copies a value whose element programs keep
+/// moving before it gives up with `Busy`.
+const LOOKUP_TRIES: u32 = 4;
+
+// Note [Reused elements]
+// A hash map's elements are preallocated: one deleted by a program is
+// reused at once for the next key inserted, maybe while the host copies
+// its value out. So after copying, the host checks that the key is still
+// where it found it (the key is written before the value, and x86 keeps
+// stores in order: a copy that saw any byte of the new value sees the new
+// key too). If not, a lookup looks again and a listing leaves the element
+// out, as if deleted. What remains is the kernel's own caveat for
+// preallocated maps and arrays: a value updated in place, or an element
+// deleted and reused for the same key meanwhile, may be seen half old,
+// half new.
+
 /// A map of a sandbox, for the host to read and write.
 #[derive(Clone, Copy)]
 pub struct MapHandle<'a> {
@@ -187,10 +203,20 @@ impl<'a> MapHandle<'a> {
             return Err(MapError::InvalidArgument("slot map: read its slots"));
         }
         let mem = self.storage()?;
-        match ops::lookup_sys(self.def(), &mem, key)? {
-            Some(off) => self.read_values(&mem, off).map(Some),
-            None => Ok(None),
+        let mut found = ops::lookup_sys(self.def(), &mem, key)?;
+        for _ in 0..LOOKUP_TRIES {
+            let Some(off) = found else {
+                return Ok(None);
+            };
+            let values = self.read_values(&mem, off)?;
+            // Note [Reused elements]: the key must still be where it was.
+            let again = ops::lookup_sys(self.def(), &mem, key)?;
+            if again == found {
+                return Ok(Some(values));
+            }
+            found = again;
         }
+        Err(MapError::Busy)
     }
 
     /// Every CPU's copy of the value whose CPU 0 copy is at `off`.
@@ -260,64 +286,70 @@ impl<'a> MapHandle<'a> {
     /// show a key twice or miss one, as with the kernel; a chain that
     /// does not add up is [`MapError::Corrupt`]. Not for queues.
     pub fn keys(&self) -> Result<Vec<Vec<u8>>, MapError> {
-        let mut keys = Vec::new();
-        self.walk(|_, key, _| {
-            keys.push(key);
-            Ok(())
-        })?;
-        Ok(keys)
+        let keys = self.walk(|_, _| Ok(()))?;
+        Ok(keys.into_iter().map(|(key, ())| key).collect())
     }
 
     /// Every element with its value(s), in [`MapHandle::keys`]' order and
-    /// with its bounds. Each value is read as the walk passes it: a
-    /// program updating it meanwhile may leave it half old, half new. Not
-    /// for slot maps ([`MapHandle::slots`]) or queues.
+    /// with its bounds. Not for slot maps ([`MapHandle::slots`]) or
+    /// queues.
     pub fn entries(&self) -> Result<Vec<Entry>, MapError> {
         if self.def().map_type().has_slots() {
             return Err(MapError::InvalidArgument("slot map: read its slots"));
         }
-        let mut entries = Vec::new();
-        self.walk(|mem, key, value_off| {
-            let values = self.read_values(mem, value_off)?;
-            entries.push(Entry { key, values });
-            Ok(())
-        })?;
-        Ok(entries)
+        let entries = self.walk(|mem, off| self.read_values(mem, off))?;
+        Ok(entries
+            .into_iter()
+            .map(|(key, values)| Entry { key, values })
+            .collect())
     }
 
-    /// Calls `visit(storage, key, value offset)` (CPU 0's copy) for each
-    /// element, at most `max_entries`, in [`MapHandle::keys`]' order:
-    /// every index of an array, one walk of a hash's chains
-    /// ([`ops::walk_sys`]).
-    fn walk(
+    /// Each element's key with what `read(storage, value offset)` (CPU
+    /// 0's copy) makes of its value: the first `max_entries` elements, in
+    /// [`MapHandle::keys`]' order (every index of an array, one walk of a
+    /// hash's chains: [`ops::walk_sys`]).
+    fn walk<T>(
         &self,
-        mut visit: impl FnMut(&StorageView<'a>, Vec<u8>, usize) -> Result<(), MapError>,
-    ) -> Result<(), MapError> {
+        mut read: impl FnMut(&StorageView<'a>, usize) -> Result<T, MapError>,
+    ) -> Result<Vec<(Vec<u8>, T)>, MapError> {
         let def = self.def();
         self.check_readable()?;
         if self.is_queue() {
             return Err(MapError::Unsupported);
         }
         let mem = self.storage()?;
+        let mut out = Vec::new();
         if def.map_type().is_array() {
             for index in 0..def.max_entries() {
                 let key = index.to_le_bytes();
                 let off = ops::lookup_sys(def, &mem, &key)?.ok_or(MapError::OutOfBounds)?;
-                visit(&mem, key.to_vec(), off)?;
+                out.push((key.to_vec(), read(&mem, off)?));
             }
-            return Ok(());
+            return Ok(out);
         }
+        // The walk goes on past max_entries elements without visiting
+        // them: in a map nobody changes, it only finds more on a chain
+        // that does not end, which it reports as Corrupt.
         let max = def.max_entries() as usize;
         let (mut seen, mut failed) = (0, Ok(()));
         ops::walk_sys(def, &mem, |key_off, value_off| {
-            let mut key = vec![0; def.key_size()];
-            failed = mem
-                .read(key_off, &mut key)
-                .and_then(|()| visit(&mem, key, value_off));
             seen += 1;
-            failed.is_ok() && seen < max
+            if seen <= max {
+                failed = (|| {
+                    let mut key = vec![0; def.key_size()];
+                    mem.read(key_off, &mut key)?;
+                    let value = read(&mem, value_off)?;
+                    // Note [Reused elements]: an element given to another
+                    // key meanwhile is left out, as if deleted.
+                    if mem.equals(key_off, &key)? {
+                        out.push((key, value));
+                    }
+                    Ok(())
+                })();
+            }
+            failed.is_ok()
         })?;
-        failed
+        failed.map(|()| out)
     }
 
     /// What slot `key` of a `PROG_ARRAY` or map of maps holds, `None` if
@@ -356,16 +388,13 @@ impl<'a> MapHandle<'a> {
         if !self.def().map_type().has_slots() {
             return Err(MapError::Unsupported);
         }
-        let mut slots = Vec::new();
-        self.walk(|mem, key, value_off| {
-            // Pairs with the Release store of update_sys.
-            match mem.load_u64(value_off)? {
-                0 => {}
-                addr => slots.push((key, self.classify(addr))),
-            }
-            Ok(())
-        })?;
-        Ok(slots)
+        // Pairs with the Release store of update_sys.
+        let slots = self.walk(|mem, off| mem.load_u64(off))?;
+        Ok(slots
+            .into_iter()
+            .filter(|&(_, addr)| addr != 0)
+            .map(|(key, addr)| (key, self.classify(addr)))
+            .collect())
     }
 
     /// Puts program `program` in slot `key` of a `PROG_ARRAY`.

@@ -412,13 +412,23 @@ impl<'a, M: MapMemory> Hash<'a, M> {
         let b = self.bucket_of(hash);
         // An LRU insertion whose eviction met only busy buckets lets go of
         // its lock (their holders may be waiting for the free list it
-        // holds) and tries again.
-        let mut tries = 0;
+        // holds) and tries again, after spinning as long as a round of
+        // the pool takes: the spin budget then bounds the work too, so a
+        // host facing a guest that holds every bucket gives up in
+        // milliseconds, not after 2^16 rounds of a large pool.
+        let mut tries = 0u32;
         loop {
-            match self.update_locked(b, hash, key, values, flags, cpu)? {
-                Some(()) => return Ok(()),
-                None if self.mem.spin_wait(tries) => tries += 1,
-                None => return Err(MapError::Busy),
+            if self
+                .update_locked(b, hash, key, values, flags, cpu)?
+                .is_some()
+            {
+                return Ok(());
+            }
+            for _ in 0..self.max() {
+                if !self.mem.spin_wait(tries) {
+                    return Err(MapError::Busy);
+                }
+                tries = tries.saturating_add(1);
             }
         }
     }
