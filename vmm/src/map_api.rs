@@ -8,10 +8,10 @@
 //! host's own [`MapDef`] (never the header in guest memory), is
 //! bounds-checked against the map's storage, gives up on a lock after a
 //! short spin ([`MapError::Busy`]), and lists at most `max_entries`
-//! elements, walking each hash chain once ([`MapError::Corrupt`] for a
-//! structure that does not add up): none can hang, crash, or touch guest
-//! memory outside the map, and a listing costs time linear in the map's
-//! size whatever a program wrote in it.
+//! elements, walking each hash chain once under its bucket's lock
+//! ([`MapError::Corrupt`] for a structure that does not add up): none can
+//! hang, crash, or touch guest memory outside the map, and a listing costs
+//! time linear in the map's size whatever a program wrote in it.
 
 use crate::maps::{MapId, MapInfo, inner_mismatch};
 use crate::program::ProgramId;
@@ -24,16 +24,15 @@ use shm::maps::{BPF_ANY, MapDef, MapError, MapMemory, MapType, StorageView, flag
 const LOOKUP_TRIES: u32 = 4;
 
 // Note [Reused elements]
-// A hash map's elements are preallocated: one deleted by a program is
-// reused at once for the next key inserted, maybe while the host copies
-// its value out. So after copying, the host checks that the key is still
-// where it found it (the key is written before the value, and x86 keeps
-// stores in order: a copy that saw any byte of the new value sees the new
-// key too). If not, a lookup looks again and a listing leaves the element
-// out, as if deleted. What remains is the kernel's own caveat for
-// preallocated maps and arrays: a value updated in place, or an element
-// deleted and reused for the same key meanwhile, may be seen half old,
-// half new.
+// A hash map's elements are preallocated: one a program deletes is reused
+// at once for the next key inserted, maybe while the host copies its
+// value out. Listings hold each bucket's lock while they copy its
+// elements (`ops::walk_sys`), as the kernel's batch lookups do. A lookup
+// takes no lock, as the kernel's: after copying, it looks the key up
+// again, and if the key has moved it copies again (the value it copied
+// may be another key's). What remains is the kernel's own caveat: a value
+// updated in place, or deleted and stored again under the same key while
+// it is copied, may be seen half old, half new.
 
 /// A map of a sandbox, for the host to read and write.
 #[derive(Clone, Copy)]
@@ -335,17 +334,11 @@ impl<'a> MapHandle<'a> {
         ops::walk_sys(def, &mem, |key_off, value_off| {
             seen += 1;
             if seen <= max {
-                failed = (|| {
-                    let mut key = vec![0; def.key_size()];
-                    mem.read(key_off, &mut key)?;
-                    let value = read(&mem, value_off)?;
-                    // Note [Reused elements]: an element given to another
-                    // key meanwhile is left out, as if deleted.
-                    if mem.equals(key_off, &key)? {
-                        out.push((key, value));
-                    }
+                let mut key = vec![0; def.key_size()];
+                failed = mem.read(key_off, &mut key).and_then(|()| {
+                    out.push((key, read(&mem, value_off)?));
                     Ok(())
-                })();
+                });
             }
             failed.is_ok()
         })?;

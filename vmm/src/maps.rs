@@ -91,8 +91,8 @@ pub enum CreateMapError {
     #[error(transparent)]
     Define(MapError),
     /// The inner map template of a map of maps is invalid.
-    #[error("Its inner map definition is invalid: {0}")]
-    DefineInner(MapError),
+    #[error("Its inner map definition is invalid")]
+    DefineInner(#[source] MapError),
     /// An initial value names a program or map the object does not have.
     #[error("Initial value [{index}] names {what} `{name}`, which the object does not have")]
     FindInitial {
@@ -117,16 +117,17 @@ pub enum CreateMapError {
         why: &'static str,
     },
     /// Storing an initial value failed.
-    #[error("Initial value [{index}] could not be stored: {source}")]
+    #[error("Initial value [{index}] could not be stored")]
     StoreInitial {
         /// Slot.
         index: u32,
         /// Why.
+        #[source]
         source: MapError,
     },
     /// The storage could not be initialised.
-    #[error("Its storage could not be initialised: {0}")]
-    Init(MapError),
+    #[error("Its storage could not be initialised")]
+    InitStorage(#[source] MapError),
 }
 
 /// The validated definition of `spec` for a sandbox of `nr_cpus` vCPUs.
@@ -325,10 +326,11 @@ pub(crate) fn initial_slot(
 
 impl crate::Sandbox {
     /// Creates the maps of `object` (in the order of [`Object::maps`]):
-    /// headers written, storage initialised, slots still empty.
+    /// headers written, storage initialised, slots still empty. Their room
+    /// is taken first, so a map that fails leaves no later map on top of
+    /// those already made.
     pub(crate) fn create_object_maps(&mut self, object: &Object) -> Result<Vec<MapId>, LoadError> {
-        let mut used = self.loaded.maps.used;
-        let plan = plan_object_maps(&self.layout, &mut used, object)?;
+        let plan = plan_object_maps(&self.layout, &mut self.loaded.maps.used, object)?;
         let first = self.loaded.maps.list.len();
         for (spec, (def, header, data)) in object.maps().iter().zip(plan) {
             let inner = spec
@@ -344,7 +346,6 @@ impl crate::Sandbox {
                 global_data: false,
             })?;
         }
-        self.loaded.maps.used = used;
         Ok((first..self.loaded.maps.list.len()).map(MapId).collect())
     }
 
@@ -359,14 +360,18 @@ impl crate::Sandbox {
             let Some(def) = data_map_def(section, self.layout.nr_cpus()) else {
                 continue;
             };
+            let used = self.loaded.maps.used;
             let fit = || LoadError::Fit {
                 name: section.name.clone(),
                 region: "maps",
                 needed: MAP_HEADER_SIZE as u64,
-                free: 0,
+                free: self
+                    .layout
+                    .maps_size()
+                    .saturating_sub(used.next_multiple_of(PAGE_SIZE)),
             };
             // The storage is the section: only the header takes room here.
-            let (header, _, end) = place(&self.layout, self.loaded.maps.used, 0).ok_or_else(fit)?;
+            let (header, _, end) = place(&self.layout, used, 0).ok_or_else(fit)?;
             self.loaded.maps.used = end;
             self.write_map_header(&section.name, &def, header, data)?;
             self.loaded.maps.list.push(MapInfo {
@@ -385,11 +390,11 @@ impl crate::Sandbox {
         self.write_map_header(&info.name, &info.def, info.header, info.data)?;
         let view = self.map_storage(&info).map_err(|e| LoadError::CreateMap {
             name: info.name.clone(),
-            source: CreateMapError::Init(e),
+            source: CreateMapError::InitStorage(e),
         })?;
         shm::maps::ops::init(&info.def, &view).map_err(|e| LoadError::CreateMap {
             name: info.name.clone(),
-            source: CreateMapError::Init(e),
+            source: CreateMapError::InitStorage(e),
         })?;
         self.loaded.maps.list.push(info);
         Ok(())

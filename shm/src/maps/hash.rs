@@ -660,6 +660,34 @@ impl<'a, M: MapMemory> Hash<'a, M> {
         Ok(calls)
     }
 
+    /// The host's listing: calls `f(key offset, value offset)` (CPU 0's
+    /// copy) for each element, bucket by bucket, until it returns `false`;
+    /// the number of calls. Each bucket's chain is walked once, holding
+    /// its lock as the kernel's batch lookups do, so no element of it is
+    /// deleted or reused while `f` copies it out (Note [Hash chains]);
+    /// anything that does not add up is `Corrupt`. Linear in the size of
+    /// the map, whatever a program wrote in it: chains that end at their
+    /// own bucket's marker share no element.
+    pub(super) fn for_each_locked(
+        &self,
+        mut f: impl FnMut(usize, usize) -> bool,
+    ) -> Result<u32, MapError> {
+        let mut calls = 0u32;
+        for b in 0..self.l.n_buckets {
+            let walk = with_lock(self.mem, self.lock_off(b), || {
+                self.walk(b, true, |_, i| {
+                    calls = calls.saturating_add(1);
+                    let go_on = f(self.key_off(i), self.value_off(i, 0));
+                    Ok((!go_on).then_some(()))
+                })
+            })?;
+            if let Walk::Found(()) = walk {
+                break;
+            }
+        }
+        Ok(calls)
+    }
+
     /// The u64 in element `i`'s value (`HASH_OF_MAPS`).
     pub(super) fn slot(&self, i: u32) -> Result<u64, MapError> {
         self.mem.load_u64(self.value_off(i, 0))

@@ -276,10 +276,11 @@ pub fn for_each(
 /// to list it: calls `f(key offset, value offset)` (CPU 0's copy of a
 /// per-CPU value, the slot of a `HASH_OF_MAPS`) for each element, in
 /// [`next_key`]'s order, until it returns `false`; the number of calls.
-/// A loop over `next_key` walks each key's whole chain again: quadratic
-/// in the size of a map whose elements a program linked into one chain.
-/// This visits each chain once, so it is linear in any map; lock-free as
-/// [`for_each`], an element moved meanwhile may be missed or seen twice.
+/// Each bucket is walked once under its lock, so `f` copies elements
+/// nobody deletes or reuses meanwhile (values updated in place may still
+/// be seen half old, half new). A loop over `next_key` would walk each
+/// key's whole chain again: quadratic in the size of a map whose elements
+/// a program linked into one chain; this is linear in any map.
 pub fn walk_sys(
     def: &MapDef,
     mem: &impl MapMemory,
@@ -287,7 +288,7 @@ pub fn walk_sys(
 ) -> Result<u32, MapError> {
     check_len(def, mem)?;
     match def.map_type() {
-        t if t.is_hash() => Hash::new(def, mem)?.for_each(0, f),
+        t if t.is_hash() => Hash::new(def, mem)?.for_each_locked(f),
         _ => Err(MapError::Unsupported),
     }
 }
