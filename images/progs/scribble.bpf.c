@@ -10,6 +10,8 @@
  * `victim` is a HASH of 64 __u64 values keyed by __u32. `big` (a HASH of
  * 65536) and `big_lru` (an LRU_HASH of 4096), same keys and values, are
  * for the host's tests to fill and corrupt: no program uses them.
+ * `secret` (an ARRAY of one __u64, BPF_F_WRONLY) and `feed` (a QUEUE of 4
+ * __u32, BPF_F_RDONLY) limit what the host may do, not programs.
  *
  * fill: the context is a __u32 n (at most 64); inserts keys 0..n-1 with
  * value key * 3 + 1. Returns the number of inserts that succeeded: n on a
@@ -21,6 +23,11 @@
  * poke: the context is a struct poke_args; writes the __u32 `value` at
  * `offset` bytes from `key`'s value (negative offsets reach the element's
  * header and the buckets before it). Returns 0, -1 when `key` is absent.
+ *
+ * read_secret: returns secret[0] (0 on a new sandbox).
+ *
+ * feed_push: the context is a __u32; pushes it on `feed`. Returns 0, or
+ * -E2BIG (-7) when `feed` is full.
  *
  * churn: the context is a struct churn_args; `rounds` times, sets key
  * (seed + i) % 64 to key * 3 + 1 and deletes key (seed + i + 32) % 64.
@@ -52,6 +59,21 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } big_lru SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_WRONLY);
+	__type(key, __u32);
+	__type(value, __u64);
+} secret SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, 4);
+	__uint(map_flags, BPF_F_RDONLY);
+	__type(value, __u32);
+} feed SEC(".maps");
 
 struct addr_args {
 	__u32 key;
@@ -121,6 +143,21 @@ int churn(struct churn_args *a)
 		bpf_map_delete_elem(&victim, &gone);
 	}
 	return failed;
+}
+
+SEC("syscall")
+int read_secret(void *ctx)
+{
+	__u32 zero = 0;
+	__u64 *v = bpf_map_lookup_elem(&secret, &zero);
+
+	return v ? *v : -1;
+}
+
+SEC("syscall")
+int feed_push(__u32 *v)
+{
+	return bpf_map_push_elem(&feed, v, 0);
 }
 
 char LICENSE[] SEC("license") = "GPL";

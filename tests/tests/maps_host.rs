@@ -728,3 +728,28 @@ fn maps_size_needed_is_exactly_enough() {
         }
     }
 }
+
+#[test]
+fn access_flags_limit_the_host_not_programs() {
+    if !kvm_available("access_flags_limit_the_host_not_programs") {
+        return;
+    }
+    let sandbox = setup_sandbox(1, &[SCRIBBLE]);
+    // BPF_F_WRONLY: the host writes, programs read; the host cannot.
+    let secret = map(&sandbox, "secret");
+    secret
+        .update(&u32_key(0), &42u64.to_le_bytes(), BPF_ANY)
+        .unwrap();
+    assert_eq!(run(&sandbox, "read_secret", 0, &[]).0, 42);
+    assert_eq!(message(secret.lookup(&u32_key(0))), "Map is write-only");
+    assert_eq!(secret.keys(), Err(MapError::WriteOnly));
+    assert_eq!(secret.entries(), Err(MapError::WriteOnly));
+    // BPF_F_RDONLY: programs push, the host only peeks.
+    let feed = map(&sandbox, "feed");
+    assert_eq!(run(&sandbox, "feed_push", 0, &7u32.to_le_bytes()).0, 0);
+    assert_eq!(feed.peek().unwrap(), Some(7u32.to_le_bytes().to_vec()));
+    assert_eq!(message(feed.pop()), "Map is read-only");
+    assert_eq!(feed.push(&[0; 4], BPF_ANY), Err(MapError::ReadOnly));
+    assert_eq!(feed.update(&[], &[0; 4], BPF_ANY), Err(MapError::ReadOnly));
+    assert_eq!(feed.peek().unwrap(), Some(7u32.to_le_bytes().to_vec()));
+}
