@@ -21,14 +21,29 @@
 //! returns -1: the routines push nothing, so at any of those instructions
 //! the stack holds just the return address.
 //!
-//! * `bpfvisor_copy_nofault(dst, src, len)`: `rep movsb`, which the CPU
-//!   restarts after a fault with its progress in rsi/rdi/rcx, so a fault
-//!   leaves the bytes before it copied;
+//! * `bpfvisor_copy_nofault(dst, src, len)`: word moves for small copies,
+//!   `rep movsb` for large ones (Note [Small fault-safe copies]); a fault
+//!   leaves some of the bytes copied;
 //! * `bpfvisor_fill_nofault(dst, byte, len)`: `rep stosb`;
 //! * `bpfvisor_strncpy_nofault(dst, src, count)`: copies bytes up to and
 //!   including a NUL, at most `count` (> 0), NUL-terminating a string cut
 //!   short; returns how many bytes it stored, as the kernel's
 //!   `strncpy_from_kernel_nofault`.
+//!
+//! The routines' accesses are listed in `bpfvisor_nofault_sites`, which
+//! [`fixup_for`] searches.
+//!
+//! Note [Small fault-safe copies]
+//! Map helpers copy a 64-byte map header and a key (usually 4 or 8 bytes)
+//! out of program memory on every call. `rep movsb` takes tens of cycles
+//! to start, more than the rest of an array lookup, so copies of up to
+//! `SMALL_COPY_MAX` bytes move words instead: 8-byte words from the
+//! start, then the last 8 bytes again (overlapping the previous word when
+//! the length is not a multiple of 8); 4 to 7 bytes as two overlapping
+//! 4-byte words; fewer, byte by byte. Every access stays inside
+//! `src..src+len` and `dst..dst+len`, and each is one instruction listed
+//! for the fixup, so a copy faults exactly where a byte copy of the same
+//! range could, and returns -1 as `rep movsb` does.
 
 use shm::trace::printk::ProbeRead;
 
@@ -47,8 +62,65 @@ core::arch::global_asm!(
     "    mov eax, -1",
     "    ret",
     // rdi = dst, rsi = src, rdx = len. Returns 0, or -1 on a fault.
+    // Note [Small fault-safe copies].
     ".global bpfvisor_copy_nofault",
     "bpfvisor_copy_nofault:",
+    "    cmp rdx, {small_copy_max}",
+    "    ja 5f",
+    "    cmp rdx, 8",
+    "    jb 3f",
+    // 8 ..= SMALL_COPY_MAX bytes: words at 0, 8, ... below len - 8, then
+    // the (overlapping) last word at len - 8.
+    "    lea r8, [rdx - 8]",
+    "    xor ecx, ecx",
+    "    jmp 2f",
+    "1:",
+    "bpfvisor_nofault_load8:",
+    "    mov rax, [rsi + rcx]",
+    "bpfvisor_nofault_store8:",
+    "    mov [rdi + rcx], rax",
+    "    add rcx, 8",
+    "2:",
+    "    cmp rcx, r8",
+    "    jb 1b",
+    "bpfvisor_nofault_load8_last:",
+    "    mov rax, [rsi + r8]",
+    "bpfvisor_nofault_store8_last:",
+    "    mov [rdi + r8], rax",
+    "    xor eax, eax",
+    "    ret",
+    // 4 ..= 7 bytes: the (overlapping) words at 0 and len - 4.
+    "3:",
+    "    cmp rdx, 4",
+    "    jb 4f",
+    "bpfvisor_nofault_load4:",
+    "    mov eax, [rsi]",
+    "bpfvisor_nofault_load4_last:",
+    "    mov ecx, [rsi + rdx - 4]",
+    "bpfvisor_nofault_store4:",
+    "    mov [rdi], eax",
+    "bpfvisor_nofault_store4_last:",
+    "    mov [rdi + rdx - 4], ecx",
+    "    xor eax, eax",
+    "    ret",
+    // 0 ..= 3 bytes, one at a time.
+    "4:",
+    "    xor ecx, ecx",
+    "    test rdx, rdx",
+    "    jz 7f",
+    "6:",
+    "bpfvisor_nofault_load1:",
+    "    movzx eax, byte ptr [rsi + rcx]",
+    "bpfvisor_nofault_store1:",
+    "    mov [rdi + rcx], al",
+    "    inc rcx",
+    "    cmp rcx, rdx",
+    "    jb 6b",
+    "7:",
+    "    xor eax, eax",
+    "    ret",
+    // Above SMALL_COPY_MAX: the string instruction.
+    "5:",
     "    mov rcx, rdx",
     "bpfvisor_nofault_movsb:",
     "    rep movsb",
@@ -85,9 +157,39 @@ core::arch::global_asm!(
     "bpfvisor_nofault_fixup:",
     "    mov rax, -1",
     "    ret",
+    // Every instruction of the routines above that touches program
+    // memory, all resumed at bpfvisor_nofault_fixup.
+    ".section .rodata.bpfvisor_nofault, \"a\"",
+    ".balign 8",
+    ".global bpfvisor_nofault_sites",
+    "bpfvisor_nofault_sites:",
+    "    .quad bpfvisor_nofault_load8",
+    "    .quad bpfvisor_nofault_store8",
+    "    .quad bpfvisor_nofault_load8_last",
+    "    .quad bpfvisor_nofault_store8_last",
+    "    .quad bpfvisor_nofault_load4",
+    "    .quad bpfvisor_nofault_load4_last",
+    "    .quad bpfvisor_nofault_store4",
+    "    .quad bpfvisor_nofault_store4_last",
+    "    .quad bpfvisor_nofault_load1",
+    "    .quad bpfvisor_nofault_store1",
+    "    .quad bpfvisor_nofault_movsb",
+    "    .quad bpfvisor_nofault_stosb",
+    "    .quad bpfvisor_nofault_strncpy_load",
+    "    .quad bpfvisor_nofault_strncpy_store",
+    "    .quad bpfvisor_nofault_strncpy_cut",
+    small_copy_max = const SMALL_COPY_MAX,
 );
 
+/// Number of entries in `bpfvisor_nofault_sites`.
+const NOFAULT_SITES: usize = 15;
+
+/// Largest copy made with plain moves rather than `rep movsb` (Note
+/// [Small fault-safe copies]).
+const SMALL_COPY_MAX: u64 = 256;
+
 unsafe extern "C" {
+    static bpfvisor_nofault_sites: [u64; NOFAULT_SITES];
     fn bpfvisor_probe_read_byte(addr: u64) -> i32;
     fn bpfvisor_copy_nofault(dst: u64, src: u64, len: u64) -> i64;
     fn bpfvisor_fill_nofault(dst: u64, byte: u64, len: u64) -> i64;
@@ -99,7 +201,7 @@ unsafe extern "C" {
 pub struct Fault;
 
 /// Copies `len` bytes from `src` to `dst` in program memory; on a fault,
-/// the bytes before it are copied and the rest are not.
+/// some of the bytes may have been copied.
 pub fn copy(dst: u64, src: u64, len: u64) -> Result<(), Fault> {
     // SAFETY: the routine only touches `dst..dst+len` and `src..src+len`
     // through instructions whose faults the trap handler turns into a -1
@@ -141,40 +243,25 @@ pub fn read_byte(addr: u64) -> Option<u8> {
 /// Where to resume after a fault at `rip`: the fixup of the probe or
 /// routine whose access `rip` is, otherwise `None`.
 pub fn fixup_for(rip: u64) -> Option<u64> {
-    let (load, fixup): (u64, u64);
-    let (movsb, stosb, str_load, str_store, str_cut, routines_fixup): (
-        u64,
-        u64,
-        u64,
-        u64,
-        u64,
-        u64,
-    );
+    let (load, fixup, routines_fixup): (u64, u64, u64);
     // SAFETY: `lea` only computes the labels' addresses.
     unsafe {
         core::arch::asm!(
             "lea {load}, [rip + bpfvisor_probe_read_byte_load]",
             "lea {fixup}, [rip + bpfvisor_probe_read_byte_fixup]",
-            "lea {movsb}, [rip + bpfvisor_nofault_movsb]",
-            "lea {stosb}, [rip + bpfvisor_nofault_stosb]",
-            "lea {str_load}, [rip + bpfvisor_nofault_strncpy_load]",
-            "lea {str_store}, [rip + bpfvisor_nofault_strncpy_store]",
-            "lea {str_cut}, [rip + bpfvisor_nofault_strncpy_cut]",
             "lea {routines_fixup}, [rip + bpfvisor_nofault_fixup]",
             load = out(reg) load,
             fixup = out(reg) fixup,
-            movsb = out(reg) movsb,
-            stosb = out(reg) stosb,
-            str_load = out(reg) str_load,
-            str_store = out(reg) str_store,
-            str_cut = out(reg) str_cut,
             routines_fixup = out(reg) routines_fixup,
             options(pure, nomem, nostack, preserves_flags),
         );
     }
+    // SAFETY: the table is NOFAULT_SITES addresses in the runtime's
+    // read-only data, written by the assembler and never changed.
+    let sites = unsafe { &bpfvisor_nofault_sites };
     if rip == load {
         Some(fixup)
-    } else if [movsb, stosb, str_load, str_store, str_cut].contains(&rip) {
+    } else if sites.contains(&rip) {
         Some(routines_fixup)
     } else {
         None
