@@ -306,6 +306,8 @@ fn queue_and_stack_are_popped_and_pushed_by_the_host() {
     }
     assert_eq!(value(fifo.peek().unwrap()), Some(7));
     assert_eq!(value(lifo.peek().unwrap()), Some(9));
+    // A lookup peeks, as bpf(BPF_MAP_LOOKUP_ELEM) does.
+    assert_eq!(value(lifo.lookup(&[]).unwrap()), Some(9));
     let drain = |m: &MapHandle<'_>| -> Vec<u32> {
         std::iter::from_fn(|| value(m.pop().unwrap())).collect()
     };
@@ -314,7 +316,7 @@ fn queue_and_stack_are_popped_and_pushed_by_the_host() {
     assert_eq!(fifo.pop().unwrap(), None);
     assert_eq!(fifo.peek().unwrap(), None);
     assert_eq!(fifo.keys(), Err(MapError::Unsupported));
-    assert_eq!(fifo.lookup(&[]), Err(MapError::Unsupported));
+    assert_eq!(fifo.delete(&[]), Err(MapError::Unsupported));
 
     // Full: E2BIG, unless BPF_EXIST drops the oldest.
     for v in 1..=4u32 {

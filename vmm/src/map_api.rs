@@ -181,9 +181,12 @@ impl<'a> MapHandle<'a> {
         }
     }
 
-    /// The value at `key`, `None` if there is none. Per-CPU maps have one
-    /// per CPU ([`MapHandle::lookup_percpu`]); slot maps hold programs and
-    /// maps ([`MapHandle::slot`]).
+    /// The value at `key`, `None` if there is none; on a queue or stack
+    /// (key `&[]`), the one [`MapHandle::peek`] gives, as `bpf(2)`. Per-CPU
+    /// maps have one per CPU ([`MapHandle::lookup_percpu`]); slot maps
+    /// hold programs and maps ([`MapHandle::slot`]). `Busy` if programs
+    /// keep deleting and reinserting the key while it is copied (Note
+    /// [Reused elements]).
     pub fn lookup(&self, key: &[u8]) -> Result<Option<Vec<u8>>, MapError> {
         if self.def().map_type().is_percpu() {
             return Err(MapError::InvalidArgument(
@@ -197,6 +200,9 @@ impl<'a> MapHandle<'a> {
     /// order (for other maps, the one value), `None` if there is none.
     pub fn lookup_percpu(&self, key: &[u8]) -> Result<Option<Vec<Vec<u8>>>, MapError> {
         self.check_key(key)?;
+        if self.is_queue() {
+            return Ok(self.peek()?.map(|value| vec![value]));
+        }
         self.check_readable()?;
         if self.def().map_type().has_slots() {
             return Err(MapError::InvalidArgument("slot map: read its slots"));
@@ -260,8 +266,8 @@ impl<'a> MapHandle<'a> {
         if values.iter().any(|v| v.len() != size) {
             return Err(MapError::InvalidArgument("value is not value_size bytes"));
         }
-        if self.is_queue() {
-            return self.push(values[0], flags);
+        if let (true, [value]) = (self.is_queue(), values) {
+            return self.push(value, flags);
         }
         // As bpf(BPF_MAP_UPDATE_ELEM) takes them: value_stride apart.
         let stride = def.value_stride();
