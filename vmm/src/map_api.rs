@@ -473,6 +473,22 @@ impl<'a> MapHandle<'a> {
         self.take(ops::peek)
     }
 
+    /// Every value of a queue or stack in the order [`MapHandle::pop`]
+    /// would remove them, none removed.
+    pub fn queue_values(&self) -> Result<Vec<Vec<u8>>, MapError> {
+        self.check_readable()?;
+        let mem = self.storage()?;
+        let len = self.def().value_len();
+        let mut values = Vec::new();
+        ops::queue_values(self.def(), &mem, |off| {
+            let mut value = vec![0; len];
+            mem.read(off, &mut value)?;
+            values.push(value);
+            Ok(())
+        })?;
+        Ok(values)
+    }
+
     fn take(
         &self,
         op: fn(&MapDef, &StorageView<'a>, &mut [u8]) -> Result<(), MapError>,

@@ -92,7 +92,7 @@ fn contents(sandbox: &Sandbox, map: &MapHandle<'_>) -> Result<Contents, MapError
         return Ok(Contents::Slots(slots.collect()));
     }
     if matches!(map_type, MapType::Queue | MapType::Stack) {
-        return ring_values(map).map(Contents::Ring);
+        return map.queue_values().map(Contents::Ring);
     }
     let entries = map.entries()?.into_iter();
     if map_type.is_percpu() {
@@ -105,30 +105,6 @@ fn contents(sandbox: &Sandbox, map: &MapHandle<'_>) -> Result<Contents, MapError
             .map(|mut e| (e.key, e.values.pop().unwrap_or_default()))
             .collect(),
     ))
-}
-
-/// A queue's or stack's values in pop order. The host API can only peek
-/// at the next one, so they are popped and pushed back as they were: no
-/// program runs while the dump is taken, so none sees the map empty.
-fn ring_values(map: &MapHandle<'_>) -> Result<Vec<Vec<u8>>, MapError> {
-    let mut values = Vec::new();
-    // The ring holds at most max_entries values, checked indices or not;
-    // the bound keeps a scribbled one from making this loop long.
-    while values.len() <= map.def().max_entries() as usize {
-        match map.pop()? {
-            Some(value) => values.push(value),
-            None => break,
-        }
-    }
-    // A queue gets its oldest value back first; a stack its bottom one.
-    let oldest_first: Vec<&Vec<u8>> = match map.def().map_type() {
-        MapType::Stack => values.iter().rev().collect(),
-        _ => values.iter().collect(),
-    };
-    for value in oldest_first {
-        map.push(value, 0)?;
-    }
-    Ok(values)
 }
 
 /// The dump as text: a line per map, then a line per element.

@@ -36,14 +36,8 @@ pub unsafe fn open_guest_map(header: u64) -> Result<(MapDef, StorageView<'static
     // contract; MapHeader is Pod, so any bytes are a value.
     let header = unsafe { (header as *const MapHeader).read_volatile() };
     let def = MapDef::from_header(&header)?;
-    if !header.data.is_multiple_of(8) || header.data == 0 {
-        return Err(MapError::Corrupt);
-    }
-    // data_size == storage_size, at most 1 GiB (from_header checked).
-    let len = header.data_size as usize;
-    // SAFETY: the caller's contract covers data .. data + data_size, which
-    // is 8-byte aligned (checked).
-    let mem = unsafe { StorageView::new(header.data as *mut u8, len, header.data) };
+    // SAFETY: the caller's contract covers data .. data + data_size.
+    let mem = unsafe { StorageView::of_header(&header) }?;
     Ok((def, mem))
 }
 
@@ -309,4 +303,15 @@ pub fn pop(def: &MapDef, mem: &impl MapMemory, out: &mut [u8]) -> Result<(), Map
 pub fn peek(def: &MapDef, mem: &impl MapMemory, out: &mut [u8]) -> Result<(), MapError> {
     check_len(def, mem)?;
     queue::peek(def, mem, out)
+}
+
+/// A queue's or stack's values in pop order, none removed: `f` gets each
+/// one's offset, under the map's lock (the host's listing).
+pub fn queue_values(
+    def: &MapDef,
+    mem: &impl MapMemory,
+    f: impl FnMut(usize) -> Result<(), MapError>,
+) -> Result<(), MapError> {
+    check_len(def, mem)?;
+    queue::values(def, mem, f)
 }

@@ -106,6 +106,37 @@ pub fn peek(def: &MapDef, mem: &impl MapMemory, out: &mut [u8]) -> Result<(), Ma
     take(def, mem, out, false)
 }
 
+/// Calls `f` with the offset of each value (`value_len` bytes) in the
+/// order [`pop`] would remove them, removing none: the host's listing.
+/// `f` runs under the map's lock, so the values are one consistent state;
+/// at most `max_entries` calls.
+pub fn values(
+    def: &MapDef,
+    mem: &impl MapMemory,
+    mut f: impl FnMut(usize) -> Result<(), MapError>,
+) -> Result<(), MapError> {
+    check_kind(def)?;
+    let size = slots(def);
+    with_lock(mem, LOCK_OFF, || {
+        let (head, tail) = indices(def, mem)?;
+        let count = if head >= tail {
+            head - tail
+        } else {
+            head + size - tail
+        };
+        for n in 0..count {
+            // size < 2^30 (the storage is at most 1 GiB): no overflow.
+            let slot = if def.map_type() == MapType::Queue {
+                (tail + n) % size
+            } else {
+                (head + size - 1 - n) % size
+            };
+            f(slot_off(def, slot))?;
+        }
+        Ok(())
+    })
+}
+
 fn take(def: &MapDef, mem: &impl MapMemory, out: &mut [u8], remove: bool) -> Result<(), MapError> {
     check_kind(def)?;
     if out.len() != def.value_len() {

@@ -223,6 +223,12 @@ proptest! {
                 };
             }
             let _ = keys(&f);
+            let mut listed = 0;
+            let _ = queue_values(def, mem, |_| {
+                listed += 1;
+                Ok(())
+            });
+            assert!(listed <= def.max_entries());
         });
     }
 }

@@ -185,6 +185,21 @@ proptest! {
                     prop_assert_eq!(got.ok(), want);
                 }
             }
+            // The host's listing: every value in pop order, none removed.
+            let mut listed = Vec::new();
+            queue_values(&f.def, &mem, |off| {
+                let mut value = [0u8; 4];
+                mem.read(off, &mut value)?;
+                listed.push(u32::from_le_bytes(value));
+                Ok(())
+            })
+            .unwrap();
+            let want: Vec<u32> = if stack {
+                model.iter().rev().copied().collect()
+            } else {
+                model.iter().copied().collect()
+            };
+            prop_assert_eq!(listed, want);
         }
     }
 }
