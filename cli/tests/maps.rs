@@ -501,6 +501,71 @@ fn per_cpu_counters_on_several_vcpus_at_once() {
     }
 }
 
+fn flow_args(flow: u32, remove: bool) -> String {
+    format!("{}{}{}", le32(flow), le32(u32::from(remove)), le64(0))
+}
+
+#[test]
+fn lru_per_cpu_flows_count_per_vcpu_evict_and_delete() {
+    if !kvm_available("lru_per_cpu_flows_count_per_vcpu_evict_and_delete") {
+        return;
+    }
+    let seen = format!("flow_seen@0={}", flow_args(1, false));
+    let json = run_json(
+        "flows",
+        &[
+            "--call",
+            &seen,
+            "--call",
+            &seen,
+            "--call",
+            &seen,
+            "--call",
+            &format!("flow_seen@1={}", flow_args(1, false)),
+            "--dump-maps",
+        ],
+    );
+    let hits: Vec<(i32, u64)> = calls(&json)
+        .iter()
+        .map(|c| (ret32(c), u64_at(&data_out(c), 8)))
+        .collect();
+    assert_eq!(hits, [(0, 1), (0, 2), (0, 3), (0, 1)]);
+    let flows = map(&json, "flows");
+    assert_eq!(flows["type"], "LRU_PERCPU_HASH");
+    assert_eq!(percpu_entries(flows), [(le32(1), vec![3, 1])].into());
+
+    let remove = format!("flow_seen={}", flow_args(1, true));
+    let json = run_json(
+        "flows",
+        &[
+            "--call",
+            &seen,
+            "--call",
+            &remove,
+            "--call",
+            &remove,
+            "--dump-maps",
+        ],
+    );
+    let rets: Vec<i32> = calls(&json).iter().map(ret32).collect();
+    assert_eq!(rets, [0, 0, -2], "delete, then -ENOENT");
+    assert_eq!(percpu_entries(map(&json, "flows")), BTreeMap::new());
+
+    // 20 inserts into 8 entries: none fails, the newest stays.
+    let json = run_json(
+        "flows",
+        &["--call", &format!("flow_fill={}", le32(20)), "--dump-maps"],
+    );
+    assert_eq!(ret32(&calls(&json)[0]), 0, "a full LRU map evicts");
+    let held = percpu_entries(map(&json, "flows"));
+    assert!((1..=8).contains(&held.len()), "{held:?}");
+    assert!(held.contains_key(&le32(119)), "{held:?}");
+    assert!(
+        held.keys()
+            .all(|k| (100..120).contains(&u32_at(&hex::decode(k).unwrap(), 0)))
+    );
+}
+
 #[test]
 fn for_each_map_elem_sums_arrays_and_hashes() {
     if !kvm_available("for_each_map_elem_sums_arrays_and_hashes") {

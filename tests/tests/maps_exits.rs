@@ -57,6 +57,7 @@ const SAMPLES: &[(&str, &[u8])] = &[
         include_bytes!("../../images/progs/callbacks.bpf.o"),
     ),
     ("loops", include_bytes!("../../images/progs/loops.bpf.o")),
+    ("flows", include_bytes!("../../images/progs/flows.bpf.o")),
     ("time", include_bytes!("../../images/progs/time.bpf.o")),
     (
         "strings",
