@@ -2,6 +2,7 @@
 //! ([`MapHeader`]) and the validated definition every algorithm works from
 //! ([`MapDef`], Note [Trusting map memory]).
 
+use super::hash::{Layout as HashLayout, PackedLayout};
 use super::{MapError, flags, round_up};
 use crate::pod::Pod;
 use core::mem::{offset_of, size_of};
@@ -253,8 +254,17 @@ pub struct MapDef {
     map_flags: u32,
     nr_cpus: u32,
     spin_lock_off: Option<u32>,
-    /// [`MapDef::storage_size`], computed once: at most 1 GiB.
+    /// Derived from the fields above once, in [`MapDef::new`]: the guest
+    /// runtime checks a header once and then uses its definition on every
+    /// helper call (Note [Map definition cache] in the guest runtime).
+    /// [`MapDef::storage_size`]: at most 1 GiB.
     storage_size: u32,
+    /// [`MapDef::value_stride`].
+    value_stride: u32,
+    /// [`MapDef::percpu_block`].
+    percpu_block: u32,
+    /// [`MapDef::hash_layout`] (zeros for other types).
+    hash_layout: PackedLayout,
 }
 
 impl MapDef {
@@ -318,6 +328,9 @@ impl MapDef {
         if ty.is_percpu() && value_size.next_multiple_of(8) > MAX_PERCPU_VALUE_SIZE {
             return Err(MapError::TooBig("per-CPU value_size above 32 KiB"));
         }
+        let value_len = if ty.has_slots() { 8 } else { value_size };
+        // value_size <= MAX_VALUE_SIZE: no overflow.
+        let value_stride = value_len.next_multiple_of(8);
         let def = MapDef {
             map_type: ty,
             key_size,
@@ -327,14 +340,32 @@ impl MapDef {
             nr_cpus,
             spin_lock_off: None,
             storage_size: 0,
+            value_stride,
+            percpu_block: 0,
+            hash_layout: PackedLayout::default(),
         };
-        match def.compute_storage_size() {
-            Some(size) if size <= MAX_STORAGE_SIZE => Ok(MapDef {
-                storage_size: size as u32,
-                ..def
-            }),
-            _ => Err(MapError::TooBig("storage above 1 GiB")),
-        }
+        let too_big = MapError::TooBig("storage above 1 GiB");
+        let hash_layout = if ty.is_hash() {
+            PackedLayout::new(&HashLayout::new(&def).ok_or(too_big)?)
+        } else {
+            PackedLayout::default()
+        };
+        let def = MapDef { hash_layout, ..def };
+        let size = match def.compute_storage_size() {
+            Some(size) if size <= MAX_STORAGE_SIZE => size as u32,
+            _ => return Err(too_big),
+        };
+        // One CPU's values fit in the storage of a per-CPU map.
+        let percpu_block = if ty.is_percpu() {
+            (u64::from(max_entries) * u64::from(value_stride)).next_multiple_of(64) as u32
+        } else {
+            0
+        };
+        Ok(MapDef {
+            storage_size: size,
+            percpu_block,
+            ..def
+        })
     }
 
     /// The definition with a `struct bpf_spin_lock` at byte `off` of the
@@ -459,17 +490,21 @@ impl MapDef {
     /// blocks: `round_up(value_len, 8)`, as the kernel's `elem_size`, so
     /// every value is 8-byte aligned.
     pub fn value_stride(&self) -> usize {
-        // value_len <= MAX_VALUE_SIZE: no overflow.
-        self.value_len().next_multiple_of(8)
+        self.value_stride as usize
     }
 
     /// Bytes one CPU's copies of all values take in a per-CPU map, rounded
     /// to a cache line so that CPUs do not share lines: CPU `c`'s copy of
     /// value `i` is at `c * percpu_block() + i * value_stride()` (from the
-    /// start of the values area).
+    /// start of the values area). 0 for maps that are not per-CPU.
     pub fn percpu_block(&self) -> usize {
-        // Within storage_size, checked at creation.
-        (self.max_entries as usize * self.value_stride()).next_multiple_of(64)
+        self.percpu_block as usize
+    }
+
+    /// Where everything is in a hash map's storage ([`HashLayout::new`]);
+    /// all zeros for other types.
+    pub fn hash_layout(&self) -> HashLayout {
+        self.hash_layout.unpack()
     }
 
     /// Offset of CPU `cpu`'s copy of a per-CPU value, given the offset of
@@ -498,7 +533,7 @@ impl MapDef {
             MapType::Queue | MapType::Stack => {
                 super::queue::storage_size(self.value_size, entries)?
             }
-            _ => super::hash::Layout::new(self)?.size as u64,
+            _ => self.hash_layout.unpack().size as u64,
         };
         round_up(size, 8)
     }
@@ -574,6 +609,34 @@ mod tests {
         assert_eq!(def.header(0).percpu_block, 64);
         let def = setup_def(MapType::ProgArray, 4, 4, 5);
         assert_eq!((def.value_len(), def.storage_size()), (8, 40));
+    }
+
+    #[test]
+    fn derived_geometry_is_computed_once_and_kept() {
+        for ty in MapType::ALL {
+            let (key, value) = match ty {
+                MapType::Queue | MapType::Stack => (0, 12),
+                t if t.has_slots() => (4, 4),
+                t if t.is_array() => (4, 12),
+                _ => (12, 20),
+            };
+            let def = setup_def(ty, key, value, 100);
+            let stride = (def.value_len() as u64).next_multiple_of(8);
+            assert_eq!(def.value_stride() as u64, stride, "{ty:?}");
+            let block = if ty.is_percpu() {
+                (100 * stride).next_multiple_of(64)
+            } else {
+                0
+            };
+            assert_eq!(def.percpu_block() as u64, block, "{ty:?}");
+            let layout = super::super::hash::Layout::new(&def).unwrap();
+            if ty.is_hash() {
+                assert_eq!(def.hash_layout(), layout, "{ty:?}");
+                assert_eq!(def.storage_size(), layout.size, "{ty:?}");
+            } else {
+                assert_eq!(def.hash_layout().size, 0, "{ty:?}");
+            }
+        }
     }
 
     #[test]

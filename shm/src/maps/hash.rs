@@ -89,9 +89,55 @@ pub struct Layout {
     pub size: usize,
 }
 
+/// A [`Layout`] as [`MapDef`] keeps it: every offset is below
+/// [`MAX_STORAGE_SIZE`](super::def::MAX_STORAGE_SIZE), so u32s, which
+/// keeps a definition small enough to copy cheaply on every helper call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct PackedLayout([u32; 8]);
+
+impl PackedLayout {
+    pub(super) fn new(l: &Layout) -> PackedLayout {
+        // Layout::new checked that size, and so every offset, is at most
+        // MAX_STORAGE_SIZE.
+        PackedLayout([
+            l.n_buckets,
+            l.recent_off as u32,
+            l.buckets_off as u32,
+            l.elems_off as u32,
+            l.elem_size as u32,
+            l.value_in_elem as u32,
+            l.values_off as u32,
+            l.size as u32,
+        ])
+    }
+
+    pub(super) fn unpack(&self) -> Layout {
+        let [
+            n_buckets,
+            recent,
+            buckets,
+            elems,
+            elem_size,
+            value_in_elem,
+            values,
+            size,
+        ] = self.0;
+        Layout {
+            n_buckets,
+            recent_off: recent as usize,
+            buckets_off: buckets as usize,
+            elems_off: elems as usize,
+            elem_size: elem_size as usize,
+            value_in_elem: value_in_elem as usize,
+            values_off: values as usize,
+            size: size as usize,
+        }
+    }
+}
+
 impl Layout {
     /// The layout of `def`'s storage, or `None` if it overflows (checked
-    /// by [`MapDef::new`] through [`MapDef::storage_size`]).
+    /// by [`MapDef::new`], which keeps it: [`MapDef::hash_layout`]).
     pub fn new(def: &MapDef) -> Option<Layout> {
         let entries = u64::from(def.max_entries());
         let n_buckets = entries.checked_next_power_of_two()?;
@@ -180,7 +226,7 @@ impl<'a, M: MapMemory> Hash<'a, M> {
         if !def.map_type().is_hash() {
             return Err(MapError::Unsupported);
         }
-        let l = Layout::new(def).ok_or(MapError::Corrupt)?;
+        let l = def.hash_layout();
         if mem.len() < l.size {
             return Err(MapError::OutOfBounds);
         }

@@ -18,7 +18,7 @@
 //! index with Acquire sees the bytes. Locks are taken with an Acquire
 //! compare-exchange and released with a Release store.
 
-use super::MapError;
+use super::{MapError, MapHeader};
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -159,6 +159,38 @@ impl StorageView<'static> {
     }
 }
 
+impl StorageView<'static> {
+    /// A view of the storage a map's header names, `data .. data +
+    /// data_size`: the guest runtime's, once it checked the header
+    /// ([`MapDef::from_header`](super::MapDef::from_header)). `Corrupt` if
+    /// `data` is null or misaligned, or the size above
+    /// [`MAX_STORAGE_SIZE`](super::def::MAX_STORAGE_SIZE).
+    ///
+    /// # Safety
+    ///
+    /// As for [`StorageView::new`], over `data .. data + data_size`; in the
+    /// guest, a header a program rewrote may name other memory it can
+    /// reach, whose accesses then fault like its own
+    /// ([`open_guest_map`](super::ops::open_guest_map)).
+    pub unsafe fn of_header(header: &MapHeader) -> Result<StorageView<'static>, MapError> {
+        if header.data == 0
+            || !header.data.is_multiple_of(8)
+            || header.data_size > super::def::MAX_STORAGE_SIZE
+        {
+            return Err(MapError::Corrupt);
+        }
+        // SAFETY: the caller's contract covers data .. data + data_size,
+        // which is 8-byte aligned (checked); the size fits in usize.
+        Ok(unsafe {
+            StorageView::new(
+                header.data as *mut u8,
+                header.data_size as usize,
+                header.data,
+            )
+        })
+    }
+}
+
 impl<'a> StorageView<'a> {
     /// A view of `words` as bytes, whose first byte has guest address
     /// `addr`; locks give up after [`HOST_SPIN_TRIES`].
@@ -260,6 +292,48 @@ impl MapMemory for StorageView<'_> {
         Ok(())
     }
 
+    fn equals(&self, off: usize, bytes: &[u8]) -> Result<bool, MapError> {
+        // Word by word, with no copy: a hash lookup compares a key with
+        // each element of the chain.
+        let src = self.at(off, bytes.len(), 1)?;
+        let mut words = bytes.chunks_exact(8);
+        let mut i = 0;
+        if (src as usize).is_multiple_of(8) {
+            for want in &mut words {
+                // SAFETY: src + i .. src + i + 8 is inside the checked
+                // range and 8-byte aligned.
+                let got = unsafe { src.add(i).cast::<u64>().read_volatile() };
+                let mut w = [0u8; 8];
+                w.copy_from_slice(want);
+                if got != u64::from_ne_bytes(w) {
+                    return Ok(false);
+                }
+                i += 8;
+            }
+        }
+        if let Some(want) = bytes.get(i..i + 4)
+            && (src as usize + i).is_multiple_of(4)
+        {
+            // SAFETY: src + i .. src + i + 4 is inside the checked range
+            // and 4-byte aligned.
+            let got = unsafe { src.add(i).cast::<u32>().read_volatile() };
+            let mut w = [0u8; 4];
+            w.copy_from_slice(want);
+            if got != u32::from_ne_bytes(w) {
+                return Ok(false);
+            }
+            i += 4;
+        }
+        for &want in &bytes[i..] {
+            // SAFETY: src + i is inside the checked range.
+            if unsafe { src.add(i).read_volatile() } != want {
+                return Ok(false);
+            }
+            i += 1;
+        }
+        Ok(true)
+    }
+
     fn load_u32(&self, off: usize) -> Result<u32, MapError> {
         Ok(self.atomic_u32(off)?.load(Ordering::Acquire))
     }
@@ -357,6 +431,26 @@ mod tests {
         assert_eq!(mem.load_u64(24).unwrap(), 7);
         mem.zero(0, 32).unwrap();
         assert!(words.iter().all(|w| w.load(Ordering::Relaxed) == 0));
+    }
+
+    #[test]
+    fn equals_compares_every_byte_at_any_alignment() {
+        let words = setup_words(8);
+        let mem = StorageView::from_atomic(&words, 0);
+        let data: Vec<u8> = (1..=64).collect();
+        mem.write(0, &data).unwrap();
+        for off in 0..9 {
+            for len in 0..=40 {
+                let want = &data[off..off + len];
+                assert!(mem.equals(off, want).unwrap(), "{off} {len}");
+                for wrong in 0..len {
+                    let mut other = want.to_vec();
+                    other[wrong] ^= 0x80;
+                    assert!(!mem.equals(off, &other).unwrap(), "{off} {len} {wrong}");
+                }
+            }
+        }
+        assert_eq!(mem.equals(60, &[0; 5]), Err(MapError::OutOfBounds));
     }
 
     #[test]

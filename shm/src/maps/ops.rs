@@ -36,14 +36,8 @@ pub unsafe fn open_guest_map(header: u64) -> Result<(MapDef, StorageView<'static
     // contract; MapHeader is Pod, so any bytes are a value.
     let header = unsafe { (header as *const MapHeader).read_volatile() };
     let def = MapDef::from_header(&header)?;
-    if !header.data.is_multiple_of(8) || header.data == 0 {
-        return Err(MapError::Corrupt);
-    }
-    // data_size == storage_size, at most 1 GiB (from_header checked).
-    let len = header.data_size as usize;
-    // SAFETY: the caller's contract covers data .. data + data_size, which
-    // is 8-byte aligned (checked).
-    let mem = unsafe { StorageView::new(header.data as *mut u8, len, header.data) };
+    // SAFETY: the caller's contract covers data .. data + data_size.
+    let mem = unsafe { StorageView::of_header(&header) }?;
     Ok((def, mem))
 }
 
