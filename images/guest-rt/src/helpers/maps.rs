@@ -6,9 +6,11 @@
 //!
 //! A map argument is the guest address of the map's `MapHeader` (what an
 //! `ld_imm64` naming the map loads, as the kernel loads a `struct bpf_map
-//! *`; what a lookup in a map of maps returns). Each call rebuilds the
-//! map's definition from the header with `MapDef::from_header`, which
-//! checks it, and works on the storage through a bounds-checked
+//! *`; what a lookup in a map of maps returns). Each call reads the
+//! header through the fault-safe routines of `super::nofault`, takes the
+//! map's definition from it (checked by `MapDef::from_header`, or
+//! remembered, Note [Map definition cache]), and works on the storage
+//! through a bounds-checked
 //! `StorageView` (Note [Trusting map memory] in `shm::maps`): a program
 //! that scribbled over a map only confuses itself.
 //!
@@ -30,7 +32,7 @@ use crate::percpu::gs_read;
 use core::mem::MaybeUninit;
 use shm::errno::EINVAL;
 use shm::layout::PAGE_SIZE;
-use shm::maps::def::MAX_KEY_SIZE;
+use shm::maps::def::{MAP_HEADER_SIZE, MAX_KEY_SIZE};
 use shm::maps::{EntryKey, MapDef, MapError, MapHeader, MapMemory, MapType, StorageView, ops};
 use shm::percpu::CPU_ID_OFFSET;
 
@@ -38,34 +40,60 @@ use shm::percpu::CPU_ID_OFFSET;
 /// [Helper arguments in program memory]).
 const VALUE_BUF_SIZE: usize = 4096;
 
+/// A header's bytes, as the words they are compared by.
+type HeaderWords = [u64; MAP_HEADER_SIZE / 8];
+
+const _: () = assert!(size_of::<HeaderWords>() == MAP_HEADER_SIZE);
+
 /// A map as a helper works on it.
 struct GuestMap {
     def: MapDef,
     mem: StorageView<'static>,
 }
 
-/// The map whose header is at `map`, checked (`shm::maps::ops::
-/// open_guest_map`).
+/// The map whose header is at `map`, checked (Note [Map definition
+/// cache]).
+#[inline(always)]
 fn open(map: u64) -> Result<GuestMap, MapError> {
+    if map == 0 || !map.is_multiple_of(8) {
+        return Err(MapError::Corrupt);
+    }
+    let (def, words) = match def_cache::get(map) {
+        Some(kept) => kept,
+        None => check(map)?,
+    };
+    // SAFETY: MapHeader is Pod, of the same size and alignment: any 64
+    // bytes are a header.
+    let header: MapHeader = unsafe { core::mem::transmute(words) };
+    // SAFETY: the host placed the storage the header names, which stays
+    // mapped while the sandbox lives and is only accessed through
+    // `StorageView`s (here, on other vCPUs, and on the host) and by
+    // programs, never through Rust references. A program that rewrote the
+    // header can at worst point the view at other memory it can reach,
+    // whose accesses then fault like its own would.
+    let mem = unsafe { StorageView::of_header(&header) }?;
+    Ok(GuestMap { def, mem })
+}
+
+/// The header at `map` and its definition, checked in full and kept.
+#[inline(never)]
+fn check(map: u64) -> Result<(MapDef, HeaderWords), MapError> {
     // A map pointer the program made up gives an error, not a trap: the
-    // header is first read through the fault-safe copy.
-    let mut probe = MaybeUninit::<MapHeader>::uninit();
+    // header is read through the fault-safe copy, once.
+    let mut words = MaybeUninit::<HeaderWords>::uninit();
     nofault::copy(
-        probe.as_mut_ptr() as u64,
+        words.as_mut_ptr() as u64,
         map,
-        size_of::<MapHeader>() as u64,
+        size_of::<HeaderWords>() as u64,
     )
     .map_err(|_| MapError::Corrupt)?;
-    // SAFETY: the header's bytes are readable (just copied), and a
-    // sandbox's page tables do not change while it runs. The host placed
-    // the storage the header names, which stays mapped while the sandbox
-    // lives and is only accessed through `StorageView`s (here, on other
-    // vCPUs, and on the host) and by programs, never through Rust
-    // references. A program that rewrote the header can at worst point
-    // the view at other memory it can reach, whose accesses then fault
-    // like its own would.
-    let (def, mem) = unsafe { ops::open_guest_map(map) }?;
-    Ok(GuestMap { def, mem })
+    // SAFETY: the copy filled all of it.
+    let words = unsafe { words.assume_init() };
+    // SAFETY: as in open.
+    let header: MapHeader = unsafe { core::mem::transmute(words) };
+    let def = MapDef::from_header(&header)?;
+    def_cache::put(map, &words, &def);
+    Ok((def, words))
 }
 
 /// This vCPU's index.
@@ -73,35 +101,24 @@ fn this_cpu() -> u32 {
     gs_read(CPU_ID_OFFSET) as u32
 }
 
-/// A key copied out of program memory. The buffer is not zeroed first
-/// (512 bytes per call would cost more than the lookup): only the `len`
-/// bytes the copy filled are ever read.
-struct Key {
-    bytes: [MaybeUninit<u8>; MAX_KEY_SIZE as usize],
-    len: usize,
-}
-
-impl Key {
-    /// The `def.key_size()` bytes at `addr`.
-    fn read(def: &MapDef, addr: u64) -> Result<Key, MapError> {
-        let len = def.key_size();
-        let mut key = Key {
-            bytes: [MaybeUninit::uninit(); MAX_KEY_SIZE as usize],
-            len,
-        };
-        if len > key.bytes.len() {
-            return Err(MapError::Corrupt);
-        }
-        let dst = key.bytes.as_mut_ptr() as u64;
-        nofault::copy(dst, addr, len as u64).map_err(|_| MapError::OutOfBounds)?;
-        Ok(key)
+/// Runs `f` on the `def.key_size()` bytes of program memory at `addr`,
+/// copied to a buffer on this stack (Note [Helper arguments in program
+/// memory]). The buffer is not zeroed first (512 bytes per call would
+/// cost more than the lookup), nor moved: only the bytes the copy filled
+/// are ever read.
+fn with_key<T>(
+    def: &MapDef,
+    addr: u64,
+    f: impl FnOnce(&[u8]) -> Result<T, MapError>,
+) -> Result<T, MapError> {
+    let len = def.key_size();
+    let mut buf = [MaybeUninit::<u8>::uninit(); MAX_KEY_SIZE as usize];
+    if len > buf.len() {
+        return Err(MapError::Corrupt);
     }
-
-    fn as_bytes(&self) -> &[u8] {
-        // SAFETY: `read` filled the first `len` bytes (<= the buffer's
-        // size) or failed.
-        unsafe { core::slice::from_raw_parts(self.bytes.as_ptr().cast::<u8>(), self.len) }
-    }
+    nofault::copy(buf.as_mut_ptr() as u64, addr, len as u64).map_err(|_| MapError::OutOfBounds)?;
+    // SAFETY: the copy filled the first `len` bytes (<= the buffer's size).
+    f(unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) })
 }
 
 /// Whether every page of `len` bytes at `addr` can be read.
@@ -129,7 +146,7 @@ fn with_value_in<T>(
     f: impl FnOnce(&[u8]) -> Result<T, MapError>,
 ) -> Result<T, MapError> {
     if len <= VALUE_BUF_SIZE {
-        // Not zeroed, as Key's buffer.
+        // Not zeroed, as with_key's buffer.
         let mut buf = [MaybeUninit::<u8>::uninit(); VALUE_BUF_SIZE];
         nofault::copy(buf.as_mut_ptr() as u64, addr, len as u64)
             .map_err(|_| MapError::OutOfBounds)?;
@@ -194,18 +211,13 @@ fn lookup_only(def: &MapDef) -> bool {
 /// inner `struct bpf_map *`.
 #[unsafe(no_mangle)]
 pub extern "C" fn bpf_map_lookup_elem(map: u64, key: u64) -> u64 {
-    let found =
-        open(map).and_then(|m| {
-            let key = Key::read(&m.def, key)?;
-            match m.def.map_type() {
-                MapType::ArrayOfMaps | MapType::HashOfMaps => {
-                    ops::lookup_slot(&m.def, &m.mem, key.as_bytes())
-                }
-                MapType::ProgArray => Ok(None),
-                _ => Ok(ops::lookup(&m.def, &m.mem, key.as_bytes(), this_cpu())?
-                    .map(|off| m.mem.addr(off))),
-            }
-        });
+    let found = open(map).and_then(|m| {
+        with_key(&m.def, key, |key| match m.def.map_type() {
+            MapType::ArrayOfMaps | MapType::HashOfMaps => ops::lookup_slot(&m.def, &m.mem, key),
+            MapType::ProgArray => Ok(None),
+            _ => Ok(ops::lookup(&m.def, &m.mem, key, this_cpu())?.map(|off| m.mem.addr(off))),
+        })
+    });
     found.ok().flatten().unwrap_or(0)
 }
 
@@ -220,9 +232,10 @@ pub extern "C" fn bpf_map_update_elem(map: u64, key: u64, value: u64, flags: u64
         if lookup_only(&m.def) {
             return Err(MapError::Unsupported);
         }
-        let key = Key::read(&m.def, key)?;
-        with_value_in(value, m.def.value_len(), |value| {
-            ops::update(&m.def, &m.mem, key.as_bytes(), value, flags, this_cpu())
+        with_key(&m.def, key, |key| {
+            with_value_in(value, m.def.value_len(), |value| {
+                ops::update(&m.def, &m.mem, key, value, flags, this_cpu())
+            })
         })
     }))
 }
@@ -235,8 +248,7 @@ pub extern "C" fn bpf_map_delete_elem(map: u64, key: u64) -> i64 {
         if lookup_only(&m.def) {
             return Err(MapError::Unsupported);
         }
-        let key = Key::read(&m.def, key)?;
-        ops::delete(&m.def, &m.mem, key.as_bytes())
+        with_key(&m.def, key, |key| ops::delete(&m.def, &m.mem, key))
     }))
 }
 
@@ -281,8 +293,9 @@ pub extern "C" fn bpf_map_peek_elem(map: u64, value: u64) -> i64 {
 #[unsafe(no_mangle)]
 pub extern "C" fn bpf_map_lookup_percpu_elem(map: u64, key: u64, cpu: u64) -> u64 {
     let found = open(map).and_then(|m| {
-        let key = Key::read(&m.def, key)?;
-        let off = ops::lookup_percpu(&m.def, &m.mem, key.as_bytes(), cpu as u32)?;
+        let off = with_key(&m.def, key, |key| {
+            ops::lookup_percpu(&m.def, &m.mem, key, cpu as u32)
+        })?;
         Ok(off.map(|off| m.mem.addr(off)))
     });
     found.ok().flatten().unwrap_or(0)
@@ -328,5 +341,116 @@ pub extern "C" fn bpf_for_each_map_elem(
     match result {
         Ok(calls) => i64::from(calls),
         Err(err) => err.errno(),
+    }
+}
+
+/// Note [Map definition cache]
+/// Checking a header (`MapDef::from_header`: the kernel's checks for the
+/// type, the storage size, every derived field) costs more than the array
+/// lookup that follows it. A definition depends on the header's 64 bytes
+/// alone, so each vCPU keeps the last [`def_cache::WAYS`] headers it
+/// checked, with their addresses and definitions. A call whose map
+/// pointer is a kept address compares the 64 bytes there with the kept
+/// ones, through the fault-safe routine (`nofault::equal`); if they are
+/// the same it takes the kept definition, and otherwise — another
+/// pointer, a header a program rewrote, a fault — it copies the header
+/// out through the fault-safe copy and checks it in full, as before. So a
+/// bad pointer still gives NULL or -EFAULT, and a scribbled header is
+/// still refused.
+///
+/// Each vCPU has its own slot, indexed by its id, which no other vCPU
+/// touches, as the kernel's per-CPU data: no lock, no shared line. The
+/// slots are runtime memory, which a program can write as it can write
+/// the headers (both run at CPL 3, Note [Guest privilege levels] in
+/// `shm::layout`): a program that scribbles over them can make its own
+/// helper calls use a wrong definition, whose accesses still stay inside
+/// the storage the kept header names (`StorageView` bounds-checks each
+/// one), so again it only confuses itself.
+mod def_cache {
+    use super::{HeaderWords, nofault};
+    use core::cell::UnsafeCell;
+    use shm::layout::MAX_CPUS;
+    use shm::maps::MapDef;
+
+    /// Headers kept per vCPU: a program seldom uses more maps in a loop.
+    pub(super) const WAYS: usize = 4;
+
+    #[derive(Clone, Copy)]
+    struct Kept {
+        addr: u64,
+        words: HeaderWords,
+        def: MapDef,
+    }
+
+    /// One vCPU's kept headers, on lines of its own.
+    #[repr(align(64))]
+    struct Slot {
+        kept: [Option<Kept>; WAYS],
+        /// The way the next new address replaces (round robin).
+        next: usize,
+    }
+
+    struct Slots(UnsafeCell<[Slot; MAX_CPUS]>);
+
+    // SAFETY: vCPU n only ever touches slot n (`slot`), and the host
+    // gives every vCPU a different id; no slot is shared.
+    unsafe impl Sync for Slots {}
+
+    static SLOTS: Slots = Slots(UnsafeCell::new(
+        [const {
+            Slot {
+                kept: [None; WAYS],
+                next: 0,
+            }
+        }; MAX_CPUS],
+    ));
+
+    /// Runs `f` on this vCPU's slot, if its id has one.
+    #[inline(always)]
+    fn with_slot<T>(f: impl FnOnce(&mut Slot) -> Option<T>) -> Option<T> {
+        let cpu = super::this_cpu() as usize;
+        let slots = SLOTS.0.get();
+        if cpu >= MAX_CPUS {
+            return None;
+        }
+        // SAFETY: in bounds (checked); slot `cpu` is this vCPU's alone
+        // (Slots' Sync), and `f` (get's or put's) calls nothing that
+        // comes back here, so no other reference to it lives.
+        f(unsafe { &mut (*slots)[cpu] })
+    }
+
+    /// The kept definition and header of the map at `addr`, if the 64
+    /// bytes there are still the kept header.
+    #[inline(always)]
+    pub(super) fn get(addr: u64) -> Option<(MapDef, HeaderWords)> {
+        with_slot(|slot| {
+            let kept = slot.kept.iter().flatten().find(|k| k.addr == addr)?;
+            match nofault::equal(addr, &kept.words) {
+                Ok(true) => Some((kept.def, kept.words)),
+                _ => None,
+            }
+        })
+    }
+
+    /// Keeps `def`, checked from the header `words` read at `addr`: in
+    /// the way that held `addr`, or in the next one.
+    pub(super) fn put(addr: u64, words: &HeaderWords, def: &MapDef) {
+        with_slot(|slot| {
+            let held = |k: &Option<Kept>| k.is_some_and(|k| k.addr == addr);
+            let way = match slot.kept.iter().position(held) {
+                Some(way) => way,
+                None => {
+                    let way = slot.next % WAYS;
+                    slot.next = (way + 1) % WAYS;
+                    way
+                }
+            };
+            slot.kept[way] = Some(Kept {
+                addr,
+                words: *words,
+                def: *def,
+            });
+            Some(())
+        });
     }
 }

@@ -14,8 +14,8 @@
 //! The probe reads with the program's own rights (CPL 3, the same page
 //! tables), so it reaches nothing the program could not read itself.
 //!
-//! Helpers that move many bytes (`bpf_probe_read_kernel`, `bpf_snprintf`'s
-//! output) use three more routines built the same way, whose every access
+//! Helpers that move or compare many bytes (`bpf_probe_read_kernel`,
+//! `bpf_snprintf`'s output, map headers and keys) use four more routines built the same way, whose every access
 //! to program memory is one instruction the trap handler knows (the
 //! `bpfvisor_nofault_*` labels below), all resuming at one fixup that
 //! returns -1: the routines push nothing, so at any of those instructions
@@ -24,6 +24,8 @@
 //! * `bpfvisor_copy_nofault(dst, src, len)`: word moves for small copies,
 //!   `rep movsb` for large ones (Note [Small fault-safe copies]); a fault
 //!   leaves some of the bytes copied;
+//! * `bpfvisor_equal_nofault(addr, words, len)`: whether `len` bytes of
+//!   program memory are the given words, compared word by word;
 //! * `bpfvisor_fill_nofault(dst, byte, len)`: `rep stosb`;
 //! * `bpfvisor_strncpy_nofault(dst, src, count)`: copies bytes up to and
 //!   including a NUL, at most `count` (> 0), NUL-terminating a string cut
@@ -74,7 +76,7 @@ core::arch::global_asm!(
     "    lea r8, [rdx - 8]",
     "    xor ecx, ecx",
     "    jmp 2f",
-    "1:",
+    "8:",
     "bpfvisor_nofault_load8:",
     "    mov rax, [rsi + rcx]",
     "bpfvisor_nofault_store8:",
@@ -82,7 +84,7 @@ core::arch::global_asm!(
     "    add rcx, 8",
     "2:",
     "    cmp rcx, r8",
-    "    jb 1b",
+    "    jb 8b",
     "bpfvisor_nofault_load8_last:",
     "    mov rax, [rsi + r8]",
     "bpfvisor_nofault_store8_last:",
@@ -125,6 +127,25 @@ core::arch::global_asm!(
     "bpfvisor_nofault_movsb:",
     "    rep movsb",
     "    xor eax, eax",
+    "    ret",
+    // rdi = program memory, rsi = runtime memory, rdx = len (a multiple
+    // of 8, > 0). Returns 0 if the `len` bytes at rdi equal those at rsi,
+    // 1 if not, -1 on a fault.
+    ".global bpfvisor_equal_nofault",
+    "bpfvisor_equal_nofault:",
+    "    xor eax, eax",
+    "    xor ecx, ecx",
+    "9:",
+    "bpfvisor_nofault_equal_load:",
+    "    mov r8, [rdi + rcx]",
+    "    xor r8, [rsi + rcx]",
+    "    or rax, r8",
+    "    add rcx, 8",
+    "    cmp rcx, rdx",
+    "    jb 9b",
+    "    neg rax",
+    "    sbb eax, eax",
+    "    neg eax",
     "    ret",
     // rdi = dst, sil = byte, rdx = len. Returns 0, or -1 on a fault.
     ".global bpfvisor_fill_nofault",
@@ -173,6 +194,7 @@ core::arch::global_asm!(
     "    .quad bpfvisor_nofault_store4_last",
     "    .quad bpfvisor_nofault_load1",
     "    .quad bpfvisor_nofault_store1",
+    "    .quad bpfvisor_nofault_equal_load",
     "    .quad bpfvisor_nofault_movsb",
     "    .quad bpfvisor_nofault_stosb",
     "    .quad bpfvisor_nofault_strncpy_load",
@@ -182,7 +204,7 @@ core::arch::global_asm!(
 );
 
 /// Number of entries in `bpfvisor_nofault_sites`.
-const NOFAULT_SITES: usize = 15;
+const NOFAULT_SITES: usize = 16;
 
 /// Largest copy made with plain moves rather than `rep movsb` (Note
 /// [Small fault-safe copies]).
@@ -193,6 +215,7 @@ unsafe extern "C" {
     fn bpfvisor_probe_read_byte(addr: u64) -> i32;
     fn bpfvisor_copy_nofault(dst: u64, src: u64, len: u64) -> i64;
     fn bpfvisor_fill_nofault(dst: u64, byte: u64, len: u64) -> i64;
+    fn bpfvisor_equal_nofault(addr: u64, words: *const u64, len: u64) -> i64;
     fn bpfvisor_strncpy_nofault(dst: u64, src: u64, count: u64) -> i64;
 }
 
@@ -209,6 +232,23 @@ pub fn copy(dst: u64, src: u64, len: u64) -> Result<(), Fault> {
     // memory is not Rust memory: no Rust reference covers it.
     let ret = unsafe { bpfvisor_copy_nofault(dst, src, len) };
     if ret == 0 { Ok(()) } else { Err(Fault) }
+}
+
+/// Whether the bytes at `addr` in program memory are `words`.
+pub fn equal(addr: u64, words: &[u64]) -> Result<bool, Fault> {
+    if words.is_empty() {
+        return Ok(true);
+    }
+    // SAFETY: the routine reads `addr..addr+8*len` only through an
+    // instruction whose faults the trap handler turns into a -1 return
+    // (Note [Fault-safe reads]), and `words`, which is Rust memory; it
+    // writes nothing.
+    let ret = unsafe { bpfvisor_equal_nofault(addr, words.as_ptr(), size_of_val(words) as u64) };
+    match ret {
+        0 => Ok(true),
+        1 => Ok(false),
+        _ => Err(Fault),
+    }
 }
 
 /// Sets `len` bytes at `dst` in program memory to `byte`.
