@@ -25,9 +25,11 @@
 //! Note [Trusting map memory]
 //! The header and the storage are guest memory: any program may scribble
 //! over them. So the geometry comes from a validated [`MapDef`] — the host
-//! keeps its own copy and never re-reads the header; the guest rebuilds one
-//! from the header ([`MapDef::from_header`]) on each helper call, which
-//! only lets a program confuse itself. Every access to the storage goes
+//! keeps its own copy and never re-reads the header; the guest takes one
+//! from the header on each helper call ([`MapDef::from_header`], or the
+//! definition it checked before for the very same header bytes: Note [Map
+//! definition cache] in the guest runtime), which only lets a program
+//! confuse itself. Every access to the storage goes
 //! through [`MapMemory`], whose implementations bounds-check each one, and
 //! every index read from the storage is checked before use. Every loop is
 //! bounded: a chain walk by the number of elements, a lock by
