@@ -392,7 +392,7 @@ mod def_cache {
 
     struct Slots(UnsafeCell<[Slot; MAX_CPUS]>);
 
-    // SAFETY: vCPU n only ever touches slot n (`slot`), and the host
+    // SAFETY: vCPU n only ever touches slot n (`with_slot`), and the host
     // gives every vCPU a different id; no slot is shared.
     unsafe impl Sync for Slots {}
 
