@@ -351,7 +351,7 @@ pub extern "C" fn bpf_for_each_map_elem(
 /// alone, so each vCPU keeps the last [`def_cache::WAYS`] headers it
 /// checked, with their addresses and definitions. A call whose map
 /// pointer is a kept address compares the 64 bytes there with the kept
-/// ones, through the fault-safe routine (`nofault::equal`); if they are
+/// ones, through the fault-safe routine (`nofault::equal64`); if they are
 /// the same it takes the kept definition, and otherwise — another
 /// pointer, a header a program rewrote, a fault — it copies the header
 /// out through the fault-safe copy and checks it in full, as before. So a
@@ -425,7 +425,7 @@ mod def_cache {
     pub(super) fn get(addr: u64) -> Option<(MapDef, HeaderWords)> {
         with_slot(|slot| {
             let kept = slot.kept.iter().flatten().find(|k| k.addr == addr)?;
-            match nofault::equal(addr, &kept.words) {
+            match nofault::equal64(addr, &kept.words) {
                 Ok(true) => Some((kept.def, kept.words)),
                 _ => None,
             }

@@ -24,8 +24,8 @@
 //! * `bpfvisor_copy_nofault(dst, src, len)`: word moves for small copies,
 //!   `rep movsb` for large ones (Note [Small fault-safe copies]); a fault
 //!   leaves some of the bytes copied;
-//! * `bpfvisor_equal_nofault(addr, words, len)`: whether `len` bytes of
-//!   program memory are the given words, compared word by word;
+//! * `bpfvisor_equal64_nofault(addr, words)`: whether 64 bytes of program
+//!   memory (a map header) are the given words;
 //! * `bpfvisor_fill_nofault(dst, byte, len)`: `rep stosb`;
 //! * `bpfvisor_strncpy_nofault(dst, src, count)`: copies bytes up to and
 //!   including a NUL, at most `count` (> 0), NUL-terminating a string cut
@@ -128,21 +128,42 @@ core::arch::global_asm!(
     "    rep movsb",
     "    xor eax, eax",
     "    ret",
-    // rdi = program memory, rsi = runtime memory, rdx = len (a multiple
-    // of 8, > 0). Returns 0 if the `len` bytes at rdi equal those at rsi,
-    // 1 if not, -1 on a fault.
-    ".global bpfvisor_equal_nofault",
-    "bpfvisor_equal_nofault:",
-    "    xor eax, eax",
-    "    xor ecx, ecx",
-    "9:",
-    "bpfvisor_nofault_equal_load:",
-    "    mov r8, [rdi + rcx]",
-    "    xor r8, [rsi + rcx]",
-    "    or rax, r8",
-    "    add rcx, 8",
-    "    cmp rcx, rdx",
-    "    jb 9b",
+    // rdi = program memory, rsi = runtime memory. Returns 0 if the 64
+    // bytes at rdi equal those at rsi, 1 if not, -1 on a fault. Unrolled:
+    // a map helper compares a header on every call.
+    ".global bpfvisor_equal64_nofault",
+    "bpfvisor_equal64_nofault:",
+    "bpfvisor_nofault_eq0:",
+    "    mov rax, [rdi]",
+    "bpfvisor_nofault_eq1:",
+    "    mov rcx, [rdi + 8]",
+    "    xor rax, [rsi]",
+    "    xor rcx, [rsi + 8]",
+    "    or rax, rcx",
+    "bpfvisor_nofault_eq2:",
+    "    mov rcx, [rdi + 16]",
+    "bpfvisor_nofault_eq3:",
+    "    mov rdx, [rdi + 24]",
+    "    xor rcx, [rsi + 16]",
+    "    xor rdx, [rsi + 24]",
+    "    or rax, rcx",
+    "    or rax, rdx",
+    "bpfvisor_nofault_eq4:",
+    "    mov rcx, [rdi + 32]",
+    "bpfvisor_nofault_eq5:",
+    "    mov rdx, [rdi + 40]",
+    "    xor rcx, [rsi + 32]",
+    "    xor rdx, [rsi + 40]",
+    "    or rax, rcx",
+    "    or rax, rdx",
+    "bpfvisor_nofault_eq6:",
+    "    mov rcx, [rdi + 48]",
+    "bpfvisor_nofault_eq7:",
+    "    mov rdx, [rdi + 56]",
+    "    xor rcx, [rsi + 48]",
+    "    xor rdx, [rsi + 56]",
+    "    or rax, rcx",
+    "    or rax, rdx",
     "    neg rax",
     "    sbb eax, eax",
     "    neg eax",
@@ -194,7 +215,14 @@ core::arch::global_asm!(
     "    .quad bpfvisor_nofault_store4_last",
     "    .quad bpfvisor_nofault_load1",
     "    .quad bpfvisor_nofault_store1",
-    "    .quad bpfvisor_nofault_equal_load",
+    "    .quad bpfvisor_nofault_eq0",
+    "    .quad bpfvisor_nofault_eq1",
+    "    .quad bpfvisor_nofault_eq2",
+    "    .quad bpfvisor_nofault_eq3",
+    "    .quad bpfvisor_nofault_eq4",
+    "    .quad bpfvisor_nofault_eq5",
+    "    .quad bpfvisor_nofault_eq6",
+    "    .quad bpfvisor_nofault_eq7",
     "    .quad bpfvisor_nofault_movsb",
     "    .quad bpfvisor_nofault_stosb",
     "    .quad bpfvisor_nofault_strncpy_load",
@@ -204,7 +232,7 @@ core::arch::global_asm!(
 );
 
 /// Number of entries in `bpfvisor_nofault_sites`.
-const NOFAULT_SITES: usize = 16;
+const NOFAULT_SITES: usize = 23;
 
 /// Largest copy made with plain moves rather than `rep movsb` (Note
 /// [Small fault-safe copies]).
@@ -215,7 +243,7 @@ unsafe extern "C" {
     fn bpfvisor_probe_read_byte(addr: u64) -> i32;
     fn bpfvisor_copy_nofault(dst: u64, src: u64, len: u64) -> i64;
     fn bpfvisor_fill_nofault(dst: u64, byte: u64, len: u64) -> i64;
-    fn bpfvisor_equal_nofault(addr: u64, words: *const u64, len: u64) -> i64;
+    fn bpfvisor_equal64_nofault(addr: u64, words: *const [u64; 8]) -> i64;
     fn bpfvisor_strncpy_nofault(dst: u64, src: u64, count: u64) -> i64;
 }
 
@@ -234,16 +262,13 @@ pub fn copy(dst: u64, src: u64, len: u64) -> Result<(), Fault> {
     if ret == 0 { Ok(()) } else { Err(Fault) }
 }
 
-/// Whether the bytes at `addr` in program memory are `words`.
-pub fn equal(addr: u64, words: &[u64]) -> Result<bool, Fault> {
-    if words.is_empty() {
-        return Ok(true);
-    }
-    // SAFETY: the routine reads `addr..addr+8*len` only through an
-    // instruction whose faults the trap handler turns into a -1 return
-    // (Note [Fault-safe reads]), and `words`, which is Rust memory; it
-    // writes nothing.
-    let ret = unsafe { bpfvisor_equal_nofault(addr, words.as_ptr(), size_of_val(words) as u64) };
+/// Whether the 64 bytes at `addr` in program memory are `words`.
+pub fn equal64(addr: u64, words: &[u64; 8]) -> Result<bool, Fault> {
+    // SAFETY: the routine reads `addr..addr+64` only through instructions
+    // whose faults the trap handler turns into a -1 return (Note
+    // [Fault-safe reads]), and `words`, which is Rust memory; it writes
+    // nothing.
+    let ret = unsafe { bpfvisor_equal64_nofault(addr, words) };
     match ret {
         0 => Ok(true),
         1 => Ok(false),
