@@ -20,18 +20,21 @@
 //! bpfvisor needs BTF for naming the C source line of an instruction in
 //! load, verifier and trap messages, and for what the loader reads from
 //! types (`types`): BTF-defined maps (`.maps`), global variables (the
-//! `DATASEC`s of `.rodata`, `.data`, `.bss`) and extern kfuncs (`.ksyms`).
+//! `DATASEC`s of `.rodata`, `.data`, `.bss`) and extern kfuncs (`.ksyms`),
+//! and for showing map keys and values as their types read (`format`).
 //! The type section is walked and checked (every kind's length, every name
 //! in the string table) so that a corrupted section is refused rather than
 //! half read; type ids inside kind data are checked where they are followed.
 
 mod ext;
+mod format;
 mod lines;
 mod types;
 
 use thiserror::Error;
 
 pub use ext::{BtfExt, FuncInfo, InfoSection, LineInfo};
+pub use format::{MAX_FORMAT_DEPTH, MAX_FORMAT_NODES, SectionVar, TypedValue};
 pub use lines::{LineTable, SourceLine};
 pub use types::{ArrayInfo, Linkage, MAX_TYPE_CHAIN, Member, VarSecInfo};
 

@@ -49,13 +49,22 @@ struct Fields {
     map_flags: u32,
     map_extra: u64,
     pinning: u32,
-    /// `__type(key, T)`: T's size.
-    key_type_size: Option<u32>,
+    /// `__type(key, T)`: T's id and size.
+    key_type: Option<(u32, u32)>,
     /// `__type(value, T)`: T's id and size.
     value_type: Option<(u32, u32)>,
     /// `__array(values, T)`: T's id (after modifiers), its kind, and the
     /// member's byte offset.
     values: Option<(u32, Option<BtfKind>, u64)>,
+}
+
+impl Object {
+    /// The object's `.BTF`, if it has one: the types that
+    /// [`MapSpec::btf_key_type_id`], [`MapSpec::btf_value_type_id`] and
+    /// [`super::Variable::var_type_id`] name.
+    pub fn btf(&self) -> Option<&Btf> {
+        self.btf.as_ref()
+    }
 }
 
 /// Reads the maps the `DATASEC` of BTF-defined maps section `section`
@@ -142,7 +151,7 @@ fn definition(btf: &Btf, id: u32, inner: bool) -> Result<(MapSpec, Option<u64>),
     }
     let number = f.map_type.ok_or(MapDefError::FindField { field: "type" })?;
     let map_type = map_type(number)?;
-    let key_size = agree("key", f.key_size, f.key_type_size)?;
+    let key_size = agree("key", f.key_size, f.key_type.map(|(_, size)| size))?;
     let mut value_size = agree("value", f.value_size, f.value_type.map(|(_, size)| size))?;
     let max_entries = f.max_entries.ok_or(MapDefError::FindField {
         field: "max_entries",
@@ -150,6 +159,8 @@ fn definition(btf: &Btf, id: u32, inner: bool) -> Result<(MapSpec, Option<u64>),
     let mut spec = MapSpec::new("", map_type, key_size, value_size, max_entries);
     spec.map_flags = f.map_flags;
     spec.map_extra = f.map_extra;
+    spec.btf_key_type_id = f.key_type.map(|(id, _)| id);
+    spec.btf_value_type_id = f.value_type.map(|(id, _)| id);
     spec.pinning = match f.pinning {
         0 => Pinning::None,
         1 => Pinning::ByName,
@@ -302,7 +313,7 @@ fn read_member(btf: &Btf, m: &Member<'_>, f: &mut Fields) -> Result<(), MapDefEr
                 _ => u64::from(uint()?),
             };
         }
-        "key" => f.key_type_size = Some(typed()?.1),
+        "key" => f.key_type = Some(typed()?),
         "value" => f.value_type = Some(typed()?),
         "values" => {
             const EXPECTED: &str =

@@ -126,6 +126,13 @@ pub struct MapSpec {
     /// Offset in the value of its `struct bpf_spin_lock`, from BTF: the
     /// host must not copy over it when it updates a value.
     pub spin_lock_offset: Option<u32>,
+    /// The key's BTF type (`__type(key, T)`), as the kernel's
+    /// `btf_key_type_id`: what tools read keys as. `None` for legacy
+    /// definitions and `__uint(key_size, n)`.
+    pub btf_key_type_id: Option<u32>,
+    /// The value's BTF type (`__type(value, T)`), as `btf_value_type_id`.
+    /// `None` for legacy definitions and `__uint(value_size, n)`.
+    pub btf_value_type_id: Option<u32>,
 }
 
 /// Why a map definition is refused. [`LoadError::DefineMap`] names the
@@ -348,6 +355,8 @@ impl MapSpec {
             inner: None,
             values: Vec::new(),
             spin_lock_offset: None,
+            btf_key_type_id: None,
+            btf_value_type_id: None,
         }
     }
 

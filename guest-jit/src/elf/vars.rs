@@ -26,6 +26,8 @@ pub struct Variable {
     pub offset: u64,
     /// Size in bytes (`sizeof` its type).
     pub size: u64,
+    /// Its `VAR` in the object's BTF, which names it and gives its type.
+    pub var_type_id: u32,
 }
 
 /// Reads every variable of every data section that has a `DATASEC`.
@@ -86,6 +88,7 @@ pub(super) fn read_variables(
                 section: section.name.clone(),
                 offset: symbol.value,
                 size,
+                var_type_id: entry.type_id,
             });
         }
     }
