@@ -29,11 +29,12 @@
 //!   falls through while decrementing it, or jumps once it is 0. (Recent
 //!   x86-64 kernels bound it by time instead; a count keeps the oracle
 //!   deterministic.)
-//! * `addr_space_cast`: cast to as 0 (`cast_kern`) keeps the low 32 bits,
-//!   as the kernel's lowering to a 32-bit move does; cast to as 1
-//!   (`cast_user`) keeps the low 32 bits and puts
-//!   [`RunOptions::arena_upper`] above them, except that NULL stays NULL.
-//!   With the default upper half 0 both are the identity on the low 32 bits.
+//! * `addr_space_cast` (Note [Arena pointers] in [`crate::jit::arena`]):
+//!   both directions keep the low 32 bits and put
+//!   [`RunOptions::arena_upper`] above them, the full address of the arena
+//!   byte the kernel's `[src + r12 + off]` would reach; cast to as 1
+//!   (`cast_user`) keeps NULL (low half 0) as NULL. With the default upper
+//!   half 0 both keep the low 32 bits only.
 //! * An `ld_imm64` that names a map, a variable or a function fails with
 //!   [`ExecError::ResolveLdImm64`]: a loader must first rewrite it into a
 //!   plain value, as the kernel does.
@@ -78,7 +79,8 @@ pub struct RunOptions {
     /// Most instructions executed before the run stops with
     /// [`ExecError::ExceedStepLimit`].
     pub step_limit: u64,
-    /// Upper 32 bits `addr_space_cast` to the arena puts on a pointer.
+    /// The arena window's upper 32 bits, which `addr_space_cast` puts on a
+    /// pointer (Note [Arena pointers]); 0 without an arena.
     pub arena_upper: u32,
     /// `may_goto` iterations each frame starts with; the kernel's
     /// [`MAY_GOTO_BUDGET`] unless a test wants to reach the end sooner.
@@ -377,9 +379,8 @@ impl Machine<'_> {
             Op::AddrSpaceCast { dst, src, kind } => {
                 let low = u64::from(self.reg(src) as u32);
                 let value = match kind {
-                    CastKind::ToKern => low,
                     CastKind::ToUser if low == 0 => 0,
-                    CastKind::ToUser => u64::from(self.options.arena_upper) << 32 | low,
+                    _ => u64::from(self.options.arena_upper) << 32 | low,
                 };
                 self.set(dst, value);
             }
@@ -870,24 +871,34 @@ mod tests {
     }
 
     #[test]
-    fn addr_space_cast_keeps_low_half() {
-        let src = "lddw %r1, 0x1234500000010\naddr_space_cast %r0, %r1, 1, 0\nexit";
-        let options = RunOptions {
-            arena_upper: 0x7f00,
-            ..RunOptions::default()
+    fn addr_space_cast_puts_the_window_above_the_low_half() {
+        let with_arena = |src: &str| {
+            let options = RunOptions {
+                arena_upper: 0x7f00,
+                ..RunOptions::default()
+            };
+            let exit = run(
+                &program(src),
+                &mut Memory::new(),
+                &mut NoHelpers,
+                [0; 5],
+                &options,
+            );
+            exit.map(|e| e.return_value)
         };
-        let exit = run(
-            &program(src),
-            &mut Memory::new(),
-            &mut NoHelpers,
-            [0; 5],
-            &options,
-        );
-        assert_eq!(exit.map(|e| e.return_value), Ok(0x7f00_0000_0010));
-        assert_eq!(ret(src), 0x10);
-        assert_eq!(ret("mov %r1, 0\naddr_space_cast %r0, %r1, 1, 0\nexit"), 0);
+        let user = "lddw %r1, 0x1234500000010\naddr_space_cast %r0, %r1, 1, 0\nexit";
         let kern = "lddw %r1, 0x1234500000010\naddr_space_cast %r0, %r1, 0, 1\nexit";
-        assert_eq!(ret(kern), 0x10);
+        for src in [user, kern] {
+            assert_eq!(with_arena(src), Ok(0x7f00_0000_0010), "{src}");
+            assert_eq!(ret(src), 0x10, "{src}");
+        }
+        // cast_user keeps NULL; cast_kern makes it the window's start, the
+        // kernel's kern_vm_start + 0.
+        let null_user = "mov %r1, 0\naddr_space_cast %r0, %r1, 1, 0\nexit";
+        let null_kern = "lddw %r1, 0x5500000000\naddr_space_cast %r0, %r1, 0, 1\nexit";
+        assert_eq!(with_arena(null_user), Ok(0));
+        assert_eq!(with_arena(null_kern), Ok(0x7f00_0000_0000));
+        assert_eq!(ret(null_kern), 0);
     }
 
     #[test]

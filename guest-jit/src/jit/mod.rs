@@ -50,6 +50,7 @@
 //!   interpreter has a guard page around each frame). The VM is the
 //!   boundary such a program stays inside.
 
+pub mod arena;
 mod disasm;
 mod emit;
 pub mod regs;
@@ -83,9 +84,10 @@ pub struct JitConfig<'a> {
     /// Slots of `ld_imm64` whose value is a `.percpu` address: the JIT
     /// follows them with `add dst, gs:[shm::percpu::THIS_CPU_OFF_OFFSET]`.
     pub percpu_loads: &'a [usize],
-    /// Upper 32 bits that `addr_space_cast` to the arena (`cast_user`) puts
-    /// on a non-NULL pointer (0 until arenas exist); the meaning of
-    /// [`crate::interp::RunOptions::arena_upper`].
+    /// The arena window's upper 32 bits (`user_vm_start >> 32`; 0 without
+    /// an arena), which both directions of `addr_space_cast` put above a
+    /// pointer's low half (Note [Arena pointers] in [`arena`]); the meaning
+    /// of [`crate::interp::RunOptions::arena_upper`].
     pub arena_upper: u32,
     /// `may_goto` iterations each frame starts with; normally
     /// [`crate::interp::MAY_GOTO_BUDGET`].

@@ -343,21 +343,28 @@ impl Emitter<'_> {
         }
     }
 
-    /// `addr_space_cast` as the interpreter documents it: both directions
-    /// keep the low 32 bits; to the arena, a non-NULL pointer gets
-    /// `arena_upper` above them.
+    /// `addr_space_cast` (Note [Arena pointers]): the low 32 bits with the
+    /// arena window's upper half above them; `cast_user` keeps NULL (low
+    /// half 0) as NULL. Without an arena both keep the low half only.
     pub(super) fn addr_space_cast(&mut self, d: u8, s: u8, kind: CastKind) {
         x64!(self.ops; mov Rd(d), Rd(s)); // mov dst32, src32
         let upper = self.config.arena_upper;
-        if kind == CastKind::ToUser && upper != 0 {
-            let high = i64::from(upper) << 32;
-            x64!(self.ops
+        if upper == 0 {
+            return;
+        }
+        let high = i64::from(upper) << 32;
+        match kind {
+            CastKind::ToKern => x64!(self.ops
+                ; mov Rq(SCRATCH), QWORD high // movabs r11, arena_upper << 32
+                ; or Rq(d), Rq(SCRATCH) // or dst, r11
+            ),
+            CastKind::ToUser => x64!(self.ops
                 ; test Rd(d), Rd(d) // test dst32, dst32
                 ; jz BYTE >null // jz null (NULL stays NULL)
                 ; mov Rq(SCRATCH), QWORD high // movabs r11, arena_upper << 32
                 ; or Rq(d), Rq(SCRATCH) // or dst, r11
                 ; null:
-            );
+            ),
         }
     }
 
