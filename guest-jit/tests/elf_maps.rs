@@ -566,9 +566,11 @@ fn unsupported_map_types_are_refused_by_name() {
         with_uint("lru.bpf.o", "recent", "type", 27),
         "Map `recent` in section `.maps` cannot be created: RINGBUF maps (27) are not supported yet"
     );
+    // Arenas are parsed (arena_* samples); a hash retyped to one is
+    // checked against the arena's rules.
     assert_eq!(
         with_uint("lru.bpf.o", "recent", "type", 33),
-        "Map `recent` in section `.maps` cannot be created: ARENA maps (33) are not supported yet"
+        "Map `recent` in section `.maps` cannot be created: key_size 4 is invalid for ARENA maps: it must be 0 (no keys)"
     );
     assert_eq!(
         with_uint("lru.bpf.o", "recent", "type", 11),

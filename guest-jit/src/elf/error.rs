@@ -196,6 +196,39 @@ pub enum LoadError {
         /// The limit.
         max: u64,
     },
+    /// Two maps of the object are arenas (the kernel ties a program to one
+    /// arena, and libbpf supports one per object).
+    #[error("Maps `{first}` and `{second}` are both ARENA maps; an object may have only one")]
+    CountArenas {
+        /// The first arena map.
+        first: String,
+        /// The second.
+        second: String,
+    },
+    /// `__arena` globals without an arena map to put them in.
+    #[error(
+        "Section `{section}` holds __arena globals ({size} bytes), but the object declares no ARENA map in .maps"
+    )]
+    FindArena {
+        /// `.addr_space.1`.
+        section: String,
+        /// Its size.
+        size: u64,
+    },
+    /// `__arena` globals larger than their arena (libbpf's `E2BIG`).
+    #[error(
+        "Section `{section}` holds {size} bytes of __arena globals, more than the {pages} pages of ARENA map `{map}`"
+    )]
+    FitArena {
+        /// `.addr_space.1`.
+        section: String,
+        /// Its size.
+        size: u64,
+        /// The arena map.
+        map: String,
+        /// Its `max_entries`.
+        pages: u32,
+    },
     /// `.BTF` or `.BTF.ext` is malformed.
     #[error("Cannot parse the object's BTF")]
     ParseBtf(#[source] BtfError),

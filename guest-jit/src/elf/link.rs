@@ -18,14 +18,20 @@
 //! guest address, one of a map the address of its header. A call to an
 //! extern function (clang: `call -1`, src 1, relocated against the
 //! undefined symbol; libbpf: src 2) becomes a kfunc call whose id indexes
-//! [`LinkedProgram::kfuncs`].
+//! [`LinkedProgram::kfuncs`]. When the object's arena has
+//! `BPF_F_NO_USER_CONV`, every `cast_user` becomes `wX = wY`, as the
+//! kernel's verifier rewrites it (Note [Arena pointers] in
+//! [`crate::jit::arena`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::read::{Place, Reloc, RelocKind, Role};
 use super::{DataKind, LoadError, Object, Placed, ProgramSpec};
 use crate::btf::{LineTable, SourceLine};
-use crate::insn::opcode::{CALL, CALL_KFUNC, CALL_LOCAL, LD_IMM64, PSEUDO_FUNC, PSEUDO_IMM64};
+use crate::insn::opcode::{
+    ALU_MOV, CALL, CALL_KFUNC, CALL_LOCAL, CLASS_ALU, CLASS_ALU64, LD_IMM64, OFF_ADDR_SPACE_CAST,
+    PSEUDO_FUNC, PSEUDO_IMM64, SRC_X,
+};
 use crate::insn::{INSN_SIZE, Insn, Program};
 use crate::verify;
 
@@ -103,7 +109,13 @@ struct Linker<'a> {
     kfuncs: Vec<String>,
     /// Index of each name in `kfuncs`.
     kfunc_index: HashMap<String, usize>,
+    /// The object's arena has `BPF_F_NO_USER_CONV`.
+    no_user_conv: bool,
 }
+
+/// `rX = addr_space_cast(rY, 1, 0)`: ALU64 MOV X, offset 1, imm 1 << 16.
+const CAST_USER_CODE: u8 = CLASS_ALU64 | ALU_MOV | SRC_X;
+const CAST_USER_IMM: i32 = 1 << 16;
 
 pub(super) fn link(
     object: &Object,
@@ -135,6 +147,9 @@ pub(super) fn link(
         percpu_loads: Vec::new(),
         kfuncs: Vec::new(),
         kfunc_index: HashMap::new(),
+        no_user_conv: object
+            .arena()
+            .is_some_and(|a| object.maps[a].map_flags & super::map_flags::NO_USER_CONV != 0),
     };
     linker.enqueue((spec.code, spec.function));
     while let Some(id) = linker.queue.pop_front() {
@@ -203,6 +218,17 @@ impl Linker<'_> {
             match code.relocs.get(&pc) {
                 Some(&reloc) => self.relocate(id.0, pc, base + i, reloc)?,
                 None => self.local_ref(id.0, pc, base + i, insn)?,
+            }
+            if self.no_user_conv
+                && insn.code == CAST_USER_CODE
+                && insn.off == OFF_ADDR_SPACE_CAST
+                && insn.imm == CAST_USER_IMM
+            {
+                // The kernel's verifier (BPF_F_NO_USER_CONV): `wX = wY`.
+                let mov = &mut self.out[base + i];
+                mov.code = CLASS_ALU | ALU_MOV | SRC_X;
+                mov.off = 0;
+                mov.imm = 0;
             }
             i += if insn.code == LD_IMM64 { 2 } else { 1 };
         }
@@ -443,4 +469,55 @@ impl Linker<'_> {
 /// Byte offset of a slot in its section, as `llvm-readelf -r` shows it.
 fn byte_offset(slot: usize) -> u64 {
     (slot as u64).saturating_mul(INSN_SIZE as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf::arena::tests::setup_sample;
+    use crate::insn::{AluOp, CastKind, Op, Source, Width};
+
+    /// Links segv_alloc with its `cast_kern` turned into a `cast_user`,
+    /// with or without `BPF_F_NO_USER_CONV` on the arena: the op at the
+    /// cast's slot.
+    fn cast_user_with(no_user_conv: bool) -> Op {
+        let mut object = setup_sample("arena_segv.bpf.o");
+        let code = object
+            .code
+            .iter_mut()
+            .find(|c| c.name == "syscall")
+            .unwrap();
+        let at = code
+            .insns
+            .iter()
+            .position(|i| i.off == OFF_ADDR_SPACE_CAST && i.code == CAST_USER_CODE)
+            .unwrap();
+        code.insns[at].imm = CAST_USER_IMM;
+        if no_user_conv {
+            object.maps[0].map_flags |= crate::elf::map_flags::NO_USER_CONV;
+        }
+        let spec = object.find_program(Some("segv_alloc")).unwrap().clone();
+        let linked = object.link(&spec, &|_| Some(0x1000)).unwrap();
+        *linked.program.op(at).unwrap()
+    }
+
+    #[test]
+    fn no_user_conv_makes_cast_user_a_32_bit_move() {
+        assert!(matches!(
+            cast_user_with(false),
+            Op::AddrSpaceCast {
+                kind: CastKind::ToUser,
+                ..
+            }
+        ));
+        assert!(matches!(
+            cast_user_with(true),
+            Op::Alu {
+                width: Width::W32,
+                op: AluOp::Mov,
+                src: Source::Reg(_),
+                ..
+            }
+        ));
+    }
 }

@@ -64,7 +64,14 @@ const KERNEL_MAP_TYPES: [&str; 34] = [
 ];
 
 /// Kernel map types bpfvisor will provide but does not yet.
-const LATER_MAP_TYPES: [&str; 2] = ["RINGBUF", "ARENA"];
+const LATER_MAP_TYPES: [&str; 1] = ["RINGBUF"];
+
+/// Most pages an arena may have: 4 GiB of 4 KiB pages (`arena_map_alloc`:
+/// `max_entries * PAGE_SIZE <= SZ_4G`).
+pub const MAX_ARENA_PAGES: u32 = 1 << 20;
+
+/// The arena's page size.
+pub const ARENA_PAGE_SIZE: u64 = 4096;
 
 /// `MAX_BPF_STACK`: the kernel's limit on a hash key, which programs pass
 /// from their stack.
@@ -113,7 +120,8 @@ pub struct MapSpec {
     pub max_entries: u32,
     /// `BPF_F_*` bits ([`flags`]), checked against the type.
     pub map_flags: u32,
-    /// `map_extra`: 0 for every type bpfvisor provides.
+    /// `map_extra`: for an `ARENA`, the address it asks to start at (0:
+    /// anywhere); 0 for every other type bpfvisor provides.
     pub map_extra: u64,
     /// Pinning (BTF-defined maps only).
     pub pinning: Pinning,
@@ -220,6 +228,27 @@ pub enum MapDefError {
         bad: u32,
         /// Map type name.
         map_type: &'static str,
+    },
+    /// `map_flags` lacks bits the type requires.
+    #[error("map_flags {flags:#x} lacks {missing:#x}, which {map_type} maps require")]
+    RequireFlags {
+        /// The flags.
+        flags: u32,
+        /// The bits missing.
+        missing: u32,
+        /// Map type name.
+        map_type: &'static str,
+    },
+    /// An arena's `map_extra` (the address it asks to start at) breaks the
+    /// kernel's rule.
+    #[error("map_extra {map_extra:#x} is invalid for an arena of {pages} pages: {rule}")]
+    CheckArenaStart {
+        /// The requested start.
+        map_extra: u64,
+        /// `max_entries`.
+        pages: u32,
+        /// What it must be.
+        rule: &'static str,
     },
     /// `map_extra` is set for a type that has no use for it.
     #[error("map_extra {map_extra:#x} must be 0 for {map_type} maps")]
@@ -370,6 +399,9 @@ impl MapSpec {
             map_type: t.name(),
             rule: rule.to_owned(),
         };
+        if t == MapType::Arena {
+            return self.check_arena();
+        }
         let (key, value) = (self.key_size, self.value_size);
         match t {
             _ if t.is_array() && key != 4 => {
@@ -433,6 +465,74 @@ impl MapSpec {
             (Some(_), false) => Err(MapDefError::UseValues { map_type: t.name() }),
             (None, false) => Ok(()),
         }
+    }
+}
+
+impl MapSpec {
+    /// The kernel's `arena_map_alloc` rules: no key or value, 1 to
+    /// [`MAX_ARENA_PAGES`] pages, `BPF_F_MMAPABLE` set and only
+    /// `BPF_F_SEGV_ON_FAULT` / `BPF_F_NO_USER_CONV` besides, and a start
+    /// (`map_extra`, when not 0) page-aligned with the whole arena inside
+    /// one 4 GiB-aligned range, where 32-bit arena offsets work.
+    fn check_arena(&self) -> Result<(), MapDefError> {
+        let t = MapType::Arena;
+        let size_err = |field, value, rule: &str| MapDefError::CheckSize {
+            field,
+            value,
+            map_type: t.name(),
+            rule: rule.to_owned(),
+        };
+        if self.key_size != 0 {
+            return Err(size_err(
+                "key_size",
+                self.key_size,
+                "it must be 0 (no keys)",
+            ));
+        }
+        if self.value_size != 0 {
+            let rule = "it must be 0 (no values)";
+            return Err(size_err("value_size", self.value_size, rule));
+        }
+        if self.max_entries == 0 || self.max_entries > MAX_ARENA_PAGES {
+            let rule = format!("it must be 1 to {MAX_ARENA_PAGES} pages (4 GiB)");
+            return Err(size_err("max_entries", self.max_entries, &rule));
+        }
+        let bad = self.map_flags & !t.allowed_flags();
+        if bad != 0 {
+            return Err(MapDefError::CheckFlags {
+                flags: self.map_flags,
+                bad,
+                map_type: t.name(),
+            });
+        }
+        if self.map_flags & flags::MMAPABLE == 0 {
+            return Err(MapDefError::RequireFlags {
+                flags: self.map_flags,
+                missing: flags::MMAPABLE,
+                map_type: t.name(),
+            });
+        }
+        let start_err = |rule| MapDefError::CheckArenaStart {
+            map_extra: self.map_extra,
+            pages: self.max_entries,
+            rule,
+        };
+        if !self.map_extra.is_multiple_of(ARENA_PAGE_SIZE) {
+            return Err(start_err("it must be page-aligned"));
+        }
+        let last = self
+            .map_extra
+            .checked_add(u64::from(self.max_entries) * ARENA_PAGE_SIZE - 1);
+        if last.is_none_or(|last| last >> 32 != self.map_extra >> 32) {
+            return Err(start_err("the arena would cross a 4 GiB boundary"));
+        }
+        if self.spin_lock_offset.is_some() {
+            return Err(MapDefError::PlaceSpinLock { map_type: t.name() });
+        }
+        if self.inner.is_some() {
+            return Err(MapDefError::UseValues { map_type: t.name() });
+        }
+        Ok(())
     }
 }
 
@@ -500,10 +600,7 @@ mod tests {
             map_type(27).unwrap_err().to_string(),
             "RINGBUF maps (27) are not supported yet"
         );
-        assert_eq!(
-            map_type(33).unwrap_err().to_string(),
-            "ARENA maps (33) are not supported yet"
-        );
+        assert_eq!(map_type(33), Ok(MapType::Arena));
         assert_eq!(
             map_type(11).unwrap_err().to_string(),
             "LPM_TRIE maps (11) are not supported by bpfvisor"
@@ -593,6 +690,66 @@ mod tests {
         assert_eq!(
             array.check().unwrap_err().to_string(),
             "`values` is only for PROG_ARRAY, ARRAY_OF_MAPS and HASH_OF_MAPS maps, not ARRAY"
+        );
+    }
+
+    #[test]
+    fn arenas_follow_arena_map_alloc() {
+        let arena = |pages, fl, extra| {
+            let mut spec = MapSpec::new("arena", MapType::Arena, 0, 0, pages);
+            spec.map_flags = fl;
+            spec.map_extra = extra;
+            spec.check().map_err(|e| e.to_string())
+        };
+        let mmap = flags::MMAPABLE;
+        assert_eq!(arena(1, mmap, 0), Ok(()));
+        assert_eq!(arena(MAX_ARENA_PAGES, mmap, 0), Ok(()));
+        let all = mmap | flags::SEGV_ON_FAULT | flags::NO_USER_CONV;
+        assert_eq!(arena(16, all, 0x7f00_0000_0000), Ok(()));
+        // The last page may end exactly at the 4 GiB boundary.
+        assert_eq!(arena(16, mmap, 0x1_ffff_0000), Ok(()));
+        assert_eq!(
+            arena(16, mmap, 0x1_ffff_1000).unwrap_err(),
+            "map_extra 0x1ffff1000 is invalid for an arena of 16 pages: the arena would cross a 4 GiB boundary"
+        );
+        assert_eq!(
+            arena(MAX_ARENA_PAGES, mmap, 0x1000).unwrap_err(),
+            "map_extra 0x1000 is invalid for an arena of 1048576 pages: the arena would cross a 4 GiB boundary"
+        );
+        assert_eq!(
+            arena(1, mmap, 0x1_0000_0800).unwrap_err(),
+            "map_extra 0x100000800 is invalid for an arena of 1 pages: it must be page-aligned"
+        );
+        // Whether the host can reserve that address is the runtime's
+        // question; the kernel's arithmetic accepts it.
+        assert_eq!(arena(1, mmap, !0xfff), Ok(()));
+        assert_eq!(
+            arena(MAX_ARENA_PAGES + 1, mmap, 0).unwrap_err(),
+            "max_entries 1048577 is invalid for ARENA maps: it must be 1 to 1048576 pages (4 GiB)"
+        );
+        assert_eq!(
+            arena(0, mmap, 0).unwrap_err(),
+            "max_entries 0 is invalid for ARENA maps: it must be 1 to 1048576 pages (4 GiB)"
+        );
+        assert_eq!(
+            arena(1, 0, 0).unwrap_err(),
+            "map_flags 0x0 lacks 0x400, which ARENA maps require"
+        );
+        assert_eq!(
+            arena(1, mmap | flags::NUMA_NODE, 0).unwrap_err(),
+            "map_flags 0x404 sets 0x4, which ARENA maps do not take"
+        );
+        let mut keyed = MapSpec::new("arena", MapType::Arena, 4, 0, 1);
+        keyed.map_flags = mmap;
+        assert_eq!(
+            keyed.check().unwrap_err().to_string(),
+            "key_size 4 is invalid for ARENA maps: it must be 0 (no keys)"
+        );
+        keyed.key_size = 0;
+        keyed.value_size = 8;
+        assert_eq!(
+            keyed.check().unwrap_err().to_string(),
+            "value_size 8 is invalid for ARENA maps: it must be 0 (no values)"
         );
     }
 

@@ -33,6 +33,7 @@
 //! `parse` whatever program is asked for later; `link` fails only for what
 //! a particular program uses.
 
+mod arena;
 mod btf_maps;
 mod error;
 mod link;
@@ -43,11 +44,12 @@ mod vars;
 
 use std::fmt::Write as _;
 
+pub use arena::{ARENA_DATA_SECTION, globals_offset as arena_globals_offset};
 pub use error::LoadError;
 pub use link::{FunctionSymbol, LinkedProgram};
 pub use maps::{
-    LEGACY_DEF_SIZE, MAX_KEY_SIZE, MAX_PERCPU_VALUE_SIZE, MAX_VALUE_SIZE, MapDefError, MapInit,
-    MapSpec, MapType, Pinning, flags as map_flags, map_type,
+    ARENA_PAGE_SIZE, LEGACY_DEF_SIZE, MAX_ARENA_PAGES, MAX_KEY_SIZE, MAX_PERCPU_VALUE_SIZE,
+    MAX_VALUE_SIZE, MapDefError, MapInit, MapSpec, MapType, Pinning, flags as map_flags, map_type,
 };
 pub use vars::Variable;
 
@@ -114,6 +116,11 @@ pub enum DataKind {
     /// `ld_imm64` of it gives the placement of the copy's image; the JIT
     /// adds the running CPU's offset (see [`LinkedProgram::percpu_loads`]).
     PerCpu,
+    /// `.addr_space.1`: `__arena` globals, initialised, writable, living in
+    /// the object's `ARENA` map ([`Object::arena`]); an `ld_imm64` of one
+    /// gives its arena (user) address. libbpf puts them in the arena's last
+    /// pages ([`arena_globals_offset`]).
+    Arena,
 }
 
 /// A global data section, to be placed in guest memory before a program
@@ -143,14 +150,23 @@ impl DataSection {
     /// programs for `.rodata*`. bpfvisor keeps the bytes in the data
     /// regions; the map header points at them. An empty section gives
     /// value_size 0, which [`MapSpec::check`] refuses: libbpf makes no map
-    /// of it either.
+    /// of it either. `.addr_space.1` has no map of its own (the arena is
+    /// its map): its spec is an `ARENA` of the pages it needs, which no
+    /// map-storage definition accepts.
     pub fn map_spec(&self) -> MapSpec {
+        let size = u32::try_from(self.bytes.len()).unwrap_or(u32::MAX);
         let (map_type, flags) = match self.kind {
             DataKind::ReadOnly => (MapType::Array, map_flags::RDONLY_PROG | map_flags::MMAPABLE),
             DataKind::ReadWrite | DataKind::Zeroed => (MapType::Array, map_flags::MMAPABLE),
             DataKind::PerCpu => (MapType::PercpuArray, 0),
+            DataKind::Arena => {
+                let pages = (self.bytes.len() as u64).div_ceil(ARENA_PAGE_SIZE);
+                let pages = u32::try_from(pages).unwrap_or(u32::MAX);
+                let mut spec = MapSpec::new(self.map_name(), MapType::Arena, 0, 0, pages);
+                spec.map_flags = map_flags::MMAPABLE;
+                return spec;
+            }
         };
-        let size = u32::try_from(self.bytes.len()).unwrap_or(u32::MAX);
         let mut spec = MapSpec::new(self.map_name(), map_type, 4, size, 1);
         spec.map_flags = flags;
         spec
@@ -213,8 +229,8 @@ impl Object {
         out
     }
 
-    /// Global data sections: `.rodata*`, `.data*`, `.bss*` and `.percpu`,
-    /// in section order. [`Object::link`]'s `placement` is indexed like
+    /// Global data sections: `.rodata*`, `.data*`, `.bss*`, `.percpu` and
+    /// `.addr_space.1`, in section order. [`Object::link`]'s `placement` is indexed like
     /// this slice.
     pub fn data_sections(&self) -> &[DataSection] {
         &self.data

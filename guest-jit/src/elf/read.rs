@@ -210,7 +210,8 @@ enum Class {
 
 /// Classifies a section as libbpf does: executable `PROGBITS` is code;
 /// `.maps` (and legacy `maps`) hold map definitions; the `.rodata`,
-/// `.data`, `.bss` and `.percpu` families are global data.
+/// `.data`, `.bss` and `.percpu` families and `.addr_space.1` are global
+/// data.
 fn classify(name: &str, sh_type: elf::SectionType, flags: u64) -> Class {
     let is_bits = sh_type == elf::SHT_PROGBITS || sh_type == elf::SHT_NOBITS;
     if sh_type == elf::SHT_PROGBITS && flags & elf::SHF_EXECINSTR.0 != 0 {
@@ -227,7 +228,10 @@ fn classify(name: &str, sh_type: elf::SectionType, flags: u64) -> Class {
         name.strip_prefix(base)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
     };
-    if family(".percpu") || name == ".data..percpu" {
+    if name == super::ARENA_DATA_SECTION {
+        // clang writes it PROGBITS, zeros included.
+        Class::Data(DataKind::Arena)
+    } else if family(".percpu") || name == ".data..percpu" {
         // libbpf's name, and the kernel's, which an earlier libbpf proposal
         // used; tested before `.data`, which would claim the latter.
         Class::Data(DataKind::PerCpu)
@@ -380,6 +384,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Object, LoadError> {
         object.kfunc_declarations = read_kfunc_declarations(btf);
     }
     read_map_relocations(&mut object, &table, data, &map_bytes)?;
+    super::arena::check_arena(&object)?;
     Ok(object)
 }
 
@@ -692,6 +697,8 @@ mod tests {
         assert_eq!(data(".data.table"), Class::Data(DataKind::ReadWrite));
         assert_eq!(data(".percpu"), Class::Data(DataKind::PerCpu));
         assert_eq!(data(".data..percpu"), Class::Data(DataKind::PerCpu));
+        assert_eq!(data(".addr_space.1"), Class::Data(DataKind::Arena));
+        assert_eq!(data(".addr_space.2"), Class::Other);
         assert_eq!(data(".maps"), Class::Maps);
         assert_eq!(data(".rodatax"), Class::Other);
         assert_eq!(data("license"), Class::Other);

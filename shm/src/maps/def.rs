@@ -35,10 +35,16 @@ pub enum MapType {
     Queue = 22,
     /// `BPF_MAP_TYPE_STACK`.
     Stack = 23,
+    /// `BPF_MAP_TYPE_ARENA`: `max_entries` pages of memory shared with the
+    /// host at the same address (issue 5). Not a map with storage in the
+    /// maps region: [`MapDef::new`] refuses it, and it is not in
+    /// [`MapType::ALL`].
+    Arena = 33,
 }
 
 impl MapType {
-    /// Every type, in kernel number order.
+    /// Every type with storage in the maps region (all but
+    /// [`MapType::Arena`]), in kernel number order.
     pub const ALL: [MapType; 11] = [
         MapType::Hash,
         MapType::Array,
@@ -69,6 +75,7 @@ impl MapType {
             13 => MapType::HashOfMaps,
             22 => MapType::Queue,
             23 => MapType::Stack,
+            33 => MapType::Arena,
             _ => return None,
         })
     }
@@ -92,6 +99,7 @@ impl MapType {
             MapType::HashOfMaps => "HASH_OF_MAPS",
             MapType::Queue => "QUEUE",
             MapType::Stack => "STACK",
+            MapType::Arena => "ARENA",
         }
     }
 
@@ -160,6 +168,8 @@ impl MapType {
                 NO_COMMON_LRU | NUMA_NODE | ACCESS_MASK | ZERO_SEED
             }
             MapType::Queue | MapType::Stack => NUMA_NODE | ACCESS_MASK,
+            // arena_map_alloc(): exactly these (BPF_F_MMAPABLE required).
+            MapType::Arena => MMAPABLE | SEGV_ON_FAULT | NO_USER_CONV,
         }
     }
 }
@@ -282,6 +292,9 @@ impl MapDef {
         let Some(ty) = MapType::from_number(map_type) else {
             return Err(MapError::InvalidDef("map type not supported"));
         };
+        if ty == MapType::Arena {
+            return Err(MapError::InvalidDef("arena maps are not supported yet"));
+        }
         if nr_cpus == 0 || nr_cpus > MAX_MAP_CPUS {
             return Err(MapError::InvalidDef("CPU count out of range"));
         }
@@ -592,6 +605,11 @@ mod tests {
         assert_eq!(
             MapDef::new(4, 4, 4, 4, 0, 1).unwrap_err().to_string(),
             "Invalid map definition: map type not supported"
+        );
+        let arena = MapDef::new(33, 0, 0, 1, flags::MMAPABLE, 1).unwrap_err();
+        assert_eq!(
+            arena.to_string(),
+            "Invalid map definition: arena maps are not supported yet"
         );
         assert!(MapDef::new(2, 4, 8, 1, 0, 0).is_err());
     }

@@ -83,6 +83,12 @@ pub mod flags {
     /// `BPF_F_INNER_MAP`: an inner map whose `max_entries` may differ from
     /// the template's.
     pub const INNER_MAP: u32 = 1 << 12;
+    /// `BPF_F_SEGV_ON_FAULT` (arenas): a host touch of a page no program
+    /// allocated fails instead of allocating it.
+    pub const SEGV_ON_FAULT: u32 = 1 << 17;
+    /// `BPF_F_NO_USER_CONV` (arenas): `cast_user` keeps only the low 32
+    /// bits of an arena pointer.
+    pub const NO_USER_CONV: u32 = 1 << 18;
     /// The four access bits.
     pub const ACCESS_MASK: u32 = RDONLY | WRONLY | RDONLY_PROG | WRONLY_PROG;
 }
