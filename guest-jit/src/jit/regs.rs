@@ -21,7 +21,7 @@
 //!  R8    r14   callee-saved
 //!  R9    r15   callee-saved
 //!  R10   rbp   frame pointer (read-only)
-//!  -     r12   arena base: never touched by JIT code
+//!  -     r12   reserved (the kernel's arena base); never touched
 //!  -     r10   scratch: R0 saved across a fetch-op loop
 //!  -     r11   scratch: divisors, shift counts, wide immediates
 //! ```
@@ -60,8 +60,10 @@ pub const SCRATCH_AUX: u8 = 10;
 /// Scratch: divisor of div/mod, saved rcx around a variable shift, wide
 /// immediates, the new value of a fetch-op loop. Caller-saved in SysV.
 pub const SCRATCH: u8 = 11;
-/// Arena base (DESIGN.md "The JIT"). SysV callee-saved and never written by
-/// JIT code, so the value the runtime put there survives the whole program.
+/// Reserved for an arena base (DESIGN.md "The JIT"; the kernel's JIT keeps
+/// `kern_vm_start` here). SysV callee-saved and neither read nor written by
+/// JIT code: `addr_space_cast` puts the arena window into pointers as an
+/// immediate instead (Note [Arena pointers] in [`crate::jit::arena`]).
 pub const ARENA_BASE: u8 = 12;
 
 /// x86 register holding BPF register `reg`.
