@@ -219,3 +219,62 @@ fn interpreter_walks_an_arena_list_clang_built() {
     let (exit, _) = walk(0);
     assert!(exit.is_err(), "{exit:?}");
 }
+
+/// arena_hash's bucket of `key` (its header comment's hash).
+fn hash_bucket(key: u64) -> u64 {
+    key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - 10)
+}
+
+#[test]
+fn interpreter_looks_up_a_host_built_arena_hash() {
+    let hash = object("arena_hash.bpf.o");
+    let lookup = link(&hash, "hash_lookup");
+    // Globals (16 400 bytes, 5 pages) at the end of the 4096-page arena;
+    // hash_buckets at 8208 in them. Entries { next, key, value } on page 0,
+    // two keys chained in one bucket when they collide.
+    let globals_at = ARENA_START + arena_globals_offset(4096, 16400).unwrap();
+    let mut globals = vec![0u8; 5 * 4096];
+    let mut entries = vec![0u8; 4096];
+    let keys = [3u64, 1000, 77, 4321];
+    for (i, &key) in keys.iter().enumerate() {
+        let at = ARENA_START + 24 * i as u64;
+        let slot = 8208 + 8 * hash_bucket(key) as usize;
+        let next: [u8; 8] = globals[slot..slot + 8].try_into().unwrap();
+        entries[24 * i..24 * i + 8].copy_from_slice(&next);
+        entries[24 * i + 8..24 * i + 16].copy_from_slice(&key.to_le_bytes());
+        entries[24 * i + 16..24 * i + 24].copy_from_slice(&(key * 3 + 1).to_le_bytes());
+        globals[slot..slot + 8].copy_from_slice(&at.to_le_bytes());
+    }
+    let find = |key: u64| {
+        let mut memory = Memory::with_context([[0; 8], key.to_le_bytes(), [0; 8]].concat());
+        for (start, bytes) in [
+            (ARENA_START, entries.clone()),
+            (globals_at, globals.clone()),
+        ] {
+            memory
+                .map(Region::new(RegionKind::Other, start, bytes, true))
+                .unwrap();
+        }
+        let ctx = memory.region(RegionKind::Context).unwrap().start();
+        let options = RunOptions {
+            arena_upper: (ARENA_START >> 32) as u32,
+            ..RunOptions::default()
+        };
+        let exit = run(
+            &lookup.program,
+            &mut memory,
+            &mut NoHelpers,
+            [ctx, 0, 0, 0, 0],
+            &options,
+        )
+        .unwrap();
+        let ctx = memory.region(RegionKind::Context).unwrap().bytes().to_vec();
+        let value = u64::from_le_bytes(ctx[16..24].try_into().unwrap());
+        (exit.return_value, value)
+    };
+    for key in keys {
+        assert_eq!(find(key), (1, key * 3 + 1), "{key}");
+    }
+    assert_eq!(find(5001), (0, 0));
+    assert_eq!(find(0), (0, 0));
+}
