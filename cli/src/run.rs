@@ -138,7 +138,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
         .collect::<Option<_>>()
         .ok_or_else(|| load_error(args, no_program()))?;
     let runs = run_calls(args, &sandbox, &invocations, &programs)?;
-    let maps = args.dump_maps.then(|| dump::collect(&sandbox));
+    let maps = args.dump_maps.then(|| dump::collect(&sandbox, &object));
     if args.json {
         println!("{}", run_json(&runs, maps.as_deref()));
     } else if let Some(maps) = &maps {

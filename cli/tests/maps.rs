@@ -9,7 +9,7 @@
 )]
 
 use integration_tests::kvm_available;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -141,6 +141,24 @@ fn entries(map: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// A map's entries as their BTF types read them: `key_fmt` and
+/// `value_fmt` (`values_fmt` per CPU), in dump order.
+fn typed_entries(map: &Value) -> Vec<(Value, Value)> {
+    assert_eq!(map["error"], Value::Null, "{map}");
+    map["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let value = match e.get("values_fmt") {
+                Some(values) => values.clone(),
+                None => e["value_fmt"].clone(),
+            };
+            (e["key_fmt"].clone(), value)
+        })
+        .collect()
+}
+
 /// A per-CPU map's entries as key -> each CPU's value as a u64.
 fn percpu_entries(map: &Value) -> BTreeMap<String, Vec<u64>> {
     assert_eq!(map["error"], Value::Null, "{map}");
@@ -224,8 +242,17 @@ fn wordcount_counts_8_words_and_the_dump_shows_each_count() {
             .map(|(w, n)| (word(w), le64(n)))
             .collect();
     assert_eq!(entries(counts), expected);
+    // Read through the map's BTF: `struct word { char s[16]; }` keys as
+    // their text, `__u64` counts as numbers.
+    let mut typed = typed_entries(counts);
+    typed.sort_by_key(|(k, _)| k.to_string());
+    assert_eq!(
+        typed,
+        [("and", 2), ("bat", 1), ("cat", 1), ("hat", 1), ("the", 3)]
+            .map(|(w, n)| (json!({ "s": w }), json!(n)))
+    );
 
-    // The text dump says the same, one element a line.
+    // The text dump says the same, one element a line, as C reads it.
     let out = bpfvisor(&["run", &sample("wordcount"), "--call", &input, "--dump-maps"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", output(&out));
@@ -237,10 +264,14 @@ fn wordcount_counts_8_words_and_the_dump_shows_each_count() {
         stdout.contains("map counts (HASH): key 16 bytes, value 8 bytes, max_entries 1024\n"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains(&format!("\n  {}: {}\n", word("the"), le64(3))),
-        "{stdout}"
-    );
+    for line in [
+        "  {s: \"the\"}: 3\n",
+        "  {s: \"and\"}: 2\n",
+        "  {s: \"cat\"}: 1\n",
+    ] {
+        assert!(stdout.contains(line), "{line:?} in {stdout}");
+    }
+    assert!(!stdout.contains(&word("the")), "no hex: {stdout}");
 }
 
 /// `struct lru_args` of lru.bpf.c.
@@ -351,6 +382,14 @@ fn tail_calls_follow_the_prog_array_filled_from_the_object() {
     ]
     .into();
     assert_eq!(slots(jump), expected);
+    // `__uint(key_size, 4)`: an array's key is its index.
+    let indices: Vec<&Value> = jump["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["key_fmt"])
+        .collect();
+    assert_eq!(indices, [0, 1, 2]);
 }
 
 /// `struct mim_args` of map_in_map.bpf.c.
@@ -468,6 +507,9 @@ fn per_cpu_counters_on_several_vcpus_at_once() {
     let per_key = map(&json, "per_key");
     assert_eq!(per_key["type"], "PERCPU_HASH");
     assert_eq!(percpu_entries(per_key), [(le32(3), vec![1, 2, 1])].into());
+    // `__u32` keys and each CPU's `__u64`, as numbers.
+    assert_eq!(typed_entries(per_key), [(json!(3), json!([1, 2, 1]))]);
+    assert_eq!(typed_entries(hits), [(json!(0), json!([1, 2, 1]))]);
 
     // After r runs on one vCPU, mine = r; the sandbox has a vCPU for the
     // highest named, and the others' values stay 0.
@@ -618,6 +660,30 @@ fn a_spin_lock_keeps_four_vcpus_counts_exact() {
     let counter = entries(map(&json, "counter"));
     let value = hex::decode(&counter[&le32(0)]).unwrap();
     assert_eq!(u64_at(&value, 8), total);
+    // Through BTF: the lock (released), then the fields by name.
+    assert_eq!(
+        typed_entries(map(&json, "counter")),
+        [(
+            json!(0),
+            json!({ "lock": { "val": 0 }, "pad": 0, "count": total })
+        )]
+    );
+    let out = bpfvisor(&[
+        "run",
+        &sample("spinlock"),
+        "--call",
+        &format!("locked_add={}", le32(3)),
+        "--dump-maps",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", output(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "map counter (ARRAY): key 4 bytes, value 16 bytes, max_entries 1\n  \
+             0: {lock: {val: 0}, pad: 0, count: 3}\n"
+        ),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -642,6 +708,11 @@ fn legacy_map_definitions_hold_their_values() {
     assert_eq!(rets, [3, 7, 2]);
     assert_eq!(entries(map(&json, "totals")), [(le32(5), le64(7))].into());
     assert_eq!(entries(map(&json, "calls")), [(le32(0), le64(2))].into());
+    // Legacy definitions have no types: hex only.
+    assert_eq!(
+        typed_entries(map(&json, "totals")),
+        [(Value::Null, Value::Null)]
+    );
 }
 
 #[test]
@@ -679,6 +750,36 @@ fn set_changes_const_volatile_knobs_before_load() {
         entries(map(&json, ".data.stats")),
         [(le32(0), le64(1))].into()
     );
+    // Each section's variables by name, as their types read.
+    let typed = |name| typed_entries(map(&json, name));
+    assert_eq!(
+        typed(".rodata"),
+        [(
+            json!(0),
+            json!({ "multiplier": 5, "bias": -3, "negate": 0 })
+        )]
+    );
+    assert_eq!(typed(".bss"), [(json!(0), json!({ "last": 102 }))]);
+    assert_eq!(typed(".data.stats"), [(json!(0), json!({ "runs": 1 }))]);
+    let out = bpfvisor(&[
+        "run",
+        &sample("knobs"),
+        "--data",
+        &x,
+        "--set",
+        "bias=-3",
+        "--dump-maps",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", output(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "map .rodata (ARRAY, global data): key 4 bytes, value 17 bytes, max_entries 1\n  \
+         0: {multiplier: 2, bias: -3, negate: 0}\n",
+        "  0: {last: 39}\n",
+        "  0: {runs: 1}\n",
+    ] {
+        assert!(stdout.contains(line), "{line:?} in {stdout}");
+    }
     // Negated, with the same values given as hex and in 0x form.
     let json = run_json(
         "knobs",
