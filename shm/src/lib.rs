@@ -5,6 +5,7 @@
 //! address, a port number or a record layout is written exactly once.
 #![cfg_attr(not(test), no_std)]
 
+pub mod arena;
 pub mod errno;
 pub mod extable;
 pub mod layout;
