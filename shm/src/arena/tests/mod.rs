@@ -3,6 +3,8 @@
 //! for vCPUs and the host, and garbage in the regions.
 
 mod concurrent;
+mod corrupt;
+mod model;
 mod semantics;
 
 use super::*;
