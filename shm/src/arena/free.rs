@@ -3,7 +3,7 @@
 
 use super::geometry::{ALLOCATED_OFF, ArenaGeometry, FREED_OFF};
 use super::pte;
-use super::state::{self, FREED, PageState, bytes_equal, range_mask};
+use super::state::{self, FREED, PageState, bytes_equal_in};
 use super::{ArenaError, PageRange, locked};
 use crate::maps::MapMemory;
 
@@ -109,8 +109,8 @@ pub fn take_freed_for_release(
         let mut taken = 0u32;
         let mut resume = (to < n).then_some(to);
         'scan: for word in from / 8..to.div_ceil(8) {
-            let mut mask =
-                bytes_equal(state::load_word(states, word)?, FREED) & range_mask(word, from, to);
+            let bytes = state::load_word(states, word)?;
+            let mut mask = bytes_equal_in(bytes, FREED, word, from, to);
             while mask != 0 {
                 let page = word * 8 + mask.trailing_zeros();
                 mask &= mask - 1;

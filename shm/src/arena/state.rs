@@ -106,24 +106,56 @@ pub(crate) fn load_word(states: &impl MapMemory, word: u32) -> Result<u64, Arena
 }
 
 const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+const HIGH: u64 = !LOW7;
 const ONES: u64 = 0x0101_0101_0101_0101;
 
-/// Bit k set iff byte k of `word` is `value`.
-pub(crate) fn bytes_equal(word: u64, value: u8) -> u8 {
+/// Bit 8k+7 set iff byte k of `word` is `value`.
+fn equal_high(word: u64, value: u8) -> u64 {
     let x = word ^ (ONES * u64::from(value));
     // Per byte, bit 7 of `nonzero` is set iff the byte of x is nonzero;
     // the additions cannot carry out of a byte ((x & 0x7f) + 0x7f <= 0xfe).
     let nonzero = ((x & LOW7) + LOW7) | x;
-    let zero_hi = !nonzero & !LOW7;
-    // Gather bit 8k+7 into bit k: after the shift, bit 8k multiplied by
-    // 2^(56-7k) lands on bit 56+k; every other product lands on a
-    // distinct bit below 56 or at 64 and above, so nothing carries in.
-    ((zero_hi >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
+    !nonzero & HIGH
+}
+
+/// Gathers bit 8k+7 into bit k: after the shift, bit 8k multiplied by
+/// 2^(56-7k) lands on bit 56+k; every other product lands on a distinct
+/// bit below 56 or at 64 and above, so nothing carries in.
+fn gather(high: u64) -> u8 {
+    ((high >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
+}
+
+/// Bit k set iff byte k of `word` is `value`.
+#[cfg(test)]
+pub(crate) fn bytes_equal(word: u64, value: u8) -> u8 {
+    gather(equal_high(word, value))
+}
+
+/// Bit k set iff byte k of `bytes`, the states of word `word`, is
+/// `value` and page `8 * word + k` lies in `from..to`; cheap for the
+/// common word with no such byte.
+pub(crate) fn bytes_equal_in(bytes: u64, value: u8, word: u32, from: u32, to: u32) -> u8 {
+    let high = equal_high(bytes, value);
+    if high == 0 {
+        return 0;
+    }
+    let base = word * 8;
+    if from <= base && base + 8 <= to {
+        gather(high)
+    } else {
+        gather(high) & range_mask(word, from, to)
+    }
+}
+
+/// Bit 8k+7 set iff page `8 * word + k` is available (FREE or FREED).
+fn available_high(word: u64) -> u64 {
+    equal_high(word, FREE) | equal_high(word, FREED)
 }
 
 /// Bit k set iff page `8 * word + k` is available (FREE or FREED).
+#[cfg(test)]
 pub(crate) fn available_mask(word: u64) -> u8 {
-    bytes_equal(word, FREE) | bytes_equal(word, FREED)
+    gather(available_high(word))
 }
 
 /// Bit k set iff `8 * word + k` lies in `from..to`.
@@ -160,9 +192,27 @@ pub(crate) fn find_run(
     if from >= to {
         return Ok(found);
     }
-    for word in from / 8..to.div_ceil(8) {
+    let (first_word, last_word) = (from / 8, (to - 1) / 8);
+    for word in first_word..=last_word {
         let base = word * 8;
-        let mask = available_mask(load_word(states, word)?) & range_mask(word, from, to);
+        let bytes = load_word(states, word)?;
+        let high = available_high(bytes);
+        // Most words are all taken or all free: decided without gathering
+        // the bits (the range only matters at the two ends).
+        let edge = word == first_word || word == last_word;
+        if bytes == ONES * u64::from(ALLOCATED) && !edge {
+            len = 0;
+            continue;
+        }
+        let mask = if edge {
+            gather(high) & range_mask(word, from, to)
+        } else if high == 0 {
+            0
+        } else if high == HIGH {
+            0xff
+        } else {
+            gather(high)
+        };
         if mask != 0 && found.first_available.is_none() {
             found.first_available = Some(base + mask.trailing_zeros());
         }
@@ -175,19 +225,33 @@ pub(crate) fn find_run(
                 len += 8;
             }
             _ => {
-                for k in 0..8 {
-                    if mask & (1 << k) == 0 {
-                        len = 0;
-                        continue;
+                let m = u32::from(mask);
+                // The run coming in from the word below, continued by the
+                // word's low pages, is the lowest candidate …
+                let low = m.trailing_ones();
+                if len == 0 && low > 0 {
+                    start = base;
+                }
+                if len + low >= count {
+                    found.run = Some(start);
+                    return Ok(found);
+                }
+                // … then runs inside the word (a mixed word has at most 7
+                // available pages): bit i of `inside` is set iff pages
+                // i .. i + count are all available.
+                if count < 8 {
+                    let mut inside = m;
+                    for i in 1..count {
+                        inside &= m >> i;
                     }
-                    if len == 0 {
-                        start = base + k;
-                    }
-                    len += 1;
-                    if len >= count {
-                        break;
+                    if inside != 0 {
+                        found.run = Some(base + inside.trailing_zeros());
+                        return Ok(found);
                     }
                 }
+                // … and the run going out at the top carries on.
+                len = (m << 24).leading_ones();
+                start = base + 8 - len;
             }
         }
         if len >= count {
@@ -267,6 +331,35 @@ mod tests {
     }
 
     proptest! {
+        /// find_run finds what a byte-by-byte search finds, whatever the
+        /// range, length and states.
+        #[test]
+        fn find_run_matches_a_byte_search(
+            bytes in prop::collection::vec(prop_oneof![0..5u8, any::<u8>()], 1..90),
+            from in 0..100u32,
+            len in 0..100u32,
+            count in 1..20u32,
+        ) {
+            use crate::maps::StorageView;
+            use std::sync::atomic::AtomicU64;
+            let n = bytes.len() as u32;
+            let words: Vec<AtomicU64> = (0..(HEADER_SIZE + bytes.len()).div_ceil(8))
+                .map(|_| AtomicU64::new(0x0101_0101_0101_0101))
+                .collect();
+            let mem = StorageView::from_atomic(&words, 0);
+            mem.write(HEADER_SIZE, &bytes).unwrap();
+            let to = from.saturating_add(len).min(n);
+            let avail = |p: u32| PageState::from_byte(bytes[p as usize]).is_available();
+            let want = Search {
+                run: (from..to.saturating_sub(count - 1).max(from))
+                    .find(|&s| s + count <= to && (s..s + count).all(avail)),
+                first_available: (from..to).find(|&p| avail(p)),
+            };
+            let got = find_run(&mem, from, to, count).unwrap();
+            prop_assert_eq!(got.run, want.run);
+            prop_assert_eq!(got.first_available, want.first_available);
+        }
+
         /// The SWAR tests agree with a byte loop on every word.
         #[test]
         fn word_tests_match_bytes(bytes in prop::array::uniform8(prop_oneof![0..6u8, any::<u8>()]),
