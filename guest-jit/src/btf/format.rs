@@ -188,7 +188,7 @@ impl<'a> Formatter<'a> {
             BtfKind::Enum | BtfKind::Enum64 => {
                 let bits = Bits {
                     offset: 0,
-                    width: u32::try_from(bytes.len() * 8).unwrap_or(u32::MAX),
+                    width: u32::try_from(bytes.len().saturating_mul(8)).unwrap_or(u32::MAX),
                 };
                 match read_bits(bytes, bits) {
                     Some((raw, width)) => Ok(self.enum_value(id, ty, raw, width)),
