@@ -30,14 +30,24 @@
 //!
 //! Note [Arena page states]
 //! ```text
-//!          alloc, fault_in                    free                 take_freed_for_release
-//!  FREE ──────────────────────► ALLOCATED ──────────► FREED ──────────────────────► RELEASING
-//!   │  ▲      (PTE written)         ▲      (PTE cleared) │ ▲                            │
-//!   │  │                            └────── alloc ───────┘ │ cancel_release            │
-//!   │  │                               (caller zeroes)     └───────────────────────────┤
-//!   │  └───────────────────────── finish_release (memory punched) ◄──────────────────────┘
-//!   │ reserve                  free
-//!   └────────► RESERVED ───────────────► FREED          (reserve also takes FREED pages)
+//!  The cycle of a page:
+//!
+//!        alloc (PTE written)          free (PTE cleared)
+//!  FREE ─────────────────────► ALLOCATED ─────────────────► FREED
+//!   ▲                                                         │ take_freed_for_release
+//!   │            finish_release (memory punched)              ▼ (host, under the lock)
+//!   └─────────────────────────────────────────────────── RELEASING
+//!
+//!  Every transition, by operation (– : left as it is, or refused):
+//!
+//!  from \ by   alloc        free     reserve    fault_in    take_freed…  finish / cancel
+//!  FREE        ALLOCATED    –        RESERVED   ALLOCATED   –            –
+//!  ALLOCATED   –            FREED    –          –           –            –
+//!  RESERVED    –            FREED    –          ALLOCATED*  –            –
+//!  FREED       ALLOCATED*   –        RESERVED   ALLOCATED*  RELEASING    –
+//!  RELEASING   –            –        –          –           –            FREE / FREED
+//!
+//!  * the page may hold old data: the caller zeroes it
 //! ```
 //! FREE pages are holes of the memfd: they read as zeros, so an
 //! allocation hands them out as they are. A freed page keeps its memory
@@ -55,7 +65,7 @@
 //! [`ArenaGeometry`] and never re-reads the header; the guest rebuilds
 //! one from the header on each call ([`open_guest_arena`]), which only
 //! lets a program confuse itself. Every access goes through
-//! [`MapMemory`](crate::maps::MapMemory) views, bounds-checked; every
+//! [`MapMemory`] views, bounds-checked; every
 //! page index comes from the caller's geometry, never from the regions
 //! (the cursor is clamped and is only a hint, the counters are only
 //! informative). Every operation is bounded by O(`npages`): no input makes

@@ -1,8 +1,8 @@
 //! The leaf page-table entries of the arena window: the only place their
 //! bits are spelled out. The guest runtime writes them at CPL 3, only
-//! through the arena operations ([`super::alloc`], [`super::free`],
-//! [`super::fault_in`]), which take them from
-//! [`ArenaGeometry::pte`](super::ArenaGeometry::pte).
+//! through the arena operations ([`alloc()`](super::alloc()),
+//! [`free()`](super::free()), [`fault_in`](super::fault_in)), which take
+//! them from [`ArenaGeometry::pte`](super::ArenaGeometry::pte).
 //!
 //! An allocated page's entry is `gpa_base + j * 4096 | ARENA_FLAGS`; any
 //! other page's is 0 (not present). Accessed and dirty are preset so the
