@@ -41,8 +41,9 @@ pub const MAX_FORMAT_NODES: usize = 1 << 20;
 // nine nodes of one byte, which the base covers for small values. Only
 // overlapping members (unions) or empty structs make more, and a hostile
 // file can make them make 2^depth or 4 billion: so a value over budget is
-// shown as its bytes. Strings and bytes count one node per 8 bytes, as
-// their output grows with their length.
+// shown as its bytes. Strings and bytes also count a node per 8 bytes, as
+// their output grows with their length; bytes at least one, so that
+// members of no size (which read as no bytes) still pay for themselves.
 
 /// Nodes any value may make.
 const FORMAT_NODES_BASE: usize = 4096;
@@ -128,6 +129,9 @@ struct Formatter<'a> {
     /// Enumerators of each enum type read, by value: an enum may have
     /// 65535 of them and an array millions of elements.
     enums: HashMap<u32, HashMap<i128, &'a str>>,
+    /// Sizes of the types read so far (`None`: no size): a hostile type
+    /// can make each size a walk of MAX_TYPE_CHAIN^2 steps.
+    sizes: HashMap<u32, Option<u32>>,
 }
 
 /// Where a bitfield lies and how wide it is.
@@ -149,7 +153,17 @@ impl<'a> Formatter<'a> {
             btf,
             nodes_left: nodes,
             enums: HashMap::new(),
+            sizes: HashMap::new(),
         }
+    }
+
+    /// The size of type `id`, as [`Btf::type_size`].
+    fn size(&mut self, id: u32) -> Option<u32> {
+        let btf = self.btf;
+        *self
+            .sizes
+            .entry(id)
+            .or_insert_with(|| btf.type_size(id).ok())
     }
 
     /// Takes `n` nodes of the budget.
@@ -158,9 +172,10 @@ impl<'a> Formatter<'a> {
         Ok(())
     }
 
-    /// Bytes as themselves, paid for by their length.
+    /// Bytes as themselves, paid for by their length (and one node even
+    /// when empty: a struct of 65535 members of no size is not free).
     fn bytes(&mut self, bytes: &[u8]) -> Result<TypedValue<'a>, OverBudget> {
-        self.spend(bytes.len() / 8)?;
+        self.spend(1 + bytes.len() / 8)?;
         Ok(TypedValue::Bytes(bytes.to_vec()))
     }
 
@@ -174,9 +189,9 @@ impl<'a> Formatter<'a> {
         let Ok((id, Some(ty))) = btf.skip_modifiers(id) else {
             return self.bytes(bytes);
         };
-        let fits = btf
-            .type_size(id)
-            .is_ok_and(|size| usize::try_from(size).is_ok_and(|size| size == bytes.len()));
+        let fits = self
+            .size(id)
+            .is_some_and(|size| usize::try_from(size).is_ok_and(|size| size == bytes.len()));
         if !fits {
             return self.bytes(bytes);
         }
@@ -236,13 +251,14 @@ impl<'a> Formatter<'a> {
         let btf = self.btf;
         let mut fields = Vec::new();
         for (var_id, offset, size) in vars {
+            self.spend(1)?;
             let Some(var) = btf.type_by_id(var_id).filter(|t| t.kind == BtfKind::Var) else {
                 continue;
             };
             let name = btf.type_name(var).unwrap_or_default();
             let size = match size {
                 Some(size) if size != 0 => Some(size),
-                _ => btf.type_size(var.size_or_type).ok(),
+                _ => self.size(var.size_or_type),
             };
             let value = match slice(bytes, offset, size) {
                 Some(b) => self.value(var.size_or_type, b, depth + 1)?,
@@ -270,7 +286,7 @@ impl<'a> Formatter<'a> {
             self.spend(text.len() / 8)?;
             return Ok(TypedValue::Text(text));
         }
-        let Ok(elem_size) = btf.type_size(info.elem_type) else {
+        let Some(elem_size) = self.size(info.elem_type) else {
             return self.bytes(bytes);
         };
         let mut elems = Vec::new();
@@ -315,7 +331,7 @@ impl<'a> Formatter<'a> {
                 (Some(_), None) => self.bytes(&[])?,
                 (None, _) => {
                     let offset = u64::from(m.bit_offset / 8);
-                    let size = btf.type_size(m.type_id).ok();
+                    let size = self.size(m.type_id);
                     match slice(bytes, offset, size) {
                         Some(b) if m.bit_offset % 8 == 0 => self.value(m.type_id, b, depth + 1)?,
                         _ => self.bytes(rest(bytes, offset))?,
@@ -968,6 +984,10 @@ mod tests {
             false,
             &[("ok", u32_, 0), ("out", u32_, 64), ("fn", 0, 0)],
         );
+        // Four billion empty structs of 65535 members without a size.
+        let members = vec![("v", 0, 0); 0xffff];
+        let no_sizes = t.aggregate(STRUCT, "no_sizes", 0, false, &members);
+        let voids = t.array(no_sizes, u32::MAX);
         let btf = t.build();
         assert_eq!((cyc, wide, many, loop_), (2, 3, 5, 6), "ids the types name");
         let mut value = btf.format_value(cyc, &[1, 2, 3, 4]);
@@ -983,6 +1003,7 @@ mod tests {
         );
         assert_eq!(btf.format_value(wide, &[5; 4]), Bytes(vec![5; 4]));
         assert_eq!(btf.format_value(many, &[]), Bytes(Vec::new()));
+        assert_eq!(btf.format_value(voids, &[]), Bytes(Vec::new()));
         assert_eq!(btf.format_value(loop_, &[1]), Bytes(vec![1]));
         assert_eq!(
             btf.format_value(past, &[1, 0, 0, 0]),
