@@ -12,7 +12,7 @@
 //! bookkeeping, a lock stayed taken) gets its error in place of its
 //! contents; the other maps are dumped as usual.
 
-use guest_jit::btf::{Btf, SectionVar, TypedValue};
+use guest_jit::btf::{Btf, SectionVar, TypedValue, ValueFormatter};
 use guest_jit::elf::Object;
 use serde_json::{Value, json};
 use shm::maps::{MapError, MapType};
@@ -69,11 +69,29 @@ pub enum ValueType {
     Section(Vec<SectionVar>),
 }
 
-impl<'a> MapTypes<'a> {
+/// Reads one map's keys and values through its types, if it has them,
+/// with one formatter for all (it keeps what it learns of the types).
+struct Reader<'t, 'a> {
+    types: Option<(&'t MapTypes<'a>, ValueFormatter<'a>)>,
+}
+
+impl<'t, 'a> Reader<'t, 'a> {
+    fn new(types: Option<&'t MapTypes<'a>>) -> Self {
+        Reader {
+            types: types.map(|t| (t, ValueFormatter::new(t.btf))),
+        }
+    }
+
+    /// Whether values have a type.
+    fn types_values(&self) -> bool {
+        self.types.as_ref().is_some_and(|(t, _)| t.value.is_some())
+    }
+
     /// A key as its type reads, if it has one.
-    fn key(&self, key: &[u8]) -> Option<TypedValue<'a>> {
-        match self.key.as_ref()? {
-            KeyType::Type(id) => Some(self.btf.format_value(*id, key)),
+    fn key(&mut self, key: &[u8]) -> Option<TypedValue<'a>> {
+        let (types, formatter) = self.types.as_mut()?;
+        match types.key.as_ref()? {
+            KeyType::Type(id) => Some(formatter.format_value(*id, key)),
             KeyType::Index => {
                 let index = <[u8; 4]>::try_from(key).ok().map(u32::from_le_bytes);
                 Some(index.map_or_else(
@@ -85,11 +103,22 @@ impl<'a> MapTypes<'a> {
     }
 
     /// A value as its type reads, if it has one.
-    fn value(&self, value: &[u8]) -> Option<TypedValue<'a>> {
-        Some(match self.value.as_ref()? {
-            ValueType::Type(id) => self.btf.format_value(*id, value),
-            ValueType::Section(vars) => self.btf.format_section(vars, value),
+    fn value(&mut self, value: &[u8]) -> Option<TypedValue<'a>> {
+        let (types, formatter) = self.types.as_mut()?;
+        Some(match types.value.as_ref()? {
+            ValueType::Type(id) => formatter.format_value(*id, value),
+            ValueType::Section(vars) => formatter.format_section(vars, value),
         })
+    }
+
+    /// A key as text: as its type reads, or its bytes in hex.
+    fn key_text(&mut self, key: &[u8]) -> String {
+        text(self.key(key), key)
+    }
+
+    /// A value as text: as its type reads, or its bytes in hex.
+    fn value_text(&mut self, value: &[u8]) -> String {
+        text(self.value(value), value)
     }
 }
 
@@ -227,14 +256,12 @@ pub fn to_text(maps: &[MapDump<'_>]) -> String {
             "map {} ({kind}): key {} bytes, value {} bytes, max_entries {}\n",
             map.name, map.key_size, map.value_size, map.max_entries
         ));
-        let types = map.types.as_ref();
-        let key = |k: &[u8]| text(types.and_then(|t| t.key(k)), k);
-        let value = |v: &[u8]| text(types.and_then(|t| t.value(v)), v);
+        let mut r = Reader::new(map.types.as_ref());
         let lines = match &map.contents {
             Err(error) => vec![format!("error: {error}")],
             Ok(Contents::Values(entries)) => entries
                 .iter()
-                .map(|(k, v)| format!("{}: {}", key(k), value(v)))
+                .map(|(k, v)| format!("{}: {}", r.key_text(k), r.value_text(v)))
                 .collect(),
             Ok(Contents::PerCpu(entries)) => entries
                 .iter()
@@ -242,16 +269,16 @@ pub fn to_text(maps: &[MapDump<'_>]) -> String {
                     let per_cpu: Vec<String> = values
                         .iter()
                         .enumerate()
-                        .map(|(cpu, v)| format!("cpu{cpu}={}", value(v)))
+                        .map(|(cpu, v)| format!("cpu{cpu}={}", r.value_text(v)))
                         .collect();
-                    format!("{}: {}", key(k), per_cpu.join(" "))
+                    format!("{}: {}", r.key_text(k), per_cpu.join(" "))
                 })
                 .collect(),
             Ok(Contents::Slots(slots)) => slots
                 .iter()
-                .map(|(k, target)| format!("{}: {}", key(k), slot_text(target)))
+                .map(|(k, target)| format!("{}: {}", r.key_text(k), slot_text(target)))
                 .collect(),
-            Ok(Contents::Ring(values)) => values.iter().map(|v| value(v)).collect(),
+            Ok(Contents::Ring(values)) => values.iter().map(|v| r.value_text(v)).collect(),
         };
         if lines.is_empty() {
             out.push_str("  (empty)\n");
@@ -299,9 +326,7 @@ pub fn to_json(maps: &[MapDump<'_>]) -> Value {
 }
 
 fn entries_json(contents: &Contents, types: Option<&MapTypes<'_>>) -> Vec<Value> {
-    let key = |k: &[u8]| typed_json(types.and_then(|t| t.key(k)));
-    let value = |v: &[u8]| typed_json(types.and_then(|t| t.value(v)));
-    let has_values = types.is_some_and(|t| t.value.is_some());
+    let mut r = Reader::new(types);
     match contents {
         Contents::Values(entries) => entries
             .iter()
@@ -309,8 +334,8 @@ fn entries_json(contents: &Contents, types: Option<&MapTypes<'_>>) -> Vec<Value>
                 json!({
                     "key": hex::encode(k),
                     "value": hex::encode(v),
-                    "key_fmt": key(k),
-                    "value_fmt": value(v),
+                    "key_fmt": typed_json(r.key(k)),
+                    "value_fmt": typed_json(r.value(v)),
                 })
             })
             .collect(),
@@ -318,15 +343,15 @@ fn entries_json(contents: &Contents, types: Option<&MapTypes<'_>>) -> Vec<Value>
             .iter()
             .map(|(k, values)| {
                 let hex: Vec<String> = values.iter().map(hex::encode).collect();
-                let fmt = if has_values {
-                    values.iter().map(|v| value(v)).collect()
+                let fmt = if r.types_values() {
+                    values.iter().map(|v| typed_json(r.value(v))).collect()
                 } else {
                     Value::Null
                 };
                 json!({
                     "key": hex::encode(k),
                     "values": hex,
-                    "key_fmt": key(k),
+                    "key_fmt": typed_json(r.key(k)),
                     "values_fmt": fmt,
                 })
             })
@@ -339,12 +364,12 @@ fn entries_json(contents: &Contents, types: Option<&MapTypes<'_>>) -> Vec<Value>
                     SlotTarget::Map(name) => json!({ "map": name }),
                     SlotTarget::Address(addr) => json!({ "address": format!("{addr:#x}") }),
                 };
-                json!({ "key": hex::encode(k), "slot": slot, "key_fmt": key(k) })
+                json!({ "key": hex::encode(k), "slot": slot, "key_fmt": typed_json(r.key(k)) })
             })
             .collect(),
         Contents::Ring(values) => values
             .iter()
-            .map(|v| json!({ "value": hex::encode(v), "value_fmt": value(v) }))
+            .map(|v| json!({ "value": hex::encode(v), "value_fmt": typed_json(r.value(v)) }))
             .collect(),
     }
 }

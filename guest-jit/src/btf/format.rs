@@ -98,22 +98,16 @@ pub struct SectionVar {
 impl Btf {
     /// Reads `bytes` as a value of type `type_id`; bytes that type does
     /// not fit (or past the limits, see the module documentation) come
-    /// back as [`TypedValue::Bytes`]. Never panics.
+    /// back as [`TypedValue::Bytes`]. Never panics. To read many values,
+    /// a [`ValueFormatter`] keeps what it learns of the types.
     pub fn format_value(&self, type_id: u32, bytes: &[u8]) -> TypedValue<'_> {
-        let mut f = Formatter::new(self, bytes.len());
-        f.value(type_id, bytes, 0)
-            .unwrap_or_else(|OverBudget| TypedValue::Bytes(bytes.to_vec()))
+        ValueFormatter::new(self).format_value(type_id, bytes)
     }
 
     /// Reads `bytes`, a whole global data section, as its variables
-    /// `vars`: [`TypedValue::Fields`] of each variable's name and value. A
-    /// variable that does not lie inside `bytes` is shown as the bytes it
-    /// has there.
+    /// `vars`; see [`ValueFormatter::format_section`].
     pub fn format_section(&self, vars: &[SectionVar], bytes: &[u8]) -> TypedValue<'_> {
-        let mut f = Formatter::new(self, bytes.len());
-        let vars = vars.iter().map(|v| (v.var_type_id, v.offset, None));
-        f.variables(vars, bytes, 0)
-            .unwrap_or_else(|OverBudget| TypedValue::Bytes(bytes.to_vec()))
+        ValueFormatter::new(self).format_section(vars, bytes)
     }
 }
 
@@ -121,17 +115,66 @@ impl Btf {
 #[derive(Debug)]
 struct OverBudget;
 
-/// One value's formatting: the BTF, the nodes left, and enumerators
-/// looked up so far.
-struct Formatter<'a> {
+/// Reads values of one object's types, keeping what it learns of them
+/// (sizes, enumerators) from one value to the next: a map dump reads
+/// millions of values of the same few types.
+#[derive(Debug)]
+pub struct ValueFormatter<'a> {
     btf: &'a Btf,
+    /// Nodes the value being read may still make.
     nodes_left: usize,
     /// Enumerators of each enum type read, by value: an enum may have
     /// 65535 of them and an array millions of elements.
     enums: HashMap<u32, HashMap<i128, &'a str>>,
-    /// Sizes of the types read so far (`None`: no size): a hostile type
-    /// can make each size a walk of MAX_TYPE_CHAIN^2 steps.
-    sizes: HashMap<u32, Option<u32>>,
+    /// Sizes of the types read so far, by id (`SIZE_UNKNOWN`: not yet
+    /// computed; `SIZE_NONE`: no size): a hostile type can make each size
+    /// a walk of MAX_TYPE_CHAIN^2 steps. Empty until a value is read.
+    sizes: Vec<u64>,
+}
+
+/// `ValueFormatter::sizes` of a type whose size is not computed yet.
+const SIZE_UNKNOWN: u64 = u64::MAX;
+/// `ValueFormatter::sizes` of a type that has no size.
+const SIZE_NONE: u64 = u64::MAX - 1;
+
+impl<'a> ValueFormatter<'a> {
+    /// A formatter for the types of `btf`.
+    pub fn new(btf: &'a Btf) -> Self {
+        ValueFormatter {
+            btf,
+            nodes_left: 0,
+            enums: HashMap::new(),
+            sizes: Vec::new(),
+        }
+    }
+
+    /// Reads `bytes` as a value of type `type_id`; bytes that type does
+    /// not fit (or past the limits, see the module documentation) come
+    /// back as [`TypedValue::Bytes`]. Never panics.
+    pub fn format_value(&mut self, type_id: u32, bytes: &[u8]) -> TypedValue<'a> {
+        self.start(bytes.len());
+        self.value(type_id, bytes, 0)
+            .unwrap_or_else(|OverBudget| TypedValue::Bytes(bytes.to_vec()))
+    }
+
+    /// Reads `bytes`, a whole global data section, as its variables
+    /// `vars`: [`TypedValue::Fields`] of each variable's name and value. A
+    /// variable that does not lie inside `bytes` is shown as the bytes it
+    /// has there.
+    pub fn format_section(&mut self, vars: &[SectionVar], bytes: &[u8]) -> TypedValue<'a> {
+        self.start(bytes.len());
+        let vars = vars.iter().map(|v| (v.var_type_id, v.offset, None));
+        self.variables(vars, bytes, 0)
+            .unwrap_or_else(|OverBudget| TypedValue::Bytes(bytes.to_vec()))
+    }
+
+    /// Sets the budget for a value of `len` bytes (Note [Format budget]).
+    fn start(&mut self, len: usize) {
+        self.nodes_left = len
+            .saturating_mul(FORMAT_NODES_PER_BYTE)
+            .saturating_add(FORMAT_NODES_BASE)
+            .min(MAX_FORMAT_NODES);
+    }
 }
 
 /// Where a bitfield lies and how wide it is.
@@ -143,27 +186,20 @@ struct Bits {
     width: u32,
 }
 
-impl<'a> Formatter<'a> {
-    fn new(btf: &'a Btf, len: usize) -> Self {
-        let nodes = len
-            .saturating_mul(FORMAT_NODES_PER_BYTE)
-            .saturating_add(FORMAT_NODES_BASE)
-            .min(MAX_FORMAT_NODES);
-        Formatter {
-            btf,
-            nodes_left: nodes,
-            enums: HashMap::new(),
-            sizes: HashMap::new(),
-        }
-    }
-
+impl<'a> ValueFormatter<'a> {
     /// The size of type `id`, as [`Btf::type_size`].
     fn size(&mut self, id: u32) -> Option<u32> {
         let btf = self.btf;
-        *self
-            .sizes
-            .entry(id)
-            .or_insert_with(|| btf.type_size(id).ok())
+        if self.sizes.is_empty() {
+            // Ids 0 to the last: one slot each, 8 bytes a type of at
+            // least 12 in the section.
+            self.sizes = vec![SIZE_UNKNOWN; btf.types().len() + 1];
+        }
+        let slot = self.sizes.get_mut(usize::try_from(id).ok()?)?;
+        if *slot == SIZE_UNKNOWN {
+            *slot = btf.type_size(id).map_or(SIZE_NONE, u64::from);
+        }
+        u32::try_from(*slot).ok()
     }
 
     /// Takes `n` nodes of the budget.
@@ -1013,6 +1049,28 @@ mod tests {
                 ("fn", Bytes(vec![1, 0, 0, 0]))
             ])
         );
+    }
+
+    #[test]
+    fn a_formatter_reads_many_values_each_with_its_own_budget() {
+        let mut t = Types::new();
+        let u32_ = t.int("unsigned int", 4, 0);
+        let wide = t.aggregate(STRUCT, "wide", 4, false, &[("l", 2, 0), ("r", 2, 0)]);
+        let mode = t.enum32("mode", 4, false, &[("ON", 1)]);
+        let btf = t.build();
+        let mut f = ValueFormatter::new(&btf);
+        for n in 0..3u32 {
+            // Over budget, then a value as usual: the budget is per value.
+            assert_eq!(f.format_value(wide, &[n as u8; 4]), Bytes(vec![n as u8; 4]));
+            assert_eq!(f.format_value(u32_, &n.to_le_bytes()), Unsigned(n.into()));
+            let expect = if n == 1 {
+                Enumerator("ON")
+            } else {
+                Unsigned(n.into())
+            };
+            assert_eq!(f.format_value(mode, &n.to_le_bytes()), expect);
+        }
+        assert_eq!(f.format_value(u32::MAX, &[0; 4]), Bytes(vec![0; 4]));
     }
 
     #[test]

@@ -34,7 +34,7 @@ mod types;
 use thiserror::Error;
 
 pub use ext::{BtfExt, FuncInfo, InfoSection, LineInfo};
-pub use format::{MAX_FORMAT_DEPTH, MAX_FORMAT_NODES, SectionVar, TypedValue};
+pub use format::{MAX_FORMAT_DEPTH, MAX_FORMAT_NODES, SectionVar, TypedValue, ValueFormatter};
 pub use lines::{LineTable, SourceLine};
 pub use types::{ArrayInfo, Linkage, MAX_TYPE_CHAIN, Member, VarSecInfo};
 
