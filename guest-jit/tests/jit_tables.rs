@@ -38,8 +38,14 @@ fn bpf_access(insn: &Instruction) -> Option<u8> {
     if insn.memory_base() == Register::RBP && FRAME_SLOTS.contains(&displacement) {
         return None;
     }
-    // A load writes its first operand, a register; stores and atomics name
-    // no register to zero.
+    // A load writes its first operand, a register; a fetching atomic
+    // (xadd, xchg) its second, which a fixed-up fault zeroes (the old value
+    // reads as 0); stores and other atomics name no register to zero.
+    if matches!(insn.mnemonic(), Mnemonic::Xadd | Mnemonic::Xchg)
+        && insn.op1_kind() == OpKind::Register
+    {
+        return Some(insn.op1_register().full_register().number() as u8);
+    }
     let is_load = matches!(
         insn.mnemonic(),
         Mnemonic::Mov | Mnemonic::Movzx | Mnemonic::Movsx | Mnemonic::Movsxd

@@ -75,7 +75,9 @@ impl Emitter<'_> {
                     (_, false) => x64_mem!(ops, d, off; lock xor DWORD MEM, Rd(s)), // lock xor [dst+off], src32
                 });
             }
-            AtomicOp::FetchAdd => self.access(None, |ops| {
+            // A fault fixed up in the arena: the old value reads as 0, as
+            // the kernel's BPF_PROBE_ATOMIC (Note [Arena pointers]).
+            AtomicOp::FetchAdd => self.access(Some(s), |ops| {
                 if w64 {
                     x64_mem!(ops, d, off; lock xadd QWORD MEM, Rq(s)); // lock xadd [dst+off], src
                 } else {
@@ -83,7 +85,7 @@ impl Emitter<'_> {
                 }
             }),
             // xchg with memory is locked without the prefix.
-            AtomicOp::Xchg => self.access(None, |ops| {
+            AtomicOp::Xchg => self.access(Some(s), |ops| {
                 if w64 {
                     x64_mem!(ops, d, off; xchg QWORD MEM, Rq(s)); // xchg [dst+off], src
                 } else {
