@@ -36,7 +36,13 @@
 //!              ├───────────────────────────────┤ maps_start()
 //!              │ maps: header + storage each,  │   RW
 //!              │ page-aligned                  │
+//!              ├───────────────────────────────┤ arena_tables_start()
+//!              │ arena page tables and page    │   RW
+//!              │ states (see arena_area)       │
 //!              └───────────────────────────────┘ memory_size()
+//!
+//!  an arena's pages are not here: they live in their own memslot, mapped
+//!  at the host's own address (Note [Arena window] in `vmm::arena`).
 //!
 //!  per-CPU area (offsets from percpu_area(cpu)):
 //!  +0x00000  guard page                          unmapped
@@ -136,6 +142,42 @@ pub mod area {
     pub const TRACE_SIZE: u64 = 0x4000;
     /// The context buffer a program's `r1` points at.
     pub const CTX_OFFSET: u64 = TRACE_OFFSET + TRACE_SIZE;
+}
+
+/// Offsets inside the arena tables region: the guest page tables of the
+/// arena window (a 4 GiB-aligned 4 GiB range) and the arena's state region
+/// (`crate::arena`'s header and page states). Sized for the largest arena
+/// (2^20 pages); guest memory is sparse, so what no arena uses costs
+/// nothing. User-RW: the runtime's kfuncs write PTEs and states at CPL 3
+/// (docs/arena-experiments.md).
+///
+/// ```text
+///  +0x000000  PDPT of the window's 512 GiB slot (one entry used per GiB)
+///  +0x001000  4 PDs, one per GiB of the window
+///  +0x005000  state region: ArenaHeader (64 B) + one u8 per page
+///  +0x106000  leaf PTs: 2048 contiguous pages, PTE of window page i at
+///             +0x106000 + 8 * i
+///  +0x906000  end
+/// ```
+pub mod arena_area {
+    use super::PAGE_SIZE;
+
+    /// The window's page-directory-pointer table.
+    pub const PDPT_OFFSET: u64 = 0;
+    /// The window's 4 page directories.
+    pub const PD_OFFSET: u64 = PAGE_SIZE;
+    /// Page directories: one per GiB of the 4 GiB window.
+    pub const PD_COUNT: u64 = 4;
+    /// The arena's state region (`crate::arena::ArenaHeader`, then states).
+    pub const STATES_OFFSET: u64 = PD_OFFSET + PD_COUNT * PAGE_SIZE;
+    /// Room for the state region: 64-byte header and 2^20 state bytes.
+    pub const STATES_SIZE: u64 = 0x10_1000;
+    /// The leaf page tables of the whole window, contiguous.
+    pub const PTS_OFFSET: u64 = STATES_OFFSET + STATES_SIZE;
+    /// 2048 leaf tables: 8 bytes for each of the window's 2^20 pages.
+    pub const PTS_SIZE: u64 = PD_COUNT * 512 * PAGE_SIZE;
+    /// Size of the region.
+    pub const SIZE: u64 = PTS_OFFSET + PTS_SIZE;
 }
 
 /// What a sandbox's address map is computed from.
@@ -402,9 +444,19 @@ impl Layout {
         self.config.maps_size
     }
 
+    /// Start of the arena tables region ([`arena_area`]).
+    pub fn arena_tables_start(&self) -> u64 {
+        self.maps_start() + self.config.maps_size
+    }
+
+    /// Size of the arena tables region.
+    pub fn arena_tables_size(&self) -> u64 {
+        arena_area::SIZE
+    }
+
     /// Bytes of guest memory the low region needs.
     pub fn memory_size(&self) -> u64 {
-        self.maps_start() + self.config.maps_size
+        self.arena_tables_start() + arena_area::SIZE
     }
 
     /// Every mapped region except the runtime image, whose permissions come
@@ -502,6 +554,12 @@ impl Layout {
                 Access::ReadWrite,
             ));
         }
+        f(user(
+            "arena tables",
+            self.arena_tables_start(),
+            arena_area::SIZE,
+            Access::ReadWrite,
+        ));
     }
 }
 
@@ -533,6 +591,10 @@ impl fmt::Debug for Layout {
             .field("data_size", &format_args!("{:#x}", self.config.data_size))
             .field("maps", &format_args!("{:#x}", self.maps_start()))
             .field("maps_size", &format_args!("{:#x}", self.config.maps_size))
+            .field(
+                "arena_tables",
+                &format_args!("{:#x}", self.arena_tables_start()),
+            )
             .field("memory_size", &format_args!("{:#x}", self.memory_size()))
             .finish()
     }

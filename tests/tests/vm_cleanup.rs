@@ -43,6 +43,7 @@ fn a_thousand_sandboxes_leave_no_fd_mapping_or_thread_behind() {
         before,
         "(fds, threads, mappings)"
     );
+    arenas_leave_no_fd_or_mapping_behind();
 }
 
 fn create_run_and_drop(count: usize) {
@@ -55,4 +56,44 @@ fn create_run_and_drop(count: usize) {
             Outcome::Returned(cpu as u64)
         );
     }
+}
+
+const ARENA_LIST: &[u8] = include_bytes!("../../images/progs/arena_list.bpf.o");
+
+/// An arena adds a memfd, a 4 GiB window reservation with the memfd
+/// mapped inside it, and a memslot: all of them go with the sandbox. Run
+/// from the test above, not beside it: counts of a whole process.
+fn arenas_leave_no_fd_or_mapping_behind() {
+    let object = guest_jit::elf::Object::parse(ARENA_LIST).unwrap();
+    let build_and_drop = |count: usize| {
+        for _ in 0..count {
+            let mut sandbox = setup_sandbox(1);
+            sandbox
+                .load_object(&object, vmm::HelperSet::Standard)
+                .unwrap();
+            let id = sandbox.find_program("list_build").unwrap();
+            let mut args = [0u8; 24];
+            args[..4].copy_from_slice(&100u32.to_le_bytes());
+            let run = sandbox
+                .run_program(
+                    id,
+                    0,
+                    &vmm::ProgramInput {
+                        data: &args,
+                        repeat: 1,
+                        timeout: None,
+                    },
+                )
+                .unwrap();
+            assert_eq!(run.report.outcome, Outcome::Returned(100));
+        }
+    };
+    build_and_drop(5);
+    let before = (open_fds(), threads(), mappings());
+    build_and_drop(50);
+    assert_eq!(
+        (open_fds(), threads(), mappings()),
+        before,
+        "(fds, threads, mappings)"
+    );
 }

@@ -2,6 +2,7 @@
 //! exits, deadlines, and the public [`Sandbox`] API.
 
 pub mod arch;
+pub mod arena;
 pub mod clock;
 pub mod conformance;
 pub mod exit;

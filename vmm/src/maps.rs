@@ -20,7 +20,7 @@
 
 use crate::program::LoadError;
 use guest_jit::elf::{DataKind, DataSection, MapInit, MapSpec, Object};
-use shm::layout::{Layout, PAGE_SIZE};
+use shm::layout::{Layout, PAGE_SIZE, arena_area};
 use shm::maps::def::MAP_HEADER_SIZE;
 use shm::maps::{MapDef, MapError, MapType, flags};
 
@@ -128,6 +128,9 @@ pub enum CreateMapError {
     /// The storage could not be initialised.
     #[error("Its storage could not be initialised")]
     InitStorage(#[source] MapError),
+    /// The arena could not be set up.
+    #[error(transparent)]
+    Arena(#[from] crate::arena::ArenaSetupError),
 }
 
 /// The validated definition of `spec` for a sandbox of `nr_cpus` vCPUs.
@@ -159,7 +162,8 @@ fn def_from_spec(spec: &MapSpec, nr_cpus: usize) -> Result<MapDef, MapError> {
 /// that have none here: empty ones (libbpf makes no map of them) and
 /// per-CPU data, which lives in each vCPU's block.
 pub fn data_map_def(section: &DataSection, nr_cpus: usize) -> Option<MapDef> {
-    if section.bytes.is_empty() || section.kind == DataKind::PerCpu {
+    // `__arena` globals live in the arena, which is their map.
+    if section.bytes.is_empty() || matches!(section.kind, DataKind::PerCpu | DataKind::Arena) {
         return None;
     }
     let mut spec = section.map_spec();
@@ -223,6 +227,12 @@ pub(crate) fn plan_object_maps(
                         .saturating_sub(next.next_multiple_of(PAGE_SIZE)),
                 })?;
             next = end;
+            // An arena's header names its state region (Note [Arena map
+            // header] in `crate::arena`).
+            let data = match def.map_type() {
+                MapType::Arena => layout.arena_tables_start() + arena_area::STATES_OFFSET,
+                _ => data,
+            };
             Ok((def, header, data))
         })
         .collect::<Result<Vec<_>, LoadError>>()?;
@@ -333,6 +343,12 @@ impl crate::Sandbox {
         let plan = plan_object_maps(&self.layout, &mut self.loaded.maps.used, object)?;
         let first = self.loaded.maps.list.len();
         for (spec, (def, header, data)) in object.maps().iter().zip(plan) {
+            if def.map_type() == MapType::Arena {
+                self.create_arena(spec).map_err(|e| LoadError::CreateMap {
+                    name: spec.name.clone(),
+                    source: e.into(),
+                })?;
+            }
             let inner = spec
                 .inner
                 .as_deref()

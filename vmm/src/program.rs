@@ -15,6 +15,7 @@ use crate::trap::Trap;
 use guest_jit::btf::LineTable;
 use guest_jit::elf::{
     DataKind, DataSection, FunctionSymbol, LinkedProgram, Object, Placed, ProgramSpec,
+    arena_globals_offset,
 };
 use guest_jit::insn::Program;
 use guest_jit::interp::MAY_GOTO_BUDGET;
@@ -139,14 +140,16 @@ pub struct LoadedProgram {
 impl LoadedProgram {
     /// Verifies `linked` and compiles it for guest address `entry` of a
     /// sandbox laid out as `layout`, with the helpers of `helpers` as
-    /// `runtime` provides them. Writes nothing: [`Sandbox::load_program`]
-    /// places the result.
+    /// `runtime` provides them, and the arena window's upper half
+    /// `arena_upper` (0 without an arena; Note [Arena pointers] in the
+    /// JIT). Writes nothing: [`Sandbox::load_program`] places the result.
     pub fn compile(
         linked: LinkedProgram,
         entry: u64,
         layout: &Layout,
         runtime: &RuntimeImage,
         helpers: HelperSet,
+        arena_upper: u32,
     ) -> Result<LoadedProgram, LoadError> {
         let resolve = |id| helpers.address(runtime, id);
         verify(
@@ -180,7 +183,7 @@ impl LoadedProgram {
                     name.and_then(|name| runtime.symbol(name))
                 },
                 percpu_loads: &linked.percpu_loads,
-                arena_upper: 0,
+                arena_upper,
                 may_goto_budget: MAY_GOTO_BUDGET,
                 map_headers: match helpers {
                     HelperSet::Standard => {
@@ -400,12 +403,24 @@ impl Sandbox {
     /// Copies the object's data sections into the data regions; returns the
     /// guest address of each, in the order of [`Object::data_sections`].
     fn place_data(&mut self, object: &Object) -> Result<Vec<u64>, LoadError> {
+        let arena = self.loaded.arena.as_ref();
         let plan = plan_data(
             &self.layout,
             &mut self.loaded.data_usage,
             object.data_sections(),
+            arena.map(|a| (a.geometry().npages(), a.geometry().user_vm_start())),
         )?;
         for (section, &addr) in object.data_sections().iter().zip(&plan) {
+            if let (DataKind::Arena, Some(arena)) = (section.kind, arena) {
+                let offset = addr - arena.geometry().user_vm_start();
+                arena
+                    .place_globals(&self.memory, offset, &section.bytes)
+                    .map_err(|source| LoadError::CreateMap {
+                        name: section.name.clone(),
+                        source: source.into(),
+                    })?;
+                continue;
+            }
             self.memory
                 .write(addr, &section.bytes)
                 .map_err(|source| LoadError::WriteMemory {
@@ -424,7 +439,15 @@ impl Sandbox {
     ) -> Result<ProgramId, LoadError> {
         let code_offset = self.loaded.code_used.next_multiple_of(CODE_ALIGN);
         let entry = self.layout.code_start() + code_offset;
-        let program = LoadedProgram::compile(linked, entry, &self.layout, self.runtime, helpers)?;
+        let arena_upper = self.loaded.arena.as_ref().map_or(0, |a| a.upper());
+        let program = LoadedProgram::compile(
+            linked,
+            entry,
+            &self.layout,
+            self.runtime,
+            helpers,
+            arena_upper,
+        )?;
         self.place_code(program.name(), code_offset, &program.jit)?;
         self.loaded.programs.push(program);
         Ok(ProgramId(self.loaded.programs.len() - 1))
@@ -504,6 +527,11 @@ impl Sandbox {
         info.clock_tsc = self.clock.tsc;
         info.clock_ns = self.clock.ns;
         info.tsc_khz = self.clock.tsc_khz;
+        (info.fixup_start, info.fixup_end) = self
+            .loaded
+            .arena
+            .as_ref()
+            .map_or((0, 0), |arena| arena.fixup_window());
         self.memory.write_pod(BOOT_INFO_START, &info)?;
         for cpu in 0..self.layout.nr_cpus() {
             let slot = self.layout.percpu_block(cpu) + PRNG_STATE_OFFSET as u64;
@@ -654,6 +682,10 @@ pub(crate) struct Loaded {
     code_used: u64,
     extable_len: u64,
     data_usage: DataUsage,
+    /// The sandbox's arena, once an object with an ARENA map is loaded.
+    /// Dropped after the VM (a field of `Sandbox` after `vm`), whose
+    /// memslot uses its mapping.
+    pub(crate) arena: Option<crate::arena::Arena>,
 }
 
 /// A non-zero seed for a vCPU's pseudo-random generator, from the kernel's
@@ -696,8 +728,23 @@ pub fn compile_offline(
         .into_iter()
         .map(|(_, header, _)| header)
         .collect();
-    let placement =
-        plan_data(&layout, &mut DataUsage::default(), object.data_sections()).map_err(Box::new)?;
+    // An arena's window is chosen when it is created; listings use a
+    // nominal one.
+    let arena = object
+        .arena()
+        .and_then(|i| object.maps().get(i))
+        .map(|spec| {
+            let start = OFFLINE_ARENA_WINDOW + (spec.map_extra & 0xffff_ffff);
+            (spec.max_entries, start)
+        });
+    let placement = plan_data(
+        &layout,
+        &mut DataUsage::default(),
+        object.data_sections(),
+        arena,
+    )
+    .map_err(Box::new)?;
+    let arena_upper = arena.map_or(0, |_| (OFFLINE_ARENA_WINDOW >> 32) as u32);
     let mut code_used = 0;
     let mut programs = Vec::with_capacity(specs.len());
     for spec in specs {
@@ -710,8 +757,8 @@ pub fn compile_offline(
                 })
             })?;
         let entry = layout.code_start() + u64::next_multiple_of(code_used, CODE_ALIGN);
-        let program =
-            LoadedProgram::compile(linked, entry, &layout, runtime, helpers).map_err(Box::new)?;
+        let program = LoadedProgram::compile(linked, entry, &layout, runtime, helpers, arena_upper)
+            .map_err(Box::new)?;
         code_used = program.entry - layout.code_start() + program.jit.code.len() as u64;
         programs.push(program);
     }
@@ -741,18 +788,36 @@ pub struct DataUsage {
     pub data: u64,
 }
 
+/// Where [`compile_offline`] pretends the arena window is.
+const OFFLINE_ARENA_WINDOW: u64 = 0x7f00_0000_0000;
+
 /// Decides where each of `sections` goes in the data regions of `layout`,
-/// after what `usage` says is taken, and records the new usage. Returns the
-/// guest address of each section.
+/// after what `usage` says is taken, and records the new usage; `__arena`
+/// globals go to the end of the arena, `(pages, user_vm_start)`, where
+/// libbpf puts them. Returns the guest address of each section.
 pub fn plan_data(
     layout: &Layout,
     usage: &mut DataUsage,
     sections: &[DataSection],
+    arena: Option<(u32, u64)>,
 ) -> Result<Vec<u64>, LoadError> {
     let mut next = *usage;
     let plan = sections
         .iter()
         .map(|section| {
+            if section.kind == DataKind::Arena {
+                let len = section.bytes.len() as u64;
+                let offset = arena.and_then(|(pages, _)| arena_globals_offset(pages, len));
+                return match (arena, offset) {
+                    (Some((_, start)), Some(offset)) => Ok(start + offset),
+                    _ => Err(LoadError::Fit {
+                        name: section.name.clone(),
+                        region: "arena",
+                        needed: len,
+                        free: 0,
+                    }),
+                };
+            }
             let read_only = section.kind == DataKind::ReadOnly;
             let (start, size, used, region) = if read_only {
                 (

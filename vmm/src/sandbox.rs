@@ -116,6 +116,9 @@ pub enum SandboxError {
     /// A vCPU could not be set up or reset.
     #[error(transparent)]
     Vcpu(#[from] VcpuError),
+    /// The arena's page tables could not be put back after a reset.
+    #[error("Failed to map the arena again")]
+    InstallArena(#[source] crate::arena::ArenaSetupError),
 }
 
 /// What to run: a function in guest memory, called as
@@ -233,8 +236,7 @@ pub struct Sandbox {
     pub(crate) runtime: &'static RuntimeImage,
     // Field order is drop order: vCPU threads first, then the VM, then memory.
     vcpus: Vec<Mutex<VcpuHandle>>,
-    #[expect(dead_code, reason = "owns the VM for the sandbox's lifetime")]
-    vm: VmFd,
+    pub(crate) vm: VmFd,
     pub(crate) memory: Arc<GuestMemory>,
     pub(crate) loaded: Loaded,
     tsc_khz: u32,
@@ -439,7 +441,7 @@ impl Sandbox {
                     .map_err(RunError::from)
             })
             .collect();
-        guards
+        let reports = guards
             .iter()
             .zip(calls)
             .zip(started)
@@ -448,7 +450,9 @@ impl Sandbox {
                 let report = handle.wait_call(seq?, deadline);
                 self.report(report, call, start)
             })
-            .collect()
+            .collect();
+        self.release_arena_pages();
+        reports
     }
 
     fn check_cpus(&self, cpus: &[usize]) -> Result<(), RunError> {
@@ -503,6 +507,11 @@ impl Sandbox {
     pub fn reset(&mut self) -> Result<(), SandboxError> {
         write_boot_image(&self.memory, &self.layout, self.runtime)
             .map_err(SandboxError::PrepareMachine)?;
+        if let Some(arena) = &self.loaded.arena {
+            arena
+                .install(&self.memory, &self.layout)
+                .map_err(SandboxError::InstallArena)?;
+        }
         self.publish_boot_state()
             .map_err(|e| SandboxError::PrepareMachine(MachineError::WriteMemory(e)))?;
         for vcpu in &self.vcpus {

@@ -293,8 +293,56 @@ impl MapDef {
             return Err(MapError::InvalidDef("map type not supported"));
         };
         if ty == MapType::Arena {
-            return Err(MapError::InvalidDef("arena maps are not supported yet"));
+            if key_size != 0 || value_size != 0 {
+                return Err(MapError::InvalidDef("an arena has no keys or values"));
+            }
+            return MapDef::new_arena(max_entries, map_flags, nr_cpus);
         }
+        MapDef::new_storage(ty, key_size, value_size, max_entries, map_flags, nr_cpus)
+    }
+
+    /// An `ARENA` map's definition (`arena_map_alloc`'s checks): no key or
+    /// value, 1 to 2^20 pages, `BPF_F_MMAPABLE` required. It has no storage
+    /// in the maps region: its header's `data` is the guest address of the
+    /// arena's state region (`crate::arena::ArenaHeader`), and the map
+    /// operations refuse it.
+    pub fn new_arena(max_entries: u32, map_flags: u32, nr_cpus: u32) -> Result<MapDef, MapError> {
+        let ty = MapType::Arena;
+        if nr_cpus == 0 || nr_cpus > MAX_MAP_CPUS {
+            return Err(MapError::InvalidDef("CPU count out of range"));
+        }
+        if map_flags & !ty.allowed_flags() != 0 {
+            return Err(MapError::InvalidDef("flags not allowed for this map type"));
+        }
+        if map_flags & flags::MMAPABLE == 0 {
+            return Err(MapError::InvalidDef("an arena needs BPF_F_MMAPABLE"));
+        }
+        if max_entries == 0 || max_entries > crate::arena::geometry::MAX_PAGES {
+            return Err(MapError::InvalidDef("an arena has 1 to 2^20 pages"));
+        }
+        Ok(MapDef {
+            map_type: ty,
+            key_size: 0,
+            value_size: 0,
+            max_entries,
+            map_flags,
+            nr_cpus,
+            spin_lock_off: None,
+            storage_size: 0,
+            value_stride: 0,
+            percpu_block: 0,
+            hash_layout: PackedLayout::default(),
+        })
+    }
+
+    fn new_storage(
+        ty: MapType,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        map_flags: u32,
+        nr_cpus: u32,
+    ) -> Result<MapDef, MapError> {
         if nr_cpus == 0 || nr_cpus > MAX_MAP_CPUS {
             return Err(MapError::InvalidDef("CPU count out of range"));
         }
@@ -409,14 +457,18 @@ impl MapDef {
         if header.magic != MAP_MAGIC {
             return Err(MapError::Corrupt);
         }
-        let def = MapDef::new(
-            header.map_type,
-            header.key_size,
-            header.value_size,
-            header.max_entries,
-            header.map_flags,
-            header.nr_cpus,
-        )
+        let def = if header.map_type == MapType::Arena.number() && header.key_size == 0 {
+            MapDef::new_arena(header.max_entries, header.map_flags, header.nr_cpus)
+        } else {
+            MapDef::new(
+                header.map_type,
+                header.key_size,
+                header.value_size,
+                header.max_entries,
+                header.map_flags,
+                header.nr_cpus,
+            )
+        }
         .map_err(|_| MapError::Corrupt)?;
         let def = match header.spin_lock_off {
             NO_SPIN_LOCK => def,
@@ -606,11 +658,35 @@ mod tests {
             MapDef::new(4, 4, 4, 4, 0, 1).unwrap_err().to_string(),
             "Invalid map definition: map type not supported"
         );
-        let arena = MapDef::new(33, 0, 0, 1, flags::MMAPABLE, 1).unwrap_err();
-        assert_eq!(
-            arena.to_string(),
-            "Invalid map definition: arena maps are not supported yet"
-        );
+        // Arenas: arena_map_alloc's checks, no storage here; the header
+        // names the state region and checks back.
+        let arena = MapDef::new(33, 0, 0, 1 << 20, flags::MMAPABLE, 1).unwrap();
+        assert_eq!((arena.storage_size(), arena.max_entries()), (0, 1 << 20));
+        assert_eq!(MapDef::from_header(&arena.header(0x5000)), Ok(arena));
+        for (key, value, max, fl, why) in [
+            (4, 0, 1, flags::MMAPABLE, "an arena has no keys or values"),
+            (0, 0, 1, 0, "an arena needs BPF_F_MMAPABLE"),
+            (0, 0, 0, flags::MMAPABLE, "an arena has 1 to 2^20 pages"),
+            (
+                0,
+                0,
+                (1 << 20) + 1,
+                flags::MMAPABLE,
+                "an arena has 1 to 2^20 pages",
+            ),
+            (
+                0,
+                0,
+                1,
+                flags::RDONLY,
+                "flags not allowed for this map type",
+            ),
+        ] {
+            assert_eq!(
+                MapDef::new(33, key, value, max, fl, 1),
+                Err(MapError::InvalidDef(why))
+            );
+        }
         assert!(MapDef::new(2, 4, 8, 1, 0, 0).is_err());
     }
 

@@ -6,6 +6,7 @@
 //!
 //! No helper leaves the guest: each runs in the calling vCPU, on its stack.
 
+pub mod arena;
 pub mod cpu;
 pub mod loops;
 pub mod maps;
@@ -29,7 +30,7 @@ unsafe impl Sync for Kept {}
 /// table, and so everything it names. A helper exists for the host exactly
 /// when its symbol does.
 #[used]
-static HELPERS: [Kept; 33] = [
+static HELPERS: [Kept; 36] = [
     Kept(trace::bpf_trace_printk as *const ()),
     Kept(maps::bpf_map_lookup_elem as *const ()),
     Kept(maps::bpf_map_update_elem as *const ()),
@@ -63,4 +64,7 @@ static HELPERS: [Kept; 33] = [
     Kept(sync::bpf_rcu_read_unlock as *const ()),
     Kept(sync::bpf_preempt_disable as *const ()),
     Kept(sync::bpf_preempt_enable as *const ()),
+    Kept(arena::bpf_arena_alloc_pages as *const ()),
+    Kept(arena::bpf_arena_free_pages as *const ()),
+    Kept(arena::bpf_arena_reserve_pages as *const ()),
 ];
