@@ -368,3 +368,47 @@ fn the_arena_survives_a_reset_and_page_zero_is_the_first_allocation() {
     let (count, out) = run(&sandbox, "list_sum", &[0; 24]);
     assert_eq!((count, u64_at(&out, 16)), (5, 15));
 }
+
+#[test]
+fn a_scribbled_state_region_only_hurts_the_guest() {
+    if !kvm_available("a_scribbled_state_region_only_hurts_the_guest") {
+        return;
+    }
+    let mut sandbox = setup(1, CHURN);
+    let (r, out) = run(&sandbox, "churn_hold", &churn_args(0, 8));
+    assert_eq!(r, 0);
+    let held = u64_at(&out, 16);
+    assert_eq!(arena_pages_held(&sandbox), 1, "only the page written");
+    let states = sandbox.find_map("arena").unwrap().info().data();
+    // What a program could write: npages, counters and cursor garbage,
+    // every state byte of the arena and far past it FREED (3).
+    let memory = sandbox.memory();
+    memory.write(states + 4, &u32::MAX.to_le_bytes()).unwrap();
+    memory.write(states + 44, &[0xff; 12]).unwrap();
+    memory.write(states + 64, &[3; 256 + 4096]).unwrap();
+    // The guest's kfuncs refuse the header: churn gets no pages, no trap.
+    let (ok, out) = run(&sandbox, "churn", &churn_args(3, 1));
+    assert_eq!((ok, u32_at(&out, 12)), (0, 3));
+    // The host released at most its own 256 pages: the guest's page is
+    // gone (its own loss), nothing outside the arena was touched.
+    let arena = sandbox.arena().unwrap();
+    assert_eq!(arena_pages_held(&sandbox), 0);
+    assert_eq!(arena.release().unwrap(), 0);
+    let mut word = [0xffu8; 8];
+    arena.read(held, &mut word).unwrap();
+    assert_eq!(word, [0; 8]);
+    // A lock left taken: the host gives up instead of hanging, and a reset
+    // frees it.
+    memory.write(states + 40, &1u32.to_le_bytes()).unwrap();
+    let err = arena.read(held + 4096, &mut word).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("Failed to fault in the arena page at {:#x}", held + 4096)
+    );
+    sandbox.reset().unwrap();
+    sandbox
+        .arena()
+        .unwrap()
+        .read(held + 4096, &mut word)
+        .unwrap();
+}

@@ -510,6 +510,7 @@ impl Sandbox {
         if let Some(arena) = &self.loaded.arena {
             arena
                 .install(&self.memory, &self.layout)
+                .and_then(|()| arena.unlock_after_reset(&self.memory))
                 .map_err(SandboxError::InstallArena)?;
         }
         self.publish_boot_state()

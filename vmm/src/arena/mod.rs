@@ -274,6 +274,16 @@ impl Arena {
             .map_err(ArenaSetupError::WriteMemory)
     }
 
+    /// After a reset: frees the arena's lock, which a run stopped at its
+    /// deadline inside a kfunc may have kept (no vCPU runs during a reset,
+    /// so nobody holds it legitimately). Pages and PTEs stay as they are.
+    pub fn unlock_after_reset(&self, memory: &GuestMemory) -> Result<(), ArenaSetupError> {
+        let lock = self.states + std::mem::offset_of!(shm::arena::ArenaHeader, lock) as u64;
+        memory
+            .write_pod(lock, &0u32)
+            .map_err(ArenaSetupError::WriteMemory)
+    }
+
     /// The arena map's name.
     pub fn name(&self) -> &str {
         &self.name
