@@ -405,13 +405,24 @@ impl<'a, M: MapMemory> Hash<'a, M> {
         self.check_key(key)?;
         let hash = hash_key(key);
         let b = self.bucket_of(hash);
-        let found = self.settle(b, |strict| {
-            Ok(match self.search(b, hash, key, strict)? {
-                Walk::Found((_, i)) => Walk::Found(i),
-                Walk::End => Walk::End,
-                Walk::Retry => Walk::Retry,
-            })
-        })?;
+        // The first step of the lock-free walk, on its own: most keys are
+        // first in their chain (there are at least as many buckets as
+        // elements), and this step costs a fifth of what the general
+        // walk's closures and retries do. Anything else — an end marker,
+        // an index out of range, another key — takes the general walk,
+        // which decides it (Note [Hash chains]).
+        let head = self.mem.load_u32(self.head_off(b))?;
+        let found = if head & END == 0 && head < self.max() && self.matches(head, hash, key)? {
+            Some(head)
+        } else {
+            self.settle(b, |strict| {
+                Ok(match self.search(b, hash, key, strict)? {
+                    Walk::Found((_, i)) => Walk::Found(i),
+                    Walk::End => Walk::End,
+                    Walk::Retry => Walk::Retry,
+                })
+            })?
+        };
         if let (Some(i), Some(cpu)) = (found, mark) {
             lru::mark_used(self, i, cpu)?;
         }
