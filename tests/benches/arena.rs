@@ -1,0 +1,96 @@
+//! Arena costs, measured side by side in one run:
+//!
+//! * loading an object whose arena is 1 MiB (arena_churn) and one whose
+//!   arena is 4 GiB (arena_big): memfd, window, memslot, tables;
+//! * in the guest, per page: `bpf_arena_alloc_pages` + three stores +
+//!   `bpf_arena_free_pages` (arena_churn's `churn`, pages reused within
+//!   the run, so taken back from FREED and zeroed by the kfunc);
+//! * on the host, per invocation: wall time minus guest time of a `churn`
+//!   run that frees 64 pages (released, i.e. punched, before the report)
+//!   next to one of a run that frees none (`churn_hold` of one page).
+//!
+//! `cargo bench -p integration-tests --bench arena`; prints medians.
+
+use guest_jit::elf::Object;
+use std::time::{Duration, Instant};
+use vmm::{HelperSet, Outcome, ProgramInput, Sandbox, SandboxConfig};
+
+const CHURN: &[u8] = include_bytes!("../../images/progs/arena_churn.bpf.o");
+const BIG: &[u8] = include_bytes!("../../images/progs/arena_big.bpf.o");
+const ROUNDS: usize = 30;
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn churn_args(rounds: u32, pages: u32) -> [u8; 24] {
+    let mut args = [0u8; 24];
+    args[..4].copy_from_slice(&rounds.to_le_bytes());
+    args[4..8].copy_from_slice(&pages.to_le_bytes());
+    args
+}
+
+/// Runs `name` once; returns (guest time, wall time).
+fn run(sandbox: &Sandbox, name: &str, ctx: &[u8]) -> (Duration, Duration) {
+    let id = sandbox.find_program(name).expect("program");
+    let run = sandbox
+        .run_program(
+            id,
+            0,
+            &ProgramInput {
+                data: ctx,
+                repeat: 1,
+                timeout: Some(Duration::from_secs(30)),
+            },
+        )
+        .expect("run");
+    assert!(matches!(run.report.outcome, Outcome::Returned(_)), "{name}");
+    (run.report.duration, run.report.wall)
+}
+
+fn main() {
+    if !vmm::kvm::is_available() {
+        eprintln!("SKIPPED arena bench: /dev/kvm is not usable");
+        return;
+    }
+    let churn = Object::parse(CHURN).expect("churn");
+    let big = Object::parse(BIG).expect("big");
+    let load = |object: &Object| {
+        let mut sandbox = Sandbox::new(SandboxConfig::default()).expect("sandbox");
+        let start = Instant::now();
+        sandbox
+            .load_object(object, HelperSet::Standard)
+            .expect("load");
+        (start.elapsed(), sandbox)
+    };
+    drop(load(&churn));
+
+    let (mut small, mut large) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        small.push(load(&churn).0);
+        large.push(load(&big).0);
+    }
+
+    let (_, sandbox) = load(&churn);
+    const PAGES: u32 = 8;
+    const CHURNS: u32 = 2000;
+    run(&sandbox, "churn", &churn_args(CHURNS, PAGES));
+    let (mut per_page, mut with_release, mut without) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let (guest, _) = run(&sandbox, "churn", &churn_args(CHURNS, PAGES));
+        per_page.push(guest / (CHURNS * PAGES));
+        let (guest, wall) = run(&sandbox, "churn", &churn_args(1, 64));
+        with_release.push(wall.saturating_sub(guest));
+        let (guest, wall) = run(&sandbox, "churn", &churn_args(1, 0));
+        without.push(wall.saturating_sub(guest));
+    }
+
+    println!("benchmark (median)                                   time");
+    let row = |name: &str, d: Duration| println!("{name:<48}{d:>9.1?}");
+    row("load_object, 1 MiB arena (arena_churn)", median(small));
+    row("load_object, 4 GiB arena (arena_big)", median(large));
+    row("guest: alloc + 3 stores + free, per page", median(per_page));
+    row("host part of a run freeing 64 pages", median(with_release));
+    row("host part of a run freeing none", median(without));
+}
