@@ -82,9 +82,9 @@ impl Emitter<'_> {
     ///   call bpf_map_lookup_elem                      (hashes, wild r1, ...)
     /// ```
     ///
-    /// A dozen instructions instead of a call that copies the key through
-    /// a fault-safe probe and rebuilds the map's definition from its
-    /// header. The result is the helper's (`shm::maps::array::lookup`),
+    /// A dozen instructions instead of a call that checks the header
+    /// against its per-vCPU cache and reads the key through fault-safe
+    /// loads (about 15 ns; `docs/benchmarks.md`). The result is the helper's (`shm::maps::array::lookup`),
     /// with two differences, both only for programs the kernel's verifier
     /// would refuse: a key pointer that faults is a trap here, not NULL,
     /// and the header is trusted as the JIT's tail calls trust it (a
