@@ -412,3 +412,68 @@ fn a_scribbled_state_region_only_hurts_the_guest() {
         .read(held + 4096, &mut word)
         .unwrap();
 }
+
+/// A program calling arena kfunc `kfunc` on the arena whose map header is
+/// at `map`: r2 and r3 from the context's first two u64s; alloc also
+/// passes NUMA_NO_NODE and flags 0.
+fn kfunc_program(name: &str, kfunc: &str, map: u64) -> guest_jit::elf::LinkedProgram {
+    let alloc_args = if kfunc == "bpf_arena_alloc_pages" {
+        "mov %r4, -1\nmov %r5, 0\n"
+    } else {
+        ""
+    };
+    let source = format!(
+        "ldxdw %r2, [%r1+0]\nldxdw %r3, [%r1+8]\n{alloc_args}lddw %r1, {map:#x}\ncall kfunc 0\nexit\n"
+    );
+    let program =
+        guest_jit::insn::Program::decode(&guest_jit::asm::assemble(&source).unwrap()).unwrap();
+    let mut linked = vmm::program::unlinked(name, program);
+    linked.kfuncs = vec![kfunc.to_owned()];
+    linked
+}
+
+#[test]
+fn reserved_pages_are_never_allocated_until_freed() {
+    if !kvm_available("reserved_pages_are_never_allocated_until_freed") {
+        return;
+    }
+    let mut sandbox = setup(1, CHURN);
+    let map = sandbox.find_map("arena").unwrap().info().header();
+    let not_a_map = sandbox.layout().maps_start() + 0x100;
+    for (name, kfunc, map) in [
+        ("reserve", "bpf_arena_reserve_pages", map),
+        ("alloc", "bpf_arena_alloc_pages", map),
+        ("free", "bpf_arena_free_pages", map),
+        ("alloc_bad", "bpf_arena_alloc_pages", not_a_map),
+    ] {
+        sandbox
+            .load_program(kfunc_program(name, kfunc, map), HelperSet::Standard)
+            .unwrap();
+    }
+    let base = sandbox.arena().unwrap().base();
+    let page = |i: u64| base + i * 4096;
+    let call = |name: &str, addr: u64, count: u64| {
+        let mut ctx = [0u8; 16];
+        ctx[..8].copy_from_slice(&addr.to_le_bytes());
+        ctx[8..].copy_from_slice(&count.to_le_bytes());
+        run(&sandbox, name, &ctx).0
+    };
+    assert_eq!(call("reserve", page(3), 2), 0);
+    assert_eq!(call("alloc", page(3), 1), 0, "reserved: NULL");
+    assert_eq!(call("alloc", page(4), 1), 0, "reserved: NULL");
+    assert_eq!(call("reserve", page(3), 1) as i64, -16, "-EBUSY");
+    assert_eq!(call("reserve", page(255), 2) as i64, -22, "-EINVAL");
+    assert_eq!(call("reserve", page(7) + 1, 1), 0, "unaligned: nothing");
+    // Four pages anywhere: 0..3 has only three free, 3 and 4 are reserved.
+    assert_eq!(call("alloc", 0, 4), page(5));
+    assert_eq!(call("alloc", 0, 3), page(0));
+    // Freeing a reserved range makes it allocatable.
+    call("free", page(3), 2);
+    assert_eq!(call("alloc", page(3), 1), page(3));
+    let arena = sandbox.arena().unwrap();
+    assert!(arena.is_allocated(page(3)) && !arena.is_allocated(page(4)));
+    // Bad arguments give NULL, as the kernel: a zero count, a map that
+    // is not an arena.
+    assert_eq!(call("alloc", 0, 0), 0);
+    assert_eq!(call("alloc_bad", 0, 1), 0);
+}
