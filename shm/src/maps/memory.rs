@@ -214,6 +214,7 @@ impl<'a> StorageView<'a> {
 
     /// The pointer to `len` bytes at `off`, if they are inside the view
     /// and aligned to `align`.
+    #[inline]
     fn at(&self, off: usize, len: usize, align: usize) -> Result<*mut u8, MapError> {
         match off.checked_add(len) {
             Some(end) if end <= self.len => {}
@@ -228,6 +229,7 @@ impl<'a> StorageView<'a> {
         Ok(ptr)
     }
 
+    #[inline]
     fn atomic_u32(&self, off: usize) -> Result<&AtomicU32, MapError> {
         let ptr = self.at(off, 4, 4)?;
         // SAFETY: in bounds and aligned (checked by `at`); the memory is
@@ -236,6 +238,7 @@ impl<'a> StorageView<'a> {
         Ok(unsafe { AtomicU32::from_ptr(ptr.cast::<u32>()) })
     }
 
+    #[inline]
     fn atomic_u64(&self, off: usize) -> Result<&AtomicU64, MapError> {
         let ptr = self.at(off, 8, 8)?;
         // SAFETY: as in atomic_u32.
@@ -244,6 +247,7 @@ impl<'a> StorageView<'a> {
 }
 
 impl MapMemory for StorageView<'_> {
+    #[inline]
     fn len(&self) -> usize {
         self.len
     }
@@ -334,24 +338,29 @@ impl MapMemory for StorageView<'_> {
         Ok(true)
     }
 
+    #[inline]
     fn load_u32(&self, off: usize) -> Result<u32, MapError> {
         Ok(self.atomic_u32(off)?.load(Ordering::Acquire))
     }
 
+    #[inline]
     fn load_u64(&self, off: usize) -> Result<u64, MapError> {
         Ok(self.atomic_u64(off)?.load(Ordering::Acquire))
     }
 
+    #[inline]
     fn store_u32(&self, off: usize, value: u32) -> Result<(), MapError> {
         self.atomic_u32(off)?.store(value, Ordering::Release);
         Ok(())
     }
 
+    #[inline]
     fn store_u64(&self, off: usize, value: u64) -> Result<(), MapError> {
         self.atomic_u64(off)?.store(value, Ordering::Release);
         Ok(())
     }
 
+    #[inline]
     fn cas_u32(&self, off: usize, current: u32, new: u32) -> Result<Result<u32, u32>, MapError> {
         Ok(self.atomic_u32(off)?.compare_exchange(
             current,
@@ -361,6 +370,7 @@ impl MapMemory for StorageView<'_> {
         ))
     }
 
+    #[inline]
     fn cas_u64(&self, off: usize, current: u64, new: u64) -> Result<Result<u64, u64>, MapError> {
         Ok(self.atomic_u64(off)?.compare_exchange(
             current,
@@ -370,6 +380,7 @@ impl MapMemory for StorageView<'_> {
         ))
     }
 
+    #[inline]
     fn addr(&self, off: usize) -> u64 {
         self.addr.wrapping_add(off as u64)
     }
