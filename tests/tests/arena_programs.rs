@@ -115,6 +115,28 @@ fn a_list_built_in_the_guest_is_summed_there_and_walked_by_the_host() {
         n += 1;
     }
     assert_eq!((n, sum), (1000, 500_500));
+    // Another process mapping the memfd sees the same bytes at the same
+    // offsets (here: this process, at another address).
+    {
+        use std::os::fd::AsRawFd;
+        let len = arena.len() as usize;
+        // SAFETY: a fresh read-only shared mapping of the arena's memfd,
+        // unmapped below; only the head node's allocated page is read.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                arena.as_fd().as_raw_fd(),
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            let at = (p as *const u8).add((head - arena.base()) as usize);
+            assert_eq!((at.add(8) as *const u64).read_volatile(), 1000);
+            assert_eq!(libc::munmap(p, len), 0);
+        }
+    }
     // list_head lives in the arena's last page, where libbpf puts globals.
     let last_page = arena.base() + arena.len() - 4096;
     let mut head_global = [0u8; 8];
