@@ -5,6 +5,9 @@
 //! * in the guest, per page: `bpf_arena_alloc_pages` + three stores +
 //!   `bpf_arena_free_pages` (arena_churn's `churn`, pages reused within
 //!   the run, so taken back from FREED and zeroed by the kfunc);
+//! * in the guest, arena_list's `list_build` of 1M nodes in a fresh
+//!   sandbox (4096 pages allocated and first touched), then `list_sum`
+//!   walking them;
 //! * on the host, per invocation: wall time minus guest time of a `churn`
 //!   run that frees 64 pages (released, i.e. punched, before the report)
 //!   next to one of a run that frees none (`churn_hold` of one page).
@@ -17,6 +20,11 @@ use vmm::{HelperSet, Outcome, ProgramInput, Sandbox, SandboxConfig};
 
 const CHURN: &[u8] = include_bytes!("../../images/progs/arena_churn.bpf.o");
 const BIG: &[u8] = include_bytes!("../../images/progs/arena_big.bpf.o");
+const LIST: &[u8] = include_bytes!("../../images/progs/arena_list.bpf.o");
+/// Nodes in the list benchmark.
+const LIST_NODES: u32 = 1 << 20;
+/// Rounds of the list benchmark: each builds a fresh sandbox.
+const LIST_ROUNDS: usize = 5;
 const ROUNDS: usize = 30;
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -86,11 +94,24 @@ fn main() {
         without.push(wall.saturating_sub(guest));
     }
 
+    // struct list_args { n, pages, head, sum }.
+    let list = Object::parse(LIST).expect("list");
+    let mut list_args = [0u8; 24];
+    list_args[..4].copy_from_slice(&LIST_NODES.to_le_bytes());
+    let (mut build, mut sum) = (Vec::new(), Vec::new());
+    for _ in 0..LIST_ROUNDS {
+        let (_, sandbox) = load(&list);
+        build.push(run(&sandbox, "list_build", &list_args).0);
+        sum.push(run(&sandbox, "list_sum", &list_args).0);
+    }
+
     println!("benchmark (median)                                   time");
     let row = |name: &str, d: Duration| println!("{name:<48}{d:>9.1?}");
     row("load_object, 1 MiB arena (arena_churn)", median(small));
     row("load_object, 4 GiB arena (arena_big)", median(large));
     row("guest: alloc + 3 stores + free, per page", median(per_page));
+    row("guest: list_build of 1M nodes (fresh arena)", median(build));
+    row("guest: list_sum over 1M nodes", median(sum));
     row("host part of a run freeing 64 pages", median(with_release));
     row("host part of a run freeing none", median(without));
 }
