@@ -1122,3 +1122,37 @@ fn bad_set_and_call_values_get_clear_errors() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_arena_list_is_built_summed_and_dumped() {
+    if !kvm_available("an_arena_list_is_built_summed_and_dumped") {
+        return;
+    }
+    // struct list_args { u32 n; u32 pages; u64 head; u64 sum; }
+    let args = |n: u32| format!("{}{}", le32(n), "00".repeat(20));
+    let json = run_json(
+        "arena_list",
+        &[
+            "--call",
+            &format!("list_build={}", args(1000)),
+            "--call",
+            &format!("list_sum={}", args(0)),
+            "--dump-maps",
+        ],
+    );
+    let runs = calls(&json);
+    assert_eq!(ret32(&runs[0]), 1000);
+    assert_eq!(u32_at(&data_out(&runs[0]), 4), 16, "pages for nodes");
+    assert_eq!(ret32(&runs[1]), 1000);
+    assert_eq!(u64_at(&data_out(&runs[1]), 16), 500_500, "sum");
+    let arena = map(&json, "arena");
+    assert_eq!(arena["type"], "ARENA");
+    let info = &arena["entries"][0]["arena"];
+    assert_eq!(info["len"], 8192 * 4096);
+    // 16 pages of nodes and the page holding the __arena globals.
+    assert_eq!(info["allocated_pages"], 17, "{arena}");
+    let head = u64_at(&data_out(&runs[0]), 8);
+    let base = info["base"].as_str().unwrap().trim_start_matches("0x");
+    let base = u64::from_str_radix(base, 16).unwrap();
+    assert!((base..base + 8192 * 4096).contains(&head), "{head:#x}");
+}

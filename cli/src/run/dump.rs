@@ -15,6 +15,7 @@
 use guest_jit::btf::{Btf, SectionVar, TypedValue, ValueFormatter};
 use guest_jit::elf::Object;
 use serde_json::{Value, json};
+use shm::layout::PAGE_SIZE;
 use shm::maps::{MapError, MapType};
 use vmm::{MapHandle, Sandbox, Slot};
 
@@ -134,6 +135,16 @@ pub enum Contents {
     Slots(Vec<(Vec<u8>, SlotTarget)>),
     /// The values of a queue or stack, in the order they would be popped.
     Ring(Vec<Vec<u8>>),
+    /// An arena: where it is and how much of it is allocated (its bytes
+    /// are the program's own data structures, not elements).
+    Arena {
+        /// Address of its first page, the same in guest and host.
+        base: u64,
+        /// Bytes.
+        len: u64,
+        /// Pages allocated now.
+        allocated_pages: u64,
+    },
 }
 
 /// What a slot holds.
@@ -229,6 +240,17 @@ fn contents(sandbox: &Sandbox, map: &MapHandle<'_>) -> Result<Contents, MapError
     if matches!(map_type, MapType::Queue | MapType::Stack) {
         return map.queue_values().map(Contents::Ring);
     }
+    if map_type == MapType::Arena {
+        let arena = sandbox.arena().ok_or(MapError::Unsupported)?;
+        let allocated_pages = (0..arena.len() / PAGE_SIZE)
+            .filter(|page| arena.is_allocated(arena.base() + page * PAGE_SIZE))
+            .count() as u64;
+        return Ok(Contents::Arena {
+            base: arena.base(),
+            len: arena.len(),
+            allocated_pages,
+        });
+    }
     let entries = map.entries()?.into_iter();
     if map_type.is_percpu() {
         return Ok(Contents::PerCpu(
@@ -279,6 +301,13 @@ pub fn to_text(maps: &[MapDump<'_>]) -> String {
                 .map(|(k, target)| format!("{}: {}", r.key_text(k), slot_text(target)))
                 .collect(),
             Ok(Contents::Ring(values)) => values.iter().map(|v| r.value_text(v)).collect(),
+            Ok(Contents::Arena {
+                base,
+                len,
+                allocated_pages,
+            }) => vec![format!(
+                "arena at {base:#x}, {len} bytes, {allocated_pages} pages allocated"
+            )],
         };
         if lines.is_empty() {
             out.push_str("  (empty)\n");
@@ -371,6 +400,17 @@ fn entries_json(contents: &Contents, types: Option<&MapTypes<'_>>) -> Vec<Value>
             .iter()
             .map(|v| json!({ "value": hex::encode(v), "value_fmt": typed_json(r.value(v)) }))
             .collect(),
+        Contents::Arena {
+            base,
+            len,
+            allocated_pages,
+        } => vec![json!({
+            "arena": {
+                "base": format!("{base:#x}"),
+                "len": len,
+                "allocated_pages": allocated_pages,
+            }
+        })],
     }
 }
 
