@@ -49,3 +49,38 @@ pub fn mappings() -> usize {
         .map(|m| m.lines().count())
         .unwrap_or(0)
 }
+
+/// Runs the loaded program `name` once on vCPU `cpu` with `data` as its
+/// context, under a 20 s deadline; panics if it cannot run. The tests'
+/// common way to run a sample's program by name.
+pub fn run_named(sandbox: &vmm::Sandbox, name: &str, cpu: usize, data: &[u8]) -> vmm::ProgramRun {
+    let id = sandbox
+        .find_program(name)
+        .unwrap_or_else(|| panic!("no program {name}"));
+    let input = vmm::ProgramInput {
+        data,
+        repeat: 1,
+        timeout: Some(std::time::Duration::from_secs(20)),
+    };
+    sandbox
+        .run_program(id, cpu, &input)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// [`run_named`] for a program that must return: r0 and the context
+/// after the run.
+pub fn run_returning(
+    sandbox: &vmm::Sandbox,
+    name: &str,
+    cpu: usize,
+    data: &[u8],
+) -> (u64, Vec<u8>) {
+    let run = run_named(sandbox, name, cpu, data);
+    match run.report.outcome {
+        vmm::Outcome::Returned(r0) => (r0, run.data_out),
+        other => panic!(
+            "{name}: expected a return, got {other:?} at {:?}",
+            run.trap_site
+        ),
+    }
+}

@@ -36,24 +36,7 @@ fn id(sandbox: &Sandbox, name: &str) -> ProgramId {
 
 /// Runs `name` on vCPU 0 with `ctx`, returns r0 and the context after.
 fn run(sandbox: &Sandbox, name: &str, ctx: &[u8]) -> (u64, Vec<u8>) {
-    let run = sandbox
-        .run_program(
-            id(sandbox, name),
-            0,
-            &ProgramInput {
-                data: ctx,
-                repeat: 1,
-                timeout: Some(Duration::from_secs(20)),
-            },
-        )
-        .unwrap();
-    match run.report.outcome {
-        Outcome::Returned(v) => (v, run.data_out),
-        other => panic!(
-            "{name}: expected a return, got {other:?} at {:?}",
-            run.trap_site
-        ),
-    }
+    integration_tests::run_returning(sandbox, name, 0, ctx)
 }
 
 fn u64_at(bytes: &[u8], off: usize) -> u64 {

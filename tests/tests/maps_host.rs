@@ -11,9 +11,8 @@ use guest_jit::elf::Object;
 use integration_tests::kvm_available;
 use shm::maps::{BPF_ANY, BPF_EXIST, BPF_NOEXIST, MapError, flags};
 use std::collections::BTreeMap;
-use std::time::Duration;
 use vmm::maps::maps_size_needed;
-use vmm::{HelperSet, MapHandle, MapId, Outcome, ProgramInput, Sandbox, SandboxConfig, Slot};
+use vmm::{HelperSet, MapHandle, MapId, Sandbox, SandboxConfig, Slot};
 
 const WORDCOUNT: &[u8] = include_bytes!("../../images/progs/wordcount.bpf.o");
 const PERCPU: &[u8] = include_bytes!("../../images/progs/percpu.bpf.o");
@@ -47,17 +46,8 @@ fn setup_sandbox(cpus: usize, objects: &[&[u8]]) -> Sandbox {
 /// Runs program `name` once on `cpu` with `data`; its return value (a C
 /// `int`) and the context after the run.
 fn run(sandbox: &Sandbox, name: &str, cpu: usize, data: &[u8]) -> (i32, Vec<u8>) {
-    let id = sandbox.find_program(name).unwrap();
-    let input = ProgramInput {
-        data,
-        repeat: 1,
-        timeout: Some(Duration::from_secs(20)),
-    };
-    let run = sandbox.run_program(id, cpu, &input).unwrap();
-    match run.report.outcome {
-        Outcome::Returned(r0) => (r0 as u32 as i32, run.data_out),
-        other => panic!("{name}: {other:?} at {:?}", run.trap_site),
-    }
+    let (r0, data) = integration_tests::run_returning(sandbox, name, cpu, data);
+    (r0 as u32 as i32, data)
 }
 
 fn map<'a>(sandbox: &'a Sandbox, name: &str) -> MapHandle<'a> {

@@ -55,13 +55,7 @@ fn setup_sandbox(cpus: usize) -> Sandbox {
 
 /// Runs `name` on `cpu`; its outcome and context after the run.
 fn run(sandbox: &Sandbox, name: &str, cpu: usize, data: &[u8]) -> (Outcome, Vec<u8>) {
-    let id = sandbox.find_program(name).unwrap();
-    let input = ProgramInput {
-        data,
-        repeat: 1,
-        timeout: Some(Duration::from_secs(20)),
-    };
-    let run = sandbox.run_program(id, cpu, &input).unwrap();
+    let run = integration_tests::run_named(sandbox, name, cpu, data);
     (run.report.outcome, run.data_out)
 }
 
