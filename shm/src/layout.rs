@@ -57,6 +57,10 @@
 //!  +0x13000  mailbox                             RW   user
 //!  +0x14000  trace buffer (16 KiB)               RW   user
 //!  +0x18000  context buffer (ctx_size)           RW   user
+//!  +ctx end  guard page                          unmapped
+//!  +ctx end  per-CPU data (8 KiB): this CPU's    RW   user
+//!   +0x1000  copy of the programs' `.percpu`
+//!            sections (Note [Per-CPU data])
 //!            (the next CPU's guard page follows)
 //! ```
 //!
@@ -142,7 +146,19 @@ pub mod area {
     pub const TRACE_SIZE: u64 = 0x4000;
     /// The context buffer a program's `r1` points at.
     pub const CTX_OFFSET: u64 = TRACE_OFFSET + TRACE_SIZE;
+    /// Size of the per-CPU data copy, after the context buffer and a guard
+    /// page (Note [Per-CPU data]).
+    pub const PERCPU_DATA_SIZE: u64 = 0x2000;
 }
+
+// Note [Per-CPU data]
+// Every vCPU's area ends with its copy of the programs' `.percpu` sections,
+// at the same offset in every area, so CPU `c`'s copy is CPU 0's plus
+// `c * percpu_area_size()`. That distance is the vCPU's `this_cpu_off`:
+// the JIT turns the address of a `.percpu` variable (CPU 0's copy) into the
+// running vCPU's with `add dst, gs:[this_cpu_off]`, and the `.percpu`
+// section's internal PERCPU_ARRAY map has `percpu_block` equal to the area
+// size, so the host and the per-CPU map helpers find the same copies.
 
 /// Offsets inside the arena tables region: the guest page tables of the
 /// arena window (a 4 GiB-aligned 4 GiB range) and the arena's state region
@@ -315,7 +331,7 @@ impl Layout {
         }
         Ok(Layout {
             config,
-            area_size: area::CTX_OFFSET + config.ctx_size,
+            area_size: area::CTX_OFFSET + config.ctx_size + PAGE_SIZE + area::PERCPU_DATA_SIZE,
         })
     }
 
@@ -387,6 +403,18 @@ impl Layout {
     /// Size of each context buffer.
     pub fn ctx_size(&self) -> u64 {
         self.config.ctx_size
+    }
+
+    /// `cpu`'s copy of the per-CPU data (Note [Per-CPU data]), of
+    /// [`area::PERCPU_DATA_SIZE`] bytes.
+    pub fn percpu_data(&self, cpu: usize) -> u64 {
+        self.ctx_buffer(cpu) + self.config.ctx_size + PAGE_SIZE
+    }
+
+    /// What `cpu` adds to the address of CPU 0's per-CPU data to reach its
+    /// own: its `this_cpu_off`.
+    pub fn this_cpu_off(&self, cpu: usize) -> u64 {
+        cpu as u64 * self.area_size
     }
 
     /// One past the last per-CPU area.
@@ -510,11 +538,17 @@ impl Layout {
             ));
             // The per-CPU block, mailbox, trace and context buffers are
             // contiguous and all read-write.
-            let data_size = self.area_size - area::BLOCK_OFFSET;
+            let block_size = area::CTX_OFFSET + self.config.ctx_size - area::BLOCK_OFFSET;
+            f(user(
+                "per-CPU block",
+                at(area::BLOCK_OFFSET),
+                block_size,
+                Access::ReadWrite,
+            ));
             f(user(
                 "per-CPU data",
-                at(area::BLOCK_OFFSET),
-                data_size,
+                self.percpu_data(cpu),
+                area::PERCPU_DATA_SIZE,
                 Access::ReadWrite,
             ));
         }
@@ -655,6 +689,13 @@ mod tests {
             assert!(!is_mapped(ist_bottom - PAGE_SIZE));
             let fatal_bottom = layout.fatal_stack_top(cpu) - area::FATAL_STACK_SIZE;
             assert!(!is_mapped(fatal_bottom - PAGE_SIZE));
+            // Per-CPU data: guarded on both sides, at CPU 0's copy plus
+            // this_cpu_off (Note [Per-CPU data]).
+            let data = layout.percpu_data(cpu);
+            assert!(is_mapped(data) && is_mapped(data + area::PERCPU_DATA_SIZE - 1));
+            assert!(!is_mapped(data - PAGE_SIZE));
+            assert!(!is_mapped(data + area::PERCPU_DATA_SIZE));
+            assert_eq!(data, layout.percpu_data(0) + layout.this_cpu_off(cpu));
         }
     }
 

@@ -94,7 +94,7 @@ fn cached_page_tables(
 fn percpu_block(layout: &Layout, cpu: usize) -> PerCpu {
     PerCpu {
         self_addr: layout.percpu_block(cpu),
-        this_cpu_off: 0,
+        this_cpu_off: layout.this_cpu_off(cpu),
         cpu_id: cpu as u64,
         nr_cpus: layout.nr_cpus() as u64,
         mailbox: layout.mailbox(cpu),

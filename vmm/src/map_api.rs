@@ -17,7 +17,10 @@ use crate::maps::{MapId, MapInfo, inner_mismatch};
 use crate::program::ProgramId;
 use crate::sandbox::Sandbox;
 use shm::maps::memory::HOST_SPIN_TRIES;
-use shm::maps::{BPF_ANY, MapDef, MapError, MapMemory, MapType, StorageView, flags, lock, ops};
+use shm::maps::{
+    BPF_ANY, BPF_F_ALL_CPUS, BPF_F_CPU, MapDef, MapError, MapMemory, MapType, StorageView, flags,
+    lock, ops,
+};
 
 /// Times [`MapHandle::lookup`] copies a value whose element programs keep
 /// moving before it gives up with `Busy`.
@@ -242,10 +245,37 @@ impl<'a> MapHandle<'a> {
     /// Stores `value` at `key`; `flags`: [`shm::maps::BPF_ANY`],
     /// `BPF_NOEXIST`, `BPF_EXIST`, with `BPF_F_LOCK` to copy a value
     /// holding a `bpf_spin_lock` under it. Every CPU of a per-CPU map
-    /// gets `value` ([`MapHandle::update_percpu`] gives each its own). On
-    /// a queue or stack (key `&[]`), pushes, as `bpf(2)` does.
+    /// gets `value` (as with [`shm::maps::BPF_F_ALL_CPUS`]), or with
+    /// [`shm::maps::BPF_F_CPU`] only CPU `flags >> 32`
+    /// ([`MapHandle::update_percpu`] gives each its own). On a queue or
+    /// stack (key `&[]`), pushes, as `bpf(2)` does.
     pub fn update(&self, key: &[u8], value: &[u8], flags: u64) -> Result<(), MapError> {
-        self.update_percpu(key, &vec![value; self.copies()], flags)
+        let def = self.def();
+        let cpu_flags = flags & (BPF_F_CPU | BPF_F_ALL_CPUS);
+        let cpu = flags >> 32;
+        if cpu_flags == 0 && cpu == 0 {
+            return self.update_percpu(key, &vec![value; self.copies()], flags);
+        }
+        // As the kernel's bpf_map_check_op_flags: per-CPU maps only, one
+        // of the two, and a CPU number only with BPF_F_CPU.
+        if !def.map_type().is_percpu()
+            || cpu_flags == BPF_F_CPU | BPF_F_ALL_CPUS
+            || (cpu_flags != BPF_F_CPU && cpu != 0)
+        {
+            return Err(MapError::InvalidFlags);
+        }
+        let flags = flags & u64::from(u32::MAX) & !cpu_flags;
+        if cpu_flags == BPF_F_ALL_CPUS {
+            return self.update_percpu(key, &vec![value; self.copies()], flags);
+        }
+        if cpu >= u64::from(def.nr_cpus()) {
+            return Err(MapError::InvalidArgument("BPF_F_CPU: no such CPU"));
+        }
+        self.check_key(key)?;
+        if value.len() != def.value_len() {
+            return Err(MapError::InvalidArgument("value is not value_size bytes"));
+        }
+        ops::update_sys_cpu(def, &self.storage()?, key, value, flags, cpu as u32)
     }
 
     /// Stores one value per CPU at `key` of a per-CPU map (`values[c]` for

@@ -160,10 +160,12 @@ fn def_from_spec(spec: &MapSpec, nr_cpus: usize) -> Result<MapDef, MapError> {
 
 /// The internal map of data section `section`, or `None` for sections
 /// that have none here: empty ones (libbpf makes no map of them) and
-/// per-CPU data, which lives in each vCPU's block.
+/// `__arena` globals. A `.percpu` section's is a PERCPU_ARRAY of one value
+/// with its copies packed; [`data_map_def_in`] spreads them over the
+/// vCPUs' per-CPU data.
 pub fn data_map_def(section: &DataSection, nr_cpus: usize) -> Option<MapDef> {
     // `__arena` globals live in the arena, which is their map.
-    if section.bytes.is_empty() || matches!(section.kind, DataKind::PerCpu | DataKind::Arena) {
+    if section.bytes.is_empty() || section.kind == DataKind::Arena {
         return None;
     }
     let mut spec = section.map_spec();
@@ -173,6 +175,17 @@ pub fn data_map_def(section: &DataSection, nr_cpus: usize) -> Option<MapDef> {
         spec.map_flags |= flags::RDONLY;
     }
     def_from_spec(&spec, nr_cpus).ok()
+}
+
+/// [`data_map_def`] in `layout`: a `.percpu` section's copies are one
+/// per-CPU area apart (Note [Per-CPU data] in `shm::layout`).
+pub fn data_map_def_in(section: &DataSection, layout: &Layout) -> Option<MapDef> {
+    let def = data_map_def(section, layout.nr_cpus())?;
+    if section.kind != DataKind::PerCpu {
+        return Some(def);
+    }
+    let block = u32::try_from(layout.percpu_area_size()).ok()?;
+    def.with_percpu_block(block).ok()
 }
 
 /// Where a map of `storage` bytes goes after `used` bytes of the maps
@@ -373,7 +386,7 @@ impl crate::Sandbox {
         placement: &[u64],
     ) -> Result<(), LoadError> {
         for (section, &data) in object.data_sections().iter().zip(placement) {
-            let Some(def) = data_map_def(section, self.layout.nr_cpus()) else {
+            let Some(def) = data_map_def_in(section, &self.layout) else {
                 continue;
             };
             let used = self.loaded.maps.used;

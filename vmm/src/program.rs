@@ -421,12 +421,21 @@ impl Sandbox {
                     })?;
                 continue;
             }
-            self.memory
-                .write(addr, &section.bytes)
-                .map_err(|source| LoadError::WriteMemory {
-                    name: section.name.clone(),
-                    source,
-                })?;
+            // The initial image of a `.percpu` section goes to every
+            // vCPU's copy.
+            let copies = if section.kind == DataKind::PerCpu {
+                self.layout.nr_cpus()
+            } else {
+                1
+            };
+            for cpu in 0..copies {
+                self.memory
+                    .write(addr + self.layout.this_cpu_off(cpu), &section.bytes)
+                    .map_err(|source| LoadError::WriteMemory {
+                        name: section.name.clone(),
+                        source,
+                    })?;
+            }
         }
         Ok(plan)
     }
@@ -786,6 +795,9 @@ pub struct DataUsage {
     pub rodata: u64,
     /// In the read-write region.
     pub data: u64,
+    /// In each vCPU's per-CPU data (Note [Per-CPU data] in
+    /// `shm::layout`).
+    pub percpu: u64,
 }
 
 /// Where [`compile_offline`] pretends the arena window is.
@@ -819,7 +831,15 @@ pub fn plan_data(
                 };
             }
             let read_only = section.kind == DataKind::ReadOnly;
-            let (start, size, used, region) = if read_only {
+            let (start, size, used, region) = if section.kind == DataKind::PerCpu {
+                // CPU 0's copy: the JIT adds this_cpu_off for the others.
+                (
+                    layout.percpu_data(0),
+                    area::PERCPU_DATA_SIZE,
+                    &mut next.percpu,
+                    "per-CPU data",
+                )
+            } else if read_only {
                 (
                     layout.rodata_start(),
                     layout.rodata_size(),

@@ -450,6 +450,33 @@ impl MapDef {
         })
     }
 
+    /// The definition with CPU `c`'s copies `c * block` bytes after CPU
+    /// 0's instead of packed: the internal map of a `.percpu` section,
+    /// whose copies live in the vCPUs' per-CPU areas (Note [Per-CPU data]
+    /// in `crate::layout`). PERCPU_ARRAY only; `block` must be a multiple
+    /// of 64 that holds one CPU's values, and the storage (from CPU 0's
+    /// first value to the end of the last CPU's) at most 1 GiB.
+    pub fn with_percpu_block(self, block: u32) -> Result<MapDef, MapError> {
+        if self.map_type != MapType::PercpuArray {
+            return Err(MapError::InvalidDef("percpu_block only in PERCPU_ARRAY"));
+        }
+        if !block.is_multiple_of(64) || block < self.percpu_block {
+            return Err(MapError::InvalidDef(
+                "percpu_block misaligned or smaller than one CPU's values",
+            ));
+        }
+        let size = u64::from(block) * u64::from(self.nr_cpus.saturating_sub(1))
+            + u64::from(self.percpu_block);
+        if size > MAX_STORAGE_SIZE {
+            return Err(MapError::TooBig("storage above 1 GiB"));
+        }
+        Ok(MapDef {
+            percpu_block: block,
+            storage_size: size as u32,
+            ..self
+        })
+    }
+
     /// The definition a header describes, checked as [`MapDef::new`] does
     /// and against the header's `magic` and `data_size`: what the guest
     /// runtime works from (Note [Trusting map memory]).
@@ -473,6 +500,13 @@ impl MapDef {
         let def = match header.spin_lock_off {
             NO_SPIN_LOCK => def,
             off => def.with_spin_lock(off).map_err(|_| MapError::Corrupt)?,
+        };
+        let def = if def.map_type == MapType::PercpuArray && header.percpu_block != def.percpu_block
+        {
+            def.with_percpu_block(header.percpu_block)
+                .map_err(|_| MapError::Corrupt)?
+        } else {
+            def
         };
         // data_size and the derived fields too (the JIT's inline code
         // reads them): the header must be exactly what the host wrote.
@@ -701,6 +735,13 @@ mod tests {
         assert_eq!(def.percpu_value_off(8, 3), Some(8 + 3 * 64));
         assert_eq!(def.percpu_value_off(8, 4), None);
         assert_eq!(def.header(0).percpu_block, 64);
+        // Spread copies, as a `.percpu` section's: CPU c's at c * block.
+        let spread = def.with_percpu_block(0x2_0000).unwrap();
+        assert_eq!(spread.percpu_value_off(8, 3), Some(8 + 3 * 0x2_0000));
+        assert_eq!(spread.storage_size(), 3 * 0x2_0000 + 64);
+        assert_eq!(MapDef::from_header(&spread.header(0x1000)), Ok(spread));
+        assert!(def.with_percpu_block(32).is_err());
+        assert!(def.with_percpu_block(96).is_err());
         let def = setup_def(MapType::ProgArray, 4, 4, 5);
         assert_eq!((def.value_len(), def.storage_size()), (8, 40));
     }

@@ -102,6 +102,12 @@ pub const BPF_NOEXIST: u64 = 1;
 pub const BPF_EXIST: u64 = 2;
 /// `BPF_F_LOCK`: copy the value under its `bpf_spin_lock`.
 pub const BPF_F_LOCK: u64 = 4;
+/// `BPF_F_CPU`: a host update of a per-CPU map writes one CPU's copy, the
+/// CPU's number in the upper 32 bits of the flags (Linux 6.19 uapi).
+pub const BPF_F_CPU: u64 = 8;
+/// `BPF_F_ALL_CPUS`: a host update of a per-CPU map writes one value to
+/// every CPU's copy (Linux 6.19 uapi).
+pub const BPF_F_ALL_CPUS: u64 = 16;
 
 /// Why a map operation failed. [`MapError::errno`] gives what a helper
 /// returns for it.

@@ -175,6 +175,23 @@ pub fn update_sys(
     update_on(def, mem, key, values, flags, None)
 }
 
+/// The host's update of CPU `cpu`'s copy alone (`BPF_F_CPU`): `value` is
+/// one value, as a program's [`update`] on that CPU, but refused by
+/// `BPF_F_RDONLY` instead of `BPF_F_RDONLY_PROG`.
+pub fn update_sys_cpu(
+    def: &MapDef,
+    mem: &impl MapMemory,
+    key: &[u8],
+    value: &[u8],
+    flags: u64,
+    cpu: u32,
+) -> Result<(), MapError> {
+    if def.map_flags() & flags::RDONLY != 0 {
+        return Err(MapError::ReadOnly);
+    }
+    update_on(def, mem, key, value, flags, Some(cpu))
+}
+
 fn update_on(
     def: &MapDef,
     mem: &impl MapMemory,
