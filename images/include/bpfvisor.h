@@ -39,6 +39,27 @@ extern int bpf_iter_num_new(struct bpf_iter_num *it, int start, int end) __weak 
 extern int *bpf_iter_num_next(struct bpf_iter_num *it) __weak __ksym;
 extern void bpf_iter_num_destroy(struct bpf_iter_num *it) __weak __ksym;
 
+/*
+ * Iterating CPUs. bpfvisor_nr_cpus(): the number of vCPUs, fixed for the
+ * sandbox's life; a bpf_for bound. (Kernel programs get it from a
+ * `const volatile __u32 nr_cpus` the loader sets; that works here too, set
+ * with Object::set_variable.) The kernel's bit iterator (Linux 6.11,
+ * kernel/bpf/helpers.c) walks the set bits of nr_words u64 words at
+ * unsafe_ptr, read fault-safe: a CPU mask is one word, bit i = vCPU i.
+ * bpf_iter_bits_new returns 0, -EINVAL (NULL, no words), -E2BIG (more than
+ * 511 words) or -EFAULT (unreadable mask); next points at the bit's index.
+ */
+extern __u32 bpfvisor_nr_cpus(void) __weak __ksym;
+
+struct bpf_iter_bits {
+	__u64 __opaque[2];
+} __attribute__((aligned(8)));
+
+extern int bpf_iter_bits_new(struct bpf_iter_bits *it, const __u64 *unsafe_ptr__ign,
+			     __u32 nr_words) __weak __ksym;
+extern int *bpf_iter_bits_next(struct bpf_iter_bits *it) __weak __ksym;
+extern void bpf_iter_bits_destroy(struct bpf_iter_bits *it) __weak __ksym;
+
 extern void bpf_rcu_read_lock(void) __weak __ksym;
 extern void bpf_rcu_read_unlock(void) __weak __ksym;
 extern void bpf_preempt_disable(void) __weak __ksym;
@@ -74,6 +95,22 @@ extern void bpf_preempt_enable(void) __weak __ksym;
 				bpf_iter_num_new(&___it, 0, (N)),		\
 				(void)bpf_iter_num_destroy, (void *)0);	\
 	bpf_iter_num_next(&___it);					\
+)
+#endif
+
+/*
+ * bpf_for_each(type, cur, args...): loops with the open-coded iterator
+ * bpf_iter_<type>, `cur` pointing at each value, as libbpf 1.2 defines it:
+ * bpf_for_each(bits, cpu, &mask, 1) visits each set bit of `mask`.
+ */
+#ifndef bpf_for_each
+#define bpf_for_each(type, cur, args...) for (				\
+	struct bpf_iter_##type ___it __attribute__((aligned(8),		\
+						    cleanup(bpf_iter_##type##_destroy))), \
+			       *___p __attribute__((unused)) = (		\
+				bpf_iter_##type##_new(&___it, ##args),		\
+				(void)bpf_iter_##type##_destroy, (void *)0);	\
+	(((cur) = bpf_iter_##type##_next(&___it)));			\
 )
 #endif
 

@@ -6,6 +6,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod arena;
+pub mod bits;
 pub mod errno;
 pub mod extable;
 pub mod layout;

@@ -83,6 +83,8 @@ pub const SELF_ADDR_OFFSET: usize = offset_of!(PerCpu, self_addr);
 pub const THIS_CPU_OFF_OFFSET: usize = offset_of!(PerCpu, this_cpu_off);
 /// `gs:` offset of [`PerCpu::cpu_id`].
 pub const CPU_ID_OFFSET: usize = offset_of!(PerCpu, cpu_id);
+/// `gs:` offset of [`PerCpu::nr_cpus`].
+pub const NR_CPUS_OFFSET: usize = offset_of!(PerCpu, nr_cpus);
 /// `gs:` offset of [`PerCpu::mailbox`].
 pub const MAILBOX_OFFSET: usize = offset_of!(PerCpu, mailbox);
 /// `gs:` offset of [`PerCpu::stack_top`].

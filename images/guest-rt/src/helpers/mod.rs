@@ -8,6 +8,7 @@
 
 pub mod arena;
 pub mod cpu;
+pub mod cpus;
 pub mod loops;
 pub mod maps;
 pub mod nofault;
@@ -30,7 +31,7 @@ unsafe impl Sync for Kept {}
 /// table, and so everything it names. A helper exists for the host exactly
 /// when its symbol does.
 #[used]
-static HELPERS: [Kept; 36] = [
+static HELPERS: [Kept; 40] = [
     Kept(trace::bpf_trace_printk as *const ()),
     Kept(maps::bpf_map_lookup_elem as *const ()),
     Kept(maps::bpf_map_update_elem as *const ()),
@@ -50,6 +51,10 @@ static HELPERS: [Kept; 36] = [
     Kept(loops::bpf_iter_num_new as *const ()),
     Kept(loops::bpf_iter_num_next as *const ()),
     Kept(loops::bpf_iter_num_destroy as *const ()),
+    Kept(cpus::bpfvisor_nr_cpus as *const ()),
+    Kept(cpus::bpf_iter_bits_new as *const ()),
+    Kept(cpus::bpf_iter_bits_next as *const ()),
+    Kept(cpus::bpf_iter_bits_destroy as *const ()),
     Kept(strings::bpf_snprintf as *const ()),
     Kept(strings::bpf_strncmp as *const ()),
     Kept(probe::bpf_probe_read_kernel as *const ()),
