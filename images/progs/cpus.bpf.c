@@ -17,10 +17,18 @@
  * several vCPUs, with `all` set: visited = (1 << nr_cpus) - 1, visits =
  * nr_cpus, total = total_all = the sum of their `by`s.
  *
- * cpus_bad_mask: the context is a struct bad_args; starts a bit iterator
- * over the one word at `addr` and reports bpf_iter_bits_new's return and
- * how many bits next produced. An unreadable address: ret = -EFAULT (-14),
- * bits = 0, and the program returns 0 (no trap, no exit).
+ * cpus_bits: the context is a struct bits_args; starts a bit iterator over
+ * `nr_words` words at `addr` (at the context's own `words` when `addr` is
+ * 0 and `nr_words` is non-zero; a NULL mask when both are 0, which gives
+ * -EINVAL) and reports bpf_iter_bits_new's return, how many bits next
+ * produced and their sum. Returns 0. An unreadable address: ret = -EFAULT
+ * (-14) and no bits, with no trap and no VM exit; more than 511 words:
+ * -E2BIG (-7). words = {1 << 3, 1 << 63}, nr_words = 2: bits 3 and 127,
+ * count 2, sum 130.
+ *
+ * nr_cpus_rodata: returns the `const volatile` global `loader_nr_cpus`,
+ * 0 unless the loader set it (Object::set_variable), as kernel programs
+ * learn the CPU count from libbpf skeletons.
  */
 #include "bpfvisor.h"
 
@@ -35,11 +43,16 @@ struct sum_args {
 	__u64 total_all;	/* out: sum over 0..nr_cpus-1 via bpf_for */
 };
 
-struct bad_args {
-	__u64 addr;		/* in: where the mask word is */
+struct bits_args {
+	__u64 addr;		/* in: where the mask is (0: `words`) */
+	__u32 nr_words;		/* in */
+	__u32 count;		/* out: bits bpf_iter_bits_next produced */
 	__s64 ret;		/* out: bpf_iter_bits_new's return */
-	__u64 bits;		/* out: bits bpf_iter_bits_next produced */
+	__u64 sum;		/* out: sum of those bits */
+	__u64 words[4];		/* in: a mask in the context */
 };
+
+const volatile __u32 loader_nr_cpus = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -102,16 +115,34 @@ int cpus_sum(struct sum_args *a)
 }
 
 SEC("syscall")
-int cpus_bad_mask(struct bad_args *a)
+int cpus_bits(struct bits_args *a)
 {
-	struct bpf_iter_bits it;
+	const __u64 *mask = (const __u64 *)a->addr;
+	int *bit;
 
-	a->ret = bpf_iter_bits_new(&it, (const __u64 *)a->addr, 1);
-	a->bits = 0;
-	while (bpf_iter_bits_next(&it))
-		a->bits++;
-	bpf_iter_bits_destroy(&it);
+	if (!mask && a->nr_words)
+		mask = a->words;
+	a->count = 0;
+	a->sum = 0;
+	a->ret = 0;
+	bpf_for_each(bits, bit, mask, a->nr_words) {
+		a->count++;
+		a->sum += *bit;
+	}
+	/* The loop starts the iterator once more only to report its return. */
+	{
+		struct bpf_iter_bits it;
+
+		a->ret = bpf_iter_bits_new(&it, mask, a->nr_words);
+		bpf_iter_bits_destroy(&it);
+	}
 	return 0;
+}
+
+SEC("syscall")
+int nr_cpus_rodata(void *ctx)
+{
+	return loader_nr_cpus;
 }
 
 char LICENSE[] SEC("license") = "GPL";

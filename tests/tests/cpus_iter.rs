@@ -151,22 +151,80 @@ fn sparse_mask_visits_exactly_its_cpus() {
     }
 }
 
+/// Runs `cpus_bits` on `sandbox`'s vCPU 0: the iterator's return, the
+/// number of bits it produced and their sum.
+fn bits(sandbox: &Sandbox, addr: u64, nr_words: u32, words: &[u64]) -> (i64, u32, u64) {
+    // struct bits_args { addr, nr_words, count, ret, sum, words[4] }.
+    let mut args = addr.to_le_bytes().to_vec();
+    args.extend_from_slice(&nr_words.to_le_bytes());
+    args.resize(32, 0);
+    for word in words {
+        args.extend_from_slice(&word.to_le_bytes());
+    }
+    args.resize(64, 0);
+    let (ret, out) = run_returning(sandbox, "cpus_bits", 0, &args);
+    assert_eq!(ret, 0);
+    (u64_at(&out, 16) as i64, u32_at(&out, 12), u64_at(&out, 24))
+}
+
 #[test]
 fn an_unreadable_mask_is_efault_not_a_trap() {
     if !kvm_available("an_unreadable_mask_is_efault_not_a_trap") {
         return;
     }
     let sandbox = setup_sandbox(1);
-    // struct bad_args { addr, ret, bits }: page 0 and a non-canonical
-    // address are unmapped; NULL is -EINVAL as in the kernel.
-    for (addr, errno) in [(8u64, -14i64), (0x8000_0000_0000_0000, -14), (0, -22)] {
-        let mut args = addr.to_le_bytes().to_vec();
-        args.resize(24, 0);
-        let (ret, out) = run_returning(&sandbox, "cpus_bad_mask", 0, &args);
-        assert_eq!(ret, 0, "addr {addr:#x}");
-        assert_eq!(u64_at(&out, 8) as i64, errno, "addr {addr:#x}");
-        assert_eq!(u64_at(&out, 16), 0, "addr {addr:#x}: bits produced");
+    // Page 0 and a non-canonical address are unmapped, for one word or
+    // several.
+    for (addr, nr_words) in [(8u64, 1), (0x8000_0000_0000_0000, 1), (4096 - 8, 2)] {
+        assert_eq!(
+            bits(&sandbox, addr, nr_words, &[]),
+            (-14, 0, 0),
+            "{addr:#x}"
+        );
     }
+    // The last word of vCPU 0's stack is readable, the guard page after it
+    // not: a mask running into it is refused whole, as the kernel's copy
+    // would be.
+    let last = sandbox.layout().stack_top(0) - 8;
+    assert_eq!(bits(&sandbox, last, 1, &[]).0, 0);
+    assert_eq!(bits(&sandbox, last, 2, &[]), (-14, 0, 0));
+    // NULL or no words: -EINVAL; more than 511 words: -E2BIG.
+    assert_eq!(bits(&sandbox, 0, 0, &[]), (-22, 0, 0));
+    assert_eq!(bits(&sandbox, 0, 512, &[u64::MAX; 4]), (-7, 0, 0));
+}
+
+#[test]
+fn masks_of_several_words_give_every_set_bit() {
+    if !kvm_available("masks_of_several_words_give_every_set_bit") {
+        return;
+    }
+    let sandbox = setup_sandbox(1);
+    assert_eq!(bits(&sandbox, 0, 2, &[1 << 3, 1 << 63]), (0, 2, 130));
+    assert_eq!(bits(&sandbox, 0, 4, &[0, 0, 0, 1 << 1]), (0, 1, 193));
+    assert_eq!(
+        bits(&sandbox, 0, 4, &[u64::MAX; 4]),
+        (0, 256, 255 * 256 / 2)
+    );
+    // Only the words asked for count.
+    assert_eq!(bits(&sandbox, 0, 1, &[1, 1]), (0, 1, 0));
+}
+
+#[test]
+fn a_loader_set_const_volatile_holds_the_cpu_count() {
+    if !kvm_available("a_loader_set_const_volatile_holds_the_cpu_count") {
+        return;
+    }
+    let mut sandbox = Sandbox::new(SandboxConfig {
+        cpus: 2,
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    let mut object = Object::parse(CPUS).unwrap();
+    object
+        .set_variable("loader_nr_cpus", &(sandbox.nr_cpus() as u32).to_le_bytes())
+        .unwrap();
+    sandbox.load_object(&object, HelperSet::Standard).unwrap();
+    assert_eq!(run_returning(&sandbox, "nr_cpus_rodata", 1, &[]).0, 2);
 }
 
 #[test]
@@ -193,7 +251,11 @@ fn iterating_cpus_makes_no_vm_exit() {
     // A helper or kfunc that left the guest would cost an exit per run.
     assert_eq!(exits(100), exits(1));
     // A bad mask too stays in the guest.
-    let bad = run_named(&sandbox, "cpus_bad_mask", 1, &[8, 0, 0, 0, 0, 0, 0, 0]);
+    let mut bad = 8u64.to_le_bytes().to_vec();
+    bad.extend_from_slice(&1u32.to_le_bytes());
+    bad.resize(64, 0);
+    let bad = run_named(&sandbox, "cpus_bits", 1, &bad);
     assert!(matches!(bad.report.outcome, Outcome::Returned(0)));
+    assert_eq!(u64_at(&bad.data_out, 16) as i64, -14);
     assert_eq!(bad.report.exits, exits(1));
 }
