@@ -39,9 +39,16 @@ pub struct RunArgs {
     /// leaving it; the duration is the average.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     repeat: u64,
-    /// vCPU to run on (the sandbox gets this many plus one).
+    /// vCPU to run on (the sandbox gets this many plus one, or --cpus).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..64))]
     cpu: u16,
+    /// vCPUs in the sandbox (default: enough for the vCPUs named).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    cpus: Option<u16>,
+    /// Run the program on every vCPU of the sandbox (--cpus) at the same
+    /// time, each with its own copy of the input, and report each.
+    #[arg(long, conflicts_with = "cpu")]
+    all_cpus: bool,
     /// Run program PROG on the vCPUs CPUS ("2", "0-3", "0,2"; default 0)
     /// at the same time, each with its own copy of the input bytes HEX.
     /// Repeat for a sequence of calls in the same sandbox, in order.
@@ -49,7 +56,7 @@ pub struct RunArgs {
         long = "call",
         value_name = "PROG[@CPUS][=HEX]",
         value_parser = values::parse_call,
-        conflicts_with_all = ["prog", "data", "data_file", "cpu"],
+        conflicts_with_all = ["prog", "data", "data_file", "cpu", "all_cpus"],
     )]
     calls: Vec<CallSpec>,
     /// Set global variable NAME (a `const volatile` knob, say) before
@@ -92,6 +99,14 @@ pub enum RunCommandError {
     /// The run could not happen.
     #[error("Cannot run the program")]
     RunProgram(#[source] vmm::RunError),
+    /// A vCPU named is not in a sandbox of `--cpus` vCPUs.
+    #[error("vCPU {cpu} is not in a sandbox of --cpus {cpus}")]
+    NoSuchCpu {
+        /// The vCPU named.
+        cpu: usize,
+        /// `--cpus`.
+        cpus: usize,
+    },
 }
 
 /// Why a `--set` value cannot be given to its variable.
@@ -126,8 +141,8 @@ struct CpuRun {
 /// Runs the programs and prints what they did.
 pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let (object, invocations, indices) = prepare(args)?;
-    let mut sandbox =
-        create_sandbox(&object, &invocations).map_err(|e| Failure::new(FailureKind::Host, e))?;
+    let mut sandbox = create_sandbox(&object, &invocations, args.cpus)
+        .map_err(|e| Failure::new(FailureKind::Host, e))?;
     let ids = sandbox
         .load_object(&object, HelperSet::Standard)
         .map_err(|e| load_error(args, e))?;
@@ -256,9 +271,14 @@ fn invocations(args: &RunArgs) -> Result<Vec<Invocation>, RunCommandError> {
             })
             .collect());
     }
+    let cpus = if args.all_cpus {
+        (0..usize::from(args.cpus.unwrap_or(1))).collect()
+    } else {
+        vec![usize::from(args.cpu)]
+    };
     Ok(vec![Invocation {
         program: args.prog.clone(),
-        cpus: vec![usize::from(args.cpu)],
+        cpus,
         data: input_data(args)?,
     }])
 }
@@ -309,13 +329,27 @@ fn program_index(object: &Object, name: Option<&str>) -> Result<usize, vmm::Load
 
 /// A sandbox with a vCPU for the highest CPU named, a context buffer for
 /// the largest input, and a maps region for every map of `object`.
-fn create_sandbox(object: &Object, invocations: &[Invocation]) -> Result<Sandbox, RunCommandError> {
-    let cpus = invocations
+fn create_sandbox(
+    object: &Object,
+    invocations: &[Invocation],
+    sandbox_cpus: Option<u16>,
+) -> Result<Sandbox, RunCommandError> {
+    let needed = invocations
         .iter()
         .flat_map(|inv| inv.cpus.iter().copied())
         .max()
         .unwrap_or_default()
         + 1;
+    let cpus = match sandbox_cpus.map(usize::from) {
+        Some(cpus) if needed > cpus => {
+            return Err(RunCommandError::NoSuchCpu {
+                cpu: needed - 1,
+                cpus,
+            });
+        }
+        Some(cpus) => cpus,
+        None => needed,
+    };
     let largest = invocations
         .iter()
         .map(|inv| inv.data.len() as u64)
@@ -419,6 +453,24 @@ fn run_json(runs: &[CpuRun], maps: Option<&[dump::MapDump]>) -> Value {
         })
         .collect();
     top.insert("calls".into(), Value::Array(calls));
+    // Each vCPU's result of the last call (every vCPU's, with --all-cpus).
+    let last = runs.last().map_or(0, |run| run.call);
+    let results: Vec<Value> = runs
+        .iter()
+        .filter(|run| run.call == last)
+        .map(|run| {
+            let retval = match run.result.report.outcome {
+                Outcome::Returned(value) => json!(value),
+                _ => Value::Null,
+            };
+            json!({
+                "cpu": run.cpu,
+                "retval": retval,
+                "duration_ns": u64::try_from(per_run(&run.result).as_nanos()).unwrap_or(u64::MAX),
+            })
+        })
+        .collect();
+    top.insert("results".into(), Value::Array(results));
     if let Some(maps) = maps {
         top.insert("maps".into(), dump::to_json(maps));
     }

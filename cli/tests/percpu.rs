@@ -1,0 +1,138 @@
+//! `bpfvisor run --cpus N --all-cpus` through the real binary on the
+//! `percpu_data` sample: every vCPU runs at once, each reports its own
+//! result, and `--dump-maps` shows each CPU's copy of the `.percpu`
+//! variables.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
+use integration_tests::kvm_available;
+use serde_json::{Value, json};
+use std::process::{Command, Output};
+
+const PERCPU_DATA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../images/progs/percpu_data.bpf.o"
+);
+/// The sample's context, struct bump_args: 24 zero bytes.
+const ZERO_ARGS: &str = "000000000000000000000000000000000000000000000000";
+
+fn bpfvisor(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bpfvisor"))
+        .args(args)
+        .output()
+        .expect("run bpfvisor")
+}
+
+fn json_of(out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+#[test]
+fn all_cpus_reports_each_cpu_and_dump_shows_each_copy() {
+    if !kvm_available("all_cpus_reports_each_cpu_and_dump_shows_each_copy") {
+        return;
+    }
+    let out = bpfvisor(&[
+        "run",
+        PERCPU_DATA,
+        "--cpus",
+        "4",
+        "--all-cpus",
+        "--repeat",
+        "2",
+        "--data",
+        ZERO_ARGS,
+        "--json",
+        "--dump-maps",
+    ]);
+    let json = json_of(&out);
+    // Two runs on CPU c add 2 * (c + 1) to its counter, which it returns.
+    let results = json["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4, "{json}");
+    for (c, result) in results.iter().enumerate() {
+        assert_eq!(result["cpu"], json!(c));
+        assert_eq!(result["retval"], json!(2 * (c + 1)));
+        assert!(result["duration_ns"].as_u64().unwrap() > 0);
+    }
+    let maps = json["maps"].as_array().unwrap();
+    let percpu = maps.iter().find(|m| m["name"] == ".percpu").unwrap();
+    assert_eq!(percpu["type"], "PERCPU_ARRAY");
+    let values = &percpu["entries"][0]["values_fmt"];
+    let expected: Vec<Value> = (0..4)
+        .map(|c| {
+            json!({"counter": 2 * (c + 1), "tag": 7, "arr": [15, 2, 3],
+                   "pt": {"a": 10, "b": 20}})
+        })
+        .collect();
+    assert_eq!(values, &Value::Array(expected));
+}
+
+#[test]
+fn all_cpus_text_output_names_each_cpu() {
+    if !kvm_available("all_cpus_text_output_names_each_cpu") {
+        return;
+    }
+    let out = bpfvisor(&[
+        "run",
+        PERCPU_DATA,
+        "--cpus",
+        "2",
+        "--all-cpus",
+        "--data",
+        ZERO_ARGS,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("cpu 0: percpu_bump returned 1 (0x1)\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("cpu 1: percpu_bump returned 2 (0x2)\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn cpu_runs_on_the_chosen_vcpu_of_a_cpus_sized_sandbox() {
+    if !kvm_available("cpu_runs_on_the_chosen_vcpu_of_a_cpus_sized_sandbox") {
+        return;
+    }
+    let out = bpfvisor(&[
+        "run",
+        PERCPU_DATA,
+        "--cpus",
+        "4",
+        "--cpu",
+        "2",
+        "--data",
+        ZERO_ARGS,
+        "--json",
+    ]);
+    let json = json_of(&out);
+    assert_eq!(
+        json["results"],
+        json!([{"cpu": 2, "retval": 3,
+        "duration_ns": json["results"][0]["duration_ns"]}])
+    );
+    // bump_args.cpu = bpf_get_smp_processor_id() = 2.
+    assert_eq!(&json["data_out"].as_str().unwrap()[..8], "02000000");
+}
+
+#[test]
+fn a_cpu_outside_cpus_is_refused() {
+    let out = bpfvisor(&["run", PERCPU_DATA, "--cpus", "2", "--cpu", "3"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr.contains("vCPU 3 is not in a sandbox of --cpus 2"),
+        "{stderr}"
+    );
+    let out = bpfvisor(&["run", PERCPU_DATA, "--cpus", "0"]);
+    assert_eq!(out.status.code(), Some(2), "clap refuses --cpus 0");
+}
