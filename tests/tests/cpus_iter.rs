@@ -123,6 +123,32 @@ fn full_mask_sum_is_the_total_of_runs_on_every_vcpu() {
 }
 
 #[test]
+fn runs_on_every_vcpu_at_once_are_summed_in_the_program() {
+    if !kvm_available("runs_on_every_vcpu_at_once_are_summed_in_the_program") {
+        return;
+    }
+    let sandbox = setup_sandbox(4);
+    let id = sandbox.find_program("cpus_hit").unwrap();
+    // Each vCPU adds 3, 25 times over, all four at the same time.
+    let by = 3u64.to_le_bytes();
+    let input = ProgramInput {
+        data: &by,
+        repeat: 25,
+        timeout: Some(Duration::from_secs(20)),
+    };
+    let runs = sandbox.run_program_on(id, &[0, 1, 2, 3], &input);
+    for (cpu, run) in runs.into_iter().enumerate() {
+        let report = run.unwrap().report;
+        assert!(matches!(report.outcome, Outcome::Returned(r) if r == cpu as u64));
+        assert_eq!(report.runs, 25);
+    }
+    let all = sum(&sandbox, 2, None);
+    assert_eq!((all.visited, all.total, all.total_all), (0b1111, 300, 300));
+    let two = sum(&sandbox, 0, Some(0b0110));
+    assert_eq!((two.visited, two.visits, two.total), (0b0110, 2, 150));
+}
+
+#[test]
 fn sparse_mask_visits_exactly_its_cpus() {
     if !kvm_available("sparse_mask_visits_exactly_its_cpus") {
         return;
