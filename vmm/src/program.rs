@@ -874,3 +874,48 @@ pub fn plan_data(
     *usage = next;
     Ok(plan)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shm::layout::LayoutConfig;
+
+    fn section(name: &str, kind: DataKind, len: usize) -> DataSection {
+        DataSection {
+            name: name.into(),
+            kind,
+            bytes: vec![1; len],
+            align: 8,
+        }
+    }
+
+    #[test]
+    fn percpu_sections_go_to_cpu0s_per_cpu_data_and_must_fit_it() {
+        let layout = Layout::new(LayoutConfig {
+            nr_cpus: 3,
+            data_size: PAGE_SIZE,
+            ..LayoutConfig::default()
+        })
+        .unwrap();
+        let mut usage = DataUsage::default();
+        let first = [
+            section(".percpu", DataKind::PerCpu, 5),
+            section(".data", DataKind::ReadWrite, 16),
+        ];
+        let plan = plan_data(&layout, &mut usage, &first, None).unwrap();
+        assert_eq!(plan, [layout.percpu_data(0), layout.data_start()]);
+        // A second object's `.percpu` follows the first's, 8-rounded.
+        let second = [section(".percpu", DataKind::PerCpu, 8)];
+        let plan = plan_data(&layout, &mut usage, &second, None).unwrap();
+        assert_eq!(plan, [layout.percpu_data(0) + 8]);
+        let too_big = [section(".percpu", DataKind::PerCpu, 0x2000)];
+        let before = usage;
+        match plan_data(&layout, &mut usage, &too_big, None) {
+            Err(LoadError::Fit { region, free, .. }) => {
+                assert_eq!((region, free), ("per-CPU data", 0x2000 - 16));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(usage, before, "a refused plan takes nothing");
+    }
+}
