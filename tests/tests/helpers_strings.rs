@@ -48,11 +48,16 @@ fn unmapped(sandbox: &Sandbox) -> u64 {
 }
 
 /// The address `back` bytes before the end of CPU 0's context buffer,
-/// which CPU 1's (unmapped) guard page follows: reads from there run into
-/// a fault after `back` bytes. Needs two vCPUs.
+/// which an unmapped guard page follows (then CPU 0's per-CPU data):
+/// reads from there run into a fault after `back` bytes.
 fn before_guard(sandbox: &Sandbox, back: u64) -> u64 {
     let end = scratch(sandbox, 0) + sandbox.layout().ctx_size();
-    assert_eq!(end, sandbox.layout().percpu_area(1), "guard page follows");
+    let guard_end = end + shm::layout::PAGE_SIZE;
+    assert_eq!(
+        guard_end,
+        sandbox.layout().percpu_data(0),
+        "guard page follows"
+    );
     end - back
 }
 
