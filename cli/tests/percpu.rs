@@ -136,3 +136,38 @@ fn a_cpu_outside_cpus_is_refused() {
     let out = bpfvisor(&["run", PERCPU_DATA, "--cpus", "0"]);
     assert_eq!(out.status.code(), Some(2), "clap refuses --cpus 0");
 }
+
+#[test]
+fn calls_on_some_cpus_change_exactly_their_copies() {
+    if !kvm_available("calls_on_some_cpus_change_exactly_their_copies") {
+        return;
+    }
+    let call = format!("percpu_bump@1,3={ZERO_ARGS}");
+    let out = bpfvisor(&[
+        "run",
+        PERCPU_DATA,
+        "--cpus",
+        "4",
+        "--call",
+        &call,
+        "--json",
+        "--dump-maps",
+    ]);
+    let json = json_of(&out);
+    let cpus: Vec<&Value> = json["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["cpu"])
+        .collect();
+    assert_eq!(cpus, [&json!(1), &json!(3)]);
+    let maps = json["maps"].as_array().unwrap();
+    let percpu = maps.iter().find(|m| m["name"] == ".percpu").unwrap();
+    let counters: Vec<&Value> = percpu["entries"][0]["values_fmt"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| &v["counter"])
+        .collect();
+    assert_eq!(counters, [&json!(0), &json!(2), &json!(0), &json!(4)]);
+}
