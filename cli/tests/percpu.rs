@@ -171,3 +171,45 @@ fn calls_on_some_cpus_change_exactly_their_copies() {
         .collect();
     assert_eq!(counters, [&json!(0), &json!(2), &json!(0), &json!(4)]);
 }
+
+const PERCPU_SUM: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../images/progs/percpu_sum.bpf.o"
+);
+
+/// sum_hits over `mask` on vCPU `cpu` after hits on 4 vCPUs: CPU c has
+/// run `hit` c + 1 times. Returns (retval, visited, total, mine, missing).
+fn sum_hits(mask: u64, cpu: u32) -> (u64, u64, u64, u64, u32) {
+    let args = format!("{}{}", hex::encode(mask.to_le_bytes()), "00".repeat(32));
+    let sum = format!("sum_hits@{cpu}={args}");
+    let out = bpfvisor(&[
+        "run", PERCPU_SUM, "--cpus", "4", "--call", "hit@0-3", "--call", "hit@1-3", "--call",
+        "hit@2-3", "--call", "hit@3", "--call", &sum, "--json",
+    ]);
+    let json = json_of(&out);
+    let last = json["calls"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["exits"], 1, "no VM exit: {last}");
+    let data = hex::decode(last["data_out"].as_str().unwrap()).unwrap();
+    let u64_at = |at: usize| u64::from_le_bytes(data[at..at + 8].try_into().unwrap());
+    let missing = u32::from_le_bytes(data[32..36].try_into().unwrap());
+    (
+        last["retval"].as_u64().unwrap(),
+        u64_at(8),
+        u64_at(16),
+        u64_at(24),
+        missing,
+    )
+}
+
+#[test]
+fn a_program_sums_every_cpus_percpu_copy_through_the_cpu_iterator() {
+    if !kvm_available("a_program_sums_every_cpus_percpu_copy_through_the_cpu_iterator") {
+        return;
+    }
+    // All CPUs: 1 + 2 + 3 + 4 runs.
+    assert_eq!(sum_hits(!0, 0), (4, 0b1111, 10, 1, 1));
+    // A sparse mask: CPUs 1 and 3 only (2 + 4), asked from CPU 2.
+    assert_eq!(sum_hits(0b1010, 2), (2, 0b1010, 6, 3, 1));
+    // Bits past the sandbox's CPUs are not CPUs.
+    assert_eq!(sum_hits(1 << 5 | 1, 3), (1, 0b1, 1, 4, 1));
+}

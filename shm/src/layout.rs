@@ -149,6 +149,17 @@ pub mod area {
     /// Size of the per-CPU data copy, after the context buffer and a guard
     /// page (Note [Per-CPU data]).
     pub const PERCPU_DATA_SIZE: u64 = 0x2000;
+
+    /// Bytes of one vCPU's area with a context buffer of `ctx_size`.
+    pub const fn size(ctx_size: u64) -> u64 {
+        CTX_OFFSET + ctx_size + PAGE_SIZE + PERCPU_DATA_SIZE
+    }
+
+    /// Offset of the per-CPU data copy from the start of the context
+    /// buffer (past it and its guard page).
+    pub const fn percpu_data_from_ctx(ctx_size: u64) -> u64 {
+        ctx_size + PAGE_SIZE
+    }
 }
 
 // Note [Per-CPU data]
@@ -331,7 +342,7 @@ impl Layout {
         }
         Ok(Layout {
             config,
-            area_size: area::CTX_OFFSET + config.ctx_size + PAGE_SIZE + area::PERCPU_DATA_SIZE,
+            area_size: area::size(config.ctx_size),
         })
     }
 
@@ -408,7 +419,7 @@ impl Layout {
     /// `cpu`'s copy of the per-CPU data (Note [Per-CPU data]), of
     /// [`area::PERCPU_DATA_SIZE`] bytes.
     pub fn percpu_data(&self, cpu: usize) -> u64 {
-        self.ctx_buffer(cpu) + self.config.ctx_size + PAGE_SIZE
+        self.ctx_buffer(cpu) + area::percpu_data_from_ctx(self.config.ctx_size)
     }
 
     /// What `cpu` adds to the address of CPU 0's per-CPU data to reach its

@@ -111,6 +111,10 @@ pub const TRAP_SCRATCH_OFFSET: usize = offset_of!(PerCpu, trap) + offset_of!(Tra
 pub const UNWIND_RSP_OFFSET: usize = offset_of!(PerCpu, unwind_rsp);
 /// `gs:` offset of [`PerCpu::tail_call_cnt`].
 pub const TAIL_CALL_CNT_OFFSET: usize = offset_of!(PerCpu, tail_call_cnt);
+/// `gs:` offset of [`PerCpu::ctx_buf`].
+pub const CTX_BUF_OFFSET: usize = offset_of!(PerCpu, ctx_buf);
+/// `gs:` offset of [`PerCpu::ctx_size`].
+pub const CTX_SIZE_OFFSET: usize = offset_of!(PerCpu, ctx_size);
 /// `gs:` offset of [`PerCpu::prng_state`].
 pub const PRNG_STATE_OFFSET: usize = offset_of!(PerCpu, prng_state);
 
@@ -162,3 +166,61 @@ unsafe impl Pod for BootInfo {}
 /// [Port permissions] in `crate::ports`), interrupts off, and the
 /// always-one bit.
 pub const USER_RFLAGS: u64 = 1 << 1;
+
+/// `bpf_per_cpu_ptr(ptr, cpu)` for `.percpu` data: `ptr` points into some
+/// vCPU's copy (what an `ld_imm64` of a `.percpu` variable gives on the
+/// vCPU that ran it); the same byte of `cpu`'s copy, or `None` when `ptr`
+/// is in no copy or `cpu` does not exist, as the kernel returns NULL.
+/// `data0` is vCPU 0's copy, `area_size` the distance between copies.
+pub fn per_cpu_ptr(ptr: u64, data0: u64, area_size: u64, nr_cpus: u64, cpu: u64) -> Option<u64> {
+    if cpu >= nr_cpus || area_size == 0 {
+        return None;
+    }
+    let rel = ptr.checked_sub(data0)?;
+    let (owner, off) = (rel / area_size, rel % area_size);
+    if owner >= nr_cpus || off >= crate::layout::area::PERCPU_DATA_SIZE {
+        return None;
+    }
+    Some(data0 + cpu * area_size + off)
+}
+
+#[cfg(test)]
+mod per_cpu_ptr_tests {
+    use super::per_cpu_ptr;
+    use crate::layout::area::PERCPU_DATA_SIZE;
+
+    #[test]
+    fn per_cpu_ptr_moves_between_copies_and_refuses_the_rest() {
+        let (data0, area, cpus) = (0x10_0000, 0x4_0000, 4);
+        assert_eq!(
+            per_cpu_ptr(data0 + 8, data0, area, cpus, 2),
+            Some(data0 + 2 * area + 8)
+        );
+        assert_eq!(
+            per_cpu_ptr(data0 + 3 * area + 8, data0, area, cpus, 0),
+            Some(data0 + 8)
+        );
+        assert_eq!(
+            per_cpu_ptr(data0 + 8, data0, area, cpus, 4),
+            None,
+            "no such CPU"
+        );
+        assert_eq!(
+            per_cpu_ptr(data0 - 1, data0, area, cpus, 0),
+            None,
+            "below copy 0"
+        );
+        let past = data0 + PERCPU_DATA_SIZE;
+        assert_eq!(
+            per_cpu_ptr(past, data0, area, cpus, 0),
+            None,
+            "between copies"
+        );
+        assert_eq!(
+            per_cpu_ptr(data0 + 4 * area, data0, area, cpus, 0),
+            None,
+            "past the last"
+        );
+        assert_eq!(per_cpu_ptr(u64::MAX, data0, area, cpus, 1), None);
+    }
+}

@@ -31,7 +31,7 @@ unsafe impl Sync for Kept {}
 /// table, and so everything it names. A helper exists for the host exactly
 /// when its symbol does.
 #[used]
-static HELPERS: [Kept; 40] = [
+static HELPERS: [Kept; 42] = [
     Kept(trace::bpf_trace_printk as *const ()),
     Kept(maps::bpf_map_lookup_elem as *const ()),
     Kept(maps::bpf_map_update_elem as *const ()),
@@ -47,6 +47,8 @@ static HELPERS: [Kept; 40] = [
     Kept(cpu::bpf_get_prandom_u32 as *const ()),
     Kept(cpu::bpf_get_smp_processor_id as *const ()),
     Kept(cpu::bpf_get_numa_node_id as *const ()),
+    Kept(cpu::bpf_per_cpu_ptr as *const ()),
+    Kept(cpu::bpf_this_cpu_ptr as *const ()),
     Kept(loops::bpf_loop as *const ()),
     Kept(loops::bpf_iter_num_new as *const ()),
     Kept(loops::bpf_iter_num_next as *const ()),
