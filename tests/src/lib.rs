@@ -84,3 +84,20 @@ pub fn run_returning(
         ),
     }
 }
+
+/// A sandbox of `cpus` vCPUs with every object of `objects` (clang-built
+/// ELF bytes) loaded as a user loads them; panics on any error.
+pub fn sandbox_with(cpus: usize, objects: &[&[u8]]) -> vmm::Sandbox {
+    let mut sandbox = vmm::Sandbox::new(vmm::SandboxConfig {
+        cpus,
+        ..vmm::SandboxConfig::default()
+    })
+    .expect("sandbox");
+    for object in objects {
+        let object = guest_jit::elf::Object::parse(object).expect("object");
+        sandbox
+            .load_object(&object, vmm::HelperSet::Standard)
+            .expect("load");
+    }
+    sandbox
+}

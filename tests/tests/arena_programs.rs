@@ -9,7 +9,7 @@
 use guest_jit::elf::Object;
 use integration_tests::kvm_available;
 use std::time::Duration;
-use vmm::{HelperSet, Outcome, ProgramId, ProgramInput, Sandbox, SandboxConfig};
+use vmm::{HelperSet, Outcome, ProgramId, ProgramInput, Sandbox};
 
 const LIST: &[u8] = include_bytes!("../../images/progs/arena_list.bpf.o");
 const HASH: &[u8] = include_bytes!("../../images/progs/arena_hash.bpf.o");
@@ -20,14 +20,7 @@ const ATOMICS: &[u8] = include_bytes!("../../images/progs/arena_atomics.bpf.o");
 const BIG: &[u8] = include_bytes!("../../images/progs/arena_big.bpf.o");
 
 fn setup(cpus: usize, elf: &[u8]) -> Sandbox {
-    let mut sandbox = Sandbox::new(SandboxConfig {
-        cpus,
-        ..SandboxConfig::default()
-    })
-    .unwrap();
-    let object = Object::parse(elf).unwrap();
-    sandbox.load_object(&object, HelperSet::Standard).unwrap();
-    sandbox
+    integration_tests::sandbox_with(cpus, &[elf])
 }
 
 fn id(sandbox: &Sandbox, name: &str) -> ProgramId {

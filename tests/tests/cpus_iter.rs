@@ -15,15 +15,7 @@ use vmm::{HelperSet, Outcome, ProgramInput, Sandbox, SandboxConfig};
 const CPUS: &[u8] = include_bytes!("../../images/progs/cpus.bpf.o");
 
 fn setup_sandbox(cpus: usize) -> Sandbox {
-    let mut sandbox = Sandbox::new(SandboxConfig {
-        cpus,
-        ..SandboxConfig::default()
-    })
-    .unwrap();
-    sandbox
-        .load_object(&Object::parse(CPUS).unwrap(), HelperSet::Standard)
-        .unwrap();
-    sandbox
+    integration_tests::sandbox_with(cpus, &[CPUS])
 }
 
 /// `struct sum_args` after a `cpus_sum` run.

@@ -30,17 +30,7 @@ const SPINLOCK: &[u8] = include_bytes!("../../images/progs/spinlock.bpf.o");
 
 /// A sandbox of `cpus` vCPUs with `objects` loaded.
 fn setup_sandbox(cpus: usize, objects: &[&[u8]]) -> Sandbox {
-    let mut sandbox = Sandbox::new(SandboxConfig {
-        cpus,
-        ..SandboxConfig::default()
-    })
-    .unwrap();
-    for object in objects {
-        sandbox
-            .load_object(&Object::parse(object).unwrap(), HelperSet::Standard)
-            .unwrap();
-    }
-    sandbox
+    integration_tests::sandbox_with(cpus, objects)
 }
 
 /// Runs program `name` once on `cpu` with `data`; its return value (a C

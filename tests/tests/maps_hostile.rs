@@ -10,12 +10,11 @@
     reason = "a test fails loudly on any unexpected error"
 )]
 
-use guest_jit::elf::Object;
 use integration_tests::kvm_available;
 use shm::maps::hash::{Layout as HashLayout, hash_key};
 use shm::maps::{BPF_ANY, BPF_NOEXIST, MapError};
 use std::time::{Duration, Instant};
-use vmm::{HelperSet, MapHandle, Outcome, ProgramInput, Sandbox, SandboxConfig};
+use vmm::{MapHandle, Outcome, ProgramInput, Sandbox};
 
 const SCRIBBLE: &[u8] = include_bytes!("../../images/progs/scribble.bpf.o");
 
@@ -42,15 +41,7 @@ const FREE_END: u32 = u32::MAX;
 const FILLED: u32 = 40;
 
 fn setup_sandbox(cpus: usize) -> Sandbox {
-    let mut sandbox = Sandbox::new(SandboxConfig {
-        cpus,
-        ..SandboxConfig::default()
-    })
-    .unwrap();
-    sandbox
-        .load_object(&Object::parse(SCRIBBLE).unwrap(), HelperSet::Standard)
-        .unwrap();
-    sandbox
+    integration_tests::sandbox_with(cpus, &[SCRIBBLE])
 }
 
 /// Runs `name` on `cpu`; its outcome and context after the run.

@@ -12,7 +12,7 @@ use guest_jit::elf::Object;
 use integration_tests::kvm_available;
 use shm::maps::{BPF_ANY, BPF_F_ALL_CPUS, BPF_F_CPU, MapError, MapType};
 use std::time::Duration;
-use vmm::{HelperSet, Outcome, ProgramInput, Sandbox, SandboxConfig};
+use vmm::{HelperSet, Outcome, ProgramInput, Sandbox};
 
 const PERCPU_DATA: &[u8] = include_bytes!("../../images/progs/percpu_data.bpf.o");
 const GLOBALS: &[u8] = include_bytes!("../../images/progs/globals.bpf.o");
@@ -21,15 +21,7 @@ const GLOBALS: &[u8] = include_bytes!("../../images/progs/globals.bpf.o");
 const SECTION_LEN: usize = 32;
 
 fn setup_sandbox(cpus: usize) -> Sandbox {
-    let mut sandbox = Sandbox::new(SandboxConfig {
-        cpus,
-        ..SandboxConfig::default()
-    })
-    .unwrap();
-    sandbox
-        .load_object(&Object::parse(PERCPU_DATA).unwrap(), HelperSet::Standard)
-        .unwrap();
-    sandbox
+    integration_tests::sandbox_with(cpus, &[PERCPU_DATA])
 }
 
 /// What one `percpu_bump` run reported: (cpu, tag, counter, arr_sum,
