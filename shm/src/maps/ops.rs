@@ -169,9 +169,7 @@ pub fn update_sys(
     values: &[u8],
     flags: u64,
 ) -> Result<(), MapError> {
-    if def.map_flags() & flags::RDONLY != 0 {
-        return Err(MapError::ReadOnly);
-    }
+    host_may_write(def)?;
     update_on(def, mem, key, values, flags, None)
 }
 
@@ -186,10 +184,16 @@ pub fn update_sys_cpu(
     flags: u64,
     cpu: u32,
 ) -> Result<(), MapError> {
+    host_may_write(def)?;
+    update_on(def, mem, key, value, flags, Some(cpu))
+}
+
+/// `BPF_F_RDONLY`: the map is read-only to the host.
+fn host_may_write(def: &MapDef) -> Result<(), MapError> {
     if def.map_flags() & flags::RDONLY != 0 {
         return Err(MapError::ReadOnly);
     }
-    update_on(def, mem, key, value, flags, Some(cpu))
+    Ok(())
 }
 
 fn update_on(
@@ -221,9 +225,7 @@ pub fn delete(def: &MapDef, mem: &impl MapMemory, key: &[u8]) -> Result<(), MapE
 
 /// The host's delete.
 pub fn delete_sys(def: &MapDef, mem: &impl MapMemory, key: &[u8]) -> Result<(), MapError> {
-    if def.map_flags() & flags::RDONLY != 0 {
-        return Err(MapError::ReadOnly);
-    }
+    host_may_write(def)?;
     delete_on(def, mem, key)
 }
 
