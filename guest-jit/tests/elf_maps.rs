@@ -562,9 +562,11 @@ fn with_uint(name: &str, map: &str, member: &str, value: u64) -> String {
 
 #[test]
 fn unsupported_map_types_are_refused_by_name() {
+    // Ring buffers are parsed; a hash retyped to one is checked against
+    // the ring buffer's rules.
     assert_eq!(
         with_uint("lru.bpf.o", "recent", "type", 27),
-        "Map `recent` in section `.maps` cannot be created: RINGBUF maps (27) are not supported yet"
+        "Map `recent` in section `.maps` cannot be created: key_size 4 is invalid for RINGBUF maps: it must be 0 (no keys)"
     );
     // Arenas are parsed (arena_* samples); a hash retyped to one is
     // checked against the arena's rules.
@@ -582,10 +584,10 @@ fn unsupported_map_types_are_refused_by_name() {
     );
     let mut bytes = sample("legacy_maps.bpf.o");
     let maps = elf::section(&bytes, "maps").offset;
-    elf::put(&mut bytes, maps, 4, 27);
+    elf::put(&mut bytes, maps, 4, 18);
     assert_eq!(
         parse_err(&bytes),
-        "Map `totals` in section `maps` cannot be created: RINGBUF maps (27) are not supported yet"
+        "Map `totals` in section `maps` cannot be created: SOCKHASH maps (18) are not supported by bpfvisor"
     );
 }
 

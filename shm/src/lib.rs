@@ -17,6 +17,7 @@ pub mod percpu;
 pub mod pod;
 pub mod ports;
 pub mod random;
+pub mod ringbuf;
 pub mod strings;
 pub mod time;
 pub mod trace;

@@ -63,9 +63,6 @@ const KERNEL_MAP_TYPES: [&str; 34] = [
     "ARENA",
 ];
 
-/// Kernel map types bpfvisor will provide but does not yet.
-const LATER_MAP_TYPES: [&str; 1] = ["RINGBUF"];
-
 /// Most pages an arena may have: 4 GiB of 4 KiB pages (`arena_map_alloc`:
 /// `max_entries * PAGE_SIZE <= SZ_4G`).
 pub const MAX_ARENA_PAGES: u32 = 1 << 20;
@@ -156,14 +153,6 @@ pub enum MapDefError {
     /// A kernel map type bpfvisor does not provide.
     #[error("{name} maps ({number}) are not supported by bpfvisor")]
     SupportType {
-        /// Kernel name.
-        name: &'static str,
-        /// Kernel number.
-        number: u32,
-    },
-    /// A kernel map type bpfvisor will provide, but not yet.
-    #[error("{name} maps ({number}) are not supported yet")]
-    SupportTypeYet {
         /// Kernel name.
         name: &'static str,
         /// Kernel number.
@@ -362,9 +351,6 @@ pub fn map_type(number: u32) -> Result<MapType, MapDefError> {
     let index = usize::try_from(number).unwrap_or(usize::MAX);
     match KERNEL_MAP_TYPES.get(index) {
         None | Some(&"UNSPEC") => Err(MapDefError::DecodeType { number }),
-        Some(&name) if LATER_MAP_TYPES.contains(&name) => {
-            Err(MapDefError::SupportTypeYet { name, number })
-        }
         Some(&name) => Err(MapDefError::SupportType { name, number }),
     }
 }
@@ -401,6 +387,9 @@ impl MapSpec {
         };
         if t == MapType::Arena {
             return self.check_arena();
+        }
+        if t.is_ringbuf() {
+            return self.check_ringbuf();
         }
         let (key, value) = (self.key_size, self.value_size);
         match t {
@@ -469,6 +458,53 @@ impl MapSpec {
 }
 
 impl MapSpec {
+    /// The kernel's `ringbuf_map_alloc` rules: no key or value, a data
+    /// size that is a power of two and a whole number of pages (here at
+    /// most [`shm::ringbuf::MAX_RING_SIZE`]), `BPF_F_NUMA_NODE` the only
+    /// flag.
+    fn check_ringbuf(&self) -> Result<(), MapDefError> {
+        let t = self.map_type;
+        let size_err = |field, value, rule: &str| MapDefError::CheckSize {
+            field,
+            value,
+            map_type: t.name(),
+            rule: rule.to_owned(),
+        };
+        if self.key_size != 0 {
+            let rule = "it must be 0 (no keys)";
+            return Err(size_err("key_size", self.key_size, rule));
+        }
+        if self.value_size != 0 {
+            let rule = "it must be 0 (no values)";
+            return Err(size_err("value_size", self.value_size, rule));
+        }
+        if shm::ringbuf::RingGeometry::new(u64::from(self.max_entries)).is_none() {
+            let rule = format!(
+                "it must be a power of two from 4096 to {} bytes",
+                shm::ringbuf::MAX_RING_SIZE
+            );
+            return Err(size_err("max_entries", self.max_entries, &rule));
+        }
+        let bad = self.map_flags & !t.allowed_flags();
+        if bad != 0 {
+            return Err(MapDefError::CheckFlags {
+                flags: self.map_flags,
+                bad,
+                map_type: t.name(),
+            });
+        }
+        if self.map_extra != 0 {
+            return Err(MapDefError::CheckExtra {
+                map_extra: self.map_extra,
+                map_type: t.name(),
+            });
+        }
+        if self.inner.is_some() {
+            return Err(MapDefError::UseValues { map_type: t.name() });
+        }
+        Ok(())
+    }
+
     /// The kernel's `arena_map_alloc` rules: no key or value, 1 to
     /// [`MAX_ARENA_PAGES`] pages, `BPF_F_MMAPABLE` set and only
     /// `BPF_F_SEGV_ON_FAULT` / `BPF_F_NO_USER_CONV` besides, and a start
@@ -596,10 +632,8 @@ mod tests {
         }
         assert_eq!(MapType::ArrayOfMaps.name(), "ARRAY_OF_MAPS");
         assert_eq!(MapType::Stack.name(), "STACK");
-        assert_eq!(
-            map_type(27).unwrap_err().to_string(),
-            "RINGBUF maps (27) are not supported yet"
-        );
+        assert_eq!(map_type(27), Ok(MapType::RingBuf));
+        assert_eq!(map_type(31), Ok(MapType::UserRingBuf));
         assert_eq!(map_type(33), Ok(MapType::Arena));
         assert_eq!(
             map_type(11).unwrap_err().to_string(),

@@ -35,6 +35,13 @@ pub enum MapType {
     Queue = 22,
     /// `BPF_MAP_TYPE_STACK`.
     Stack = 23,
+    /// `BPF_MAP_TYPE_RINGBUF`: programs produce records, the host consumes
+    /// them (`crate::ringbuf`). No keys or values: the map operations
+    /// refuse it, and it is not in [`MapType::ALL`].
+    RingBuf = 27,
+    /// `BPF_MAP_TYPE_USER_RINGBUF`: the host produces, programs drain.
+    /// As [`MapType::RingBuf`], not in [`MapType::ALL`].
+    UserRingBuf = 31,
     /// `BPF_MAP_TYPE_ARENA`: `max_entries` pages of memory shared with the
     /// host at the same address (issue 5). Not a map with storage in the
     /// maps region: [`MapDef::new`] refuses it, and it is not in
@@ -75,6 +82,8 @@ impl MapType {
             13 => MapType::HashOfMaps,
             22 => MapType::Queue,
             23 => MapType::Stack,
+            27 => MapType::RingBuf,
+            31 => MapType::UserRingBuf,
             33 => MapType::Arena,
             _ => return None,
         })
@@ -99,8 +108,15 @@ impl MapType {
             MapType::HashOfMaps => "HASH_OF_MAPS",
             MapType::Queue => "QUEUE",
             MapType::Stack => "STACK",
+            MapType::RingBuf => "RINGBUF",
+            MapType::UserRingBuf => "USER_RINGBUF",
             MapType::Arena => "ARENA",
         }
+    }
+
+    /// Whether it is a ring buffer of either direction.
+    pub const fn is_ringbuf(self) -> bool {
+        matches!(self, MapType::RingBuf | MapType::UserRingBuf)
     }
 
     /// Whether values are inner maps.
@@ -170,6 +186,9 @@ impl MapType {
             MapType::Queue | MapType::Stack => NUMA_NODE | ACCESS_MASK,
             // arena_map_alloc(): exactly these (BPF_F_MMAPABLE required).
             MapType::Arena => MMAPABLE | SEGV_ON_FAULT | NO_USER_CONV,
+            // RINGBUF_CREATE_FLAG_MASK (BPF_F_RB_OVERWRITE, Linux 6.19,
+            // is not provided).
+            MapType::RingBuf | MapType::UserRingBuf => NUMA_NODE,
         }
     }
 }
@@ -298,6 +317,12 @@ impl MapDef {
             }
             return MapDef::new_arena(max_entries, map_flags, nr_cpus);
         }
+        if ty.is_ringbuf() {
+            if key_size != 0 || value_size != 0 {
+                return Err(MapError::InvalidDef("a ring buffer has no keys or values"));
+            }
+            return MapDef::new_ringbuf(ty, max_entries, map_flags, nr_cpus);
+        }
         MapDef::new_storage(ty, key_size, value_size, max_entries, map_flags, nr_cpus)
     }
 
@@ -333,6 +358,58 @@ impl MapDef {
             percpu_block: 0,
             hash_layout: PackedLayout::default(),
         })
+    }
+
+    /// A ring buffer's definition (`ringbuf_map_alloc`'s checks): no key or
+    /// value, `max_entries` data bytes, a power of two and a whole number of
+    /// pages, at most [`crate::ringbuf::MAX_RING_SIZE`] here. Its header's
+    /// `data` is the ring's start in the guest's ring window and its
+    /// storage the rest of the header's page, the position pages and the
+    /// data (Note [Ring buffer layout] in `crate::ringbuf`).
+    pub fn new_ringbuf(
+        ty: MapType,
+        max_entries: u32,
+        map_flags: u32,
+        nr_cpus: u32,
+    ) -> Result<MapDef, MapError> {
+        if !ty.is_ringbuf() {
+            return Err(MapError::InvalidDef("not a ring buffer type"));
+        }
+        if nr_cpus == 0 || nr_cpus > MAX_MAP_CPUS {
+            return Err(MapError::InvalidDef("CPU count out of range"));
+        }
+        if map_flags & !ty.allowed_flags() != 0 {
+            return Err(MapError::InvalidDef("flags not allowed for this map type"));
+        }
+        let Some(geom) = crate::ringbuf::RingGeometry::new(u64::from(max_entries)) else {
+            return Err(if u64::from(max_entries) > crate::ringbuf::MAX_RING_SIZE {
+                MapError::TooBig("ring buffer above 256 MiB")
+            } else {
+                MapError::InvalidDef("ring size must be a power of two and a multiple of 4096")
+            });
+        };
+        Ok(MapDef {
+            map_type: ty,
+            key_size: 0,
+            value_size: 0,
+            max_entries,
+            map_flags,
+            nr_cpus,
+            spin_lock_off: None,
+            storage_size: geom.storage_size() as u32,
+            value_stride: 0,
+            percpu_block: 0,
+            hash_layout: PackedLayout::default(),
+        })
+    }
+
+    /// A ring buffer's geometry; `None` for other maps.
+    pub fn ring_geometry(&self) -> Option<crate::ringbuf::RingGeometry> {
+        if self.map_type.is_ringbuf() {
+            crate::ringbuf::RingGeometry::new(u64::from(self.max_entries))
+        } else {
+            None
+        }
     }
 
     fn new_storage(

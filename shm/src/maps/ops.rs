@@ -208,7 +208,7 @@ fn update_on(
     match def.map_type() {
         t if t.is_array() => array::update(def, mem, key, values, flags, cpu),
         t if t.is_hash() => Hash::new(def, mem)?.update(key, values, flags, cpu),
-        MapType::Arena => Err(MapError::Unsupported),
+        t if t == MapType::Arena || t.is_ringbuf() => Err(MapError::Unsupported),
         _ => Err(MapError::InvalidArgument(
             "queues and stacks take push, not update",
         )),
