@@ -207,6 +207,22 @@ pub mod arena_area {
     pub const SIZE: u64 = PTS_OFFSET + PTS_SIZE;
 }
 
+/// Note [Ring window]
+/// Ring buffers need their data pages twice in a row (Note [Ring buffer
+/// layout] in `crate::ringbuf`), which an identity mapping cannot give;
+/// so each ring is mapped again at a guest-virtual address of its own in
+/// the ring window, from [`RING_WINDOW_START`] (256 GiB, far above any
+/// guest memory) on: the ring whose map header is at offset `o` of the
+/// maps region starts at `RING_WINDOW_START + 2 * o`
+/// ([`Layout::ring_address`]). A ring takes at most twice its footprint
+/// in the maps region there, so rings never overlap, and an unmapped gap
+/// follows each. The pages behind the window are the maps region's: the
+/// window is virtual only. It is mapped when a ring is created and never
+/// changed after: on shadow-paging hosts the host may add a mapping to
+/// tables a vCPU already used, but not change one (the vCPU could keep
+/// using a stale copy).
+pub const RING_WINDOW_START: u64 = 0x40_0000_0000;
+
 /// What a sandbox's address map is computed from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayoutConfig {
@@ -481,6 +497,14 @@ impl Layout {
     /// Size of the maps region.
     pub fn maps_size(&self) -> u64 {
         self.config.maps_size
+    }
+
+    /// Where the ring buffer whose map header is at guest address `header`
+    /// (in the maps region) starts in the ring window (Note [Ring
+    /// window]); `None` outside the maps region.
+    pub fn ring_address(&self, header: u64) -> Option<u64> {
+        let offset = header.checked_sub(self.maps_start())?;
+        (offset < self.maps_size()).then(|| RING_WINDOW_START + 2 * offset)
     }
 
     /// Start of the arena tables region ([`arena_area`]).

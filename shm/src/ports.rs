@@ -25,12 +25,19 @@ pub const ABORTED_PORT: u16 = PORT_BASE + 2;
 /// must be reset. Nothing is in the mailbox. Used at CPL 0 only.
 pub const KERNEL_FAULT_PORT: u16 = PORT_BASE + 3;
 
+/// A ring buffer's consumer should wake up: the runtime writes the ring's
+/// wakeup id (4 bytes). The host registers an ioeventfd for each ring's
+/// id, so KVM signals the ring's eventfd and resumes the vCPU without
+/// returning to the VMM (Note [Ring buffer wakeups] in `vmm::ringbuf`);
+/// only an id no ring has reaches the vCPU loop, which resumes.
+pub const WAKEUP_PORT: u16 = PORT_BASE + 4;
+
 /// The ports CPL 3 code may write (Note [Port permissions]).
-pub const USER_PORTS: [u16; 3] = [RUN_DONE_PORT, TRAP_PORT, ABORTED_PORT];
+pub const USER_PORTS: [u16; 4] = [RUN_DONE_PORT, TRAP_PORT, ABORTED_PORT, WAKEUP_PORT];
 
 /// Bytes of I/O permission bitmap that cover every port up to the highest of
 /// [`USER_PORTS`], plus the all-ones byte the CPU requires after it.
-pub const IO_BITMAP_SIZE: usize = (ABORTED_PORT as usize / 8) + 2;
+pub const IO_BITMAP_SIZE: usize = (WAKEUP_PORT as usize / 8) + 2;
 
 /// The I/O permission bitmap: a clear bit grants its port.
 pub const fn io_bitmap() -> [u8; IO_BITMAP_SIZE] {

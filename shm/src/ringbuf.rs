@@ -350,6 +350,35 @@ pub fn consumed(mem: &impl MapMemory, cons: u64) -> Result<(), MapError> {
     Ok(())
 }
 
+/// Host side, once no vCPU runs (after a reset): marks discarded every
+/// record still busy between the consumer and the producer positions.
+/// Their producers were stopped and will never commit them, and a busy
+/// record stops the consumer for good. Returns how many; bounded by the
+/// ring's size (Note [Trusting ring memory]).
+pub fn abandon_busy(g: &RingGeometry, mem: &impl MapMemory) -> Result<u32, RingError> {
+    let cons = mem.load_u64(CONSUMER_POS_OFFSET)?;
+    let prod = mem.load_u64(PRODUCER_POS_OFFSET)?;
+    if cons > prod || prod - cons > g.size || !cons.is_multiple_of(8) {
+        return Err(RingError::Corrupt("positions do not add up"));
+    }
+    let mut pos = cons;
+    let mut abandoned = 0;
+    while pos < prod {
+        let hdr = g.header_off(pos);
+        let word = mem.load_u32(hdr)?;
+        let total = record_size(word & !(BUSY_BIT | DISCARD_BIT));
+        if total > prod - pos {
+            return Err(RingError::Corrupt("record longer than what was produced"));
+        }
+        if word & BUSY_BIT != 0 {
+            mem.store_u32(hdr, (word & !BUSY_BIT) | DISCARD_BIT)?;
+            abandoned += 1;
+        }
+        pos += total;
+    }
+    Ok(abandoned)
+}
+
 // ---------------------------------------------------------------------------
 // BPF_MAP_TYPE_USER_RINGBUF: the host produces, programs consume.
 

@@ -218,6 +218,25 @@ fn the_consumer_stops_at_a_busy_record_and_space_waits_for_it() {
 }
 
 #[test]
+fn abandoned_records_are_discarded_and_the_consumer_moves_on() {
+    let r = Ring::new(4096);
+    let mem = r.view();
+    let stuck = reserve(&r.geom, &mem, 24).unwrap().unwrap();
+    produce(&r, 8, 1, false).unwrap();
+    let mut cons = 0;
+    assert!(consume(&r, &mut cons).unwrap().is_empty());
+    assert_eq!(abandon_busy(&r.geom, &mem), Ok(1));
+    assert_eq!(consume(&r, &mut cons).unwrap(), vec![sample(8, 1)]);
+    assert_eq!(abandon_busy(&r.geom, &mem), Ok(0));
+    let _ = stuck;
+    mem.store_u64(PRODUCER_POS_OFFSET, 1 << 40).unwrap();
+    assert!(matches!(
+        abandon_busy(&r.geom, &mem),
+        Err(RingError::Corrupt(_))
+    ));
+}
+
+#[test]
 fn wakeups_follow_the_consumer_and_the_flags() {
     let r = Ring::new(4096);
     let mem = r.view();

@@ -1,7 +1,7 @@
 //! Why `KVM_RUN` returned, as an owned value decoded by a pure function.
 
 use kvm_ioctls::VcpuExit;
-use shm::ports::{ABORTED_PORT, KERNEL_FAULT_PORT, RUN_DONE_PORT, TRAP_PORT};
+use shm::ports::{ABORTED_PORT, KERNEL_FAULT_PORT, RUN_DONE_PORT, TRAP_PORT, WAKEUP_PORT};
 
 /// One return from `KVM_RUN`, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,6 +14,10 @@ pub enum VmExit {
     Aborted,
     /// The CPL 0 exception stub faulted ([`KERNEL_FAULT_PORT`]).
     KernelFault,
+    /// A ring buffer wakeup ([`WAKEUP_PORT`]) whose id no ring's
+    /// ioeventfd matched (a program wrote over its ring's wakeup id): the
+    /// vCPU resumes.
+    StrayWakeup,
     /// `KVM_RUN` was interrupted by a signal or `immediate_exit`.
     Interrupted,
     /// The guest triple-faulted.
@@ -61,6 +65,7 @@ pub fn decode(result: Result<VcpuExit<'_>, kvm_ioctls::Error>) -> VmExit {
         VcpuExit::IoOut(TRAP_PORT, _) => VmExit::Trapped,
         VcpuExit::IoOut(ABORTED_PORT, _) => VmExit::Aborted,
         VcpuExit::IoOut(KERNEL_FAULT_PORT, _) => VmExit::KernelFault,
+        VcpuExit::IoOut(WAKEUP_PORT, _) => VmExit::StrayWakeup,
         VcpuExit::IoOut(port, _) => VmExit::UnknownPort { port, write: true },
         VcpuExit::IoIn(port, _) => VmExit::UnknownPort { port, write: false },
         VcpuExit::MmioRead(addr, _) => VmExit::Mmio { addr, write: false },

@@ -14,6 +14,7 @@ pub mod map_api;
 pub mod maps;
 pub mod memory;
 pub mod program;
+pub mod ringbuf;
 pub mod runtime;
 pub mod sandbox;
 pub mod trap;
@@ -25,6 +26,9 @@ pub use maps::{MapId, MapInfo};
 pub use memory::GuestMemory;
 pub use program::{
     LoadError, LoadedProgram, ProgramId, ProgramInput, ProgramRun, SourceLine, TrapSite,
+};
+pub use ringbuf::{
+    Record, RingBufConsumer, RingBufError, RingBufPoller, UserRingBufProducer, UserSample,
 };
 pub use sandbox::{Call, Outcome, RunError, RunReport, Sandbox, SandboxConfig, SandboxError};
 pub use trap::{PageFaultAccess, Trap, TrapKind};

@@ -71,7 +71,7 @@ pub fn write_boot_image(
 /// Page tables depend only on the layout and the (one, embedded) runtime,
 /// and building them costs tens of microseconds for large regions: every
 /// sandbox of a given shape reuses the first one's. A few shapes are kept.
-fn cached_page_tables(
+pub(crate) fn cached_page_tables(
     layout: &Layout,
     runtime: &RuntimeImage,
 ) -> Result<Arc<PageTables>, PagingError> {

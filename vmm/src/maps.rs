@@ -131,6 +131,9 @@ pub enum CreateMapError {
     /// The arena could not be set up.
     #[error(transparent)]
     Arena(#[from] crate::arena::ArenaSetupError),
+    /// The ring buffer could not be set up.
+    #[error(transparent)]
+    Ring(#[from] crate::ringbuf::RingSetupError),
 }
 
 /// The validated definition of `spec` for a sandbox of `nr_cpus` vCPUs.
@@ -242,8 +245,11 @@ pub(crate) fn plan_object_maps(
             next = end;
             // An arena's header names its state region (Note [Arena map
             // header] in `crate::arena`).
+            // A ring's names its start in the ring window (Note [Ring
+            // buffer memory] in `crate::ringbuf`).
             let data = match def.map_type() {
                 MapType::Arena => layout.arena_tables_start() + arena_area::STATES_OFFSET,
+                t if t.is_ringbuf() => layout.ring_address(header).unwrap_or(0),
                 _ => data,
             };
             Ok((def, header, data))
@@ -361,6 +367,24 @@ impl crate::Sandbox {
                     name: spec.name.clone(),
                     source: e.into(),
                 })?;
+            }
+            if def.map_type().is_ringbuf() {
+                self.write_map_header(&spec.name, &def, header, data)?;
+                let id = MapId(self.loaded.maps.list.len());
+                self.create_ring(id, &spec.name, &def, header)
+                    .map_err(|e| LoadError::CreateMap {
+                        name: spec.name.clone(),
+                        source: e.into(),
+                    })?;
+                self.loaded.maps.list.push(MapInfo {
+                    name: spec.name.clone(),
+                    def,
+                    header,
+                    data,
+                    inner: None,
+                    global_data: false,
+                });
+                continue;
             }
             let inner = spec
                 .inner

@@ -78,6 +78,13 @@ impl GuestMemory {
         &self.mem
     }
 
+    /// The memfd behind guest memory (offset = guest-physical address), to
+    /// map parts of it again.
+    pub fn memfd(&self) -> Option<&File> {
+        use vm_memory::{GuestMemoryBackend as _, GuestMemoryRegion as _};
+        Some(self.mem.iter().next()?.file_offset()?.file())
+    }
+
     /// Host address where guest-physical 0 is mapped.
     pub fn host_base(&self) -> u64 {
         use vm_memory::GuestMemoryBackend as _;

@@ -695,6 +695,8 @@ pub(crate) struct Loaded {
     /// Dropped after the VM (a field of `Sandbox` after `vm`), whose
     /// memslot uses its mapping.
     pub(crate) arena: Option<crate::arena::Arena>,
+    /// The sandbox's ring buffers.
+    pub(crate) rings: crate::ringbuf::Rings,
 }
 
 /// A non-zero seed for a vCPU's pseudo-random generator, from the kernel's

@@ -119,6 +119,9 @@ pub enum SandboxError {
     /// The arena's page tables could not be put back after a reset.
     #[error("Failed to map the arena again")]
     InstallArena(#[source] crate::arena::ArenaSetupError),
+    /// The ring buffers' page tables could not be put back after a reset.
+    #[error("Failed to map the ring buffers again")]
+    InstallRings(#[source] crate::ringbuf::RingSetupError),
 }
 
 /// What to run: a function in guest memory, called as
@@ -513,6 +516,7 @@ impl Sandbox {
                 .and_then(|()| arena.unlock_after_reset(&self.memory))
                 .map_err(SandboxError::InstallArena)?;
         }
+        self.reinstall_rings().map_err(SandboxError::InstallRings)?;
         self.publish_boot_state()
             .map_err(|e| SandboxError::PrepareMachine(MachineError::WriteMemory(e)))?;
         for vcpu in &self.vcpus {

@@ -191,6 +191,7 @@ impl Vcpu {
                 VmExit::RunDone | VmExit::Trapped => return self.read_answer(seq, exit, exits),
                 // A kick, or a stray signal: `should_stop` decides.
                 VmExit::Interrupted => self.fd.set_kvm_immediate_exit(0),
+                VmExit::StrayWakeup => {}
                 exit => {
                     return Err(VcpuError::UnexpectedExit {
                         cpu: self.cpu,

@@ -39,7 +39,7 @@ pub enum PagingError {
 }
 
 /// Page tables under construction, as the bytes of the page-table region.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PageTables {
     /// Tables allocated so far, the PML4 first.
     bytes: Vec<u8>,

@@ -1,0 +1,270 @@
+//! The host's end of a `RINGBUF`: records read in place from the host's
+//! own mapping of the ring, in reservation order, discarded ones skipped.
+
+use super::mapping::RingMapping;
+use super::{Attachment, RingBufError, wait_readable};
+use shm::maps::{MapMemory, StorageView};
+use shm::pod::Pod;
+use shm::ringbuf::{self, Next, RingError, RingGeometry};
+use std::ops::ControlFlow;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+use vmm_sys_util::eventfd::EventFd;
+
+/// A committed record, read where the program wrote it (no copy is made
+/// until asked for). It borrows the consumer: its bytes are the
+/// producer's to reuse once the consumer moves on.
+///
+/// The bytes are shared memory a hostile program could still be writing:
+/// every read is a volatile copy, so at worst the copy is torn, never a
+/// read outside the record.
+#[derive(Debug)]
+pub struct Record<'a> {
+    view: &'a StorageView<'a>,
+    off: usize,
+    len: u32,
+}
+
+impl Record<'_> {
+    /// The sample's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the sample is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies bytes from `offset` of the sample into `out`, as many as
+    /// both have; returns how many.
+    pub fn read(&self, offset: usize, out: &mut [u8]) -> usize {
+        let n = self.len().saturating_sub(offset).min(out.len());
+        if n > 0 {
+            // In bounds: offset + n <= len, and the record lies in the view
+            // (checked when it was peeked).
+            let _ = self.view.read(self.off + offset, &mut out[..n]);
+        }
+        n
+    }
+
+    /// The sample's bytes, copied.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = vec![0; self.len()];
+        self.read(0, &mut out);
+        out
+    }
+
+    /// The `T` at `offset` of the sample, or `None` if it does not fit.
+    pub fn read_pod<T: Pod>(&self, offset: usize) -> Option<T> {
+        let mut bytes = vec![0; size_of::<T>()];
+        (offset.checked_add(bytes.len())? <= self.len()).then_some(())?;
+        self.read(offset, &mut bytes);
+        shm::pod::read_pod(&bytes)
+    }
+}
+
+/// The consumer of one `RINGBUF` map. It keeps its own position (Note
+/// [Trusting ring memory] in `shm::ringbuf`) and its own mapping of the
+/// ring, so it may outlive the sandbox (to read the last records) and
+/// move to another thread. A ring has at most one consumer at a time.
+#[derive(Debug)]
+pub struct RingBufConsumer {
+    name: String,
+    geom: RingGeometry,
+    mapping: RingMapping,
+    wakeup: EventFd,
+    pos: u64,
+    wakeups: u64,
+    _attached: Attachment,
+}
+
+impl RingBufConsumer {
+    pub(super) fn new(
+        name: String,
+        geom: RingGeometry,
+        mapping: RingMapping,
+        wakeup: EventFd,
+        attached: Attachment,
+    ) -> Result<RingBufConsumer, RingBufError> {
+        let mut consumer = RingBufConsumer {
+            name,
+            geom,
+            mapping,
+            wakeup,
+            pos: 0,
+            wakeups: 0,
+            _attached: attached,
+        };
+        // Start where the last consumer stopped, if that is plausible.
+        let view = consumer.mapping.view();
+        let cons = view.load_u64(ringbuf::CONSUMER_POS_OFFSET)?;
+        let prod = view.load_u64(ringbuf::PRODUCER_POS_OFFSET)?;
+        consumer.pos = if cons <= prod && prod - cons <= geom.size() && cons.is_multiple_of(8) {
+            cons
+        } else {
+            prod & !7
+        };
+        drop(view);
+        Ok(consumer)
+    }
+
+    /// The map's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Data bytes of the ring.
+    pub fn size(&self) -> u64 {
+        self.geom.size()
+    }
+
+    /// The consumer position: bytes consumed since the ring was created.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Bytes produced and not yet consumed (0 if the producer position
+    /// does not add up).
+    pub fn available(&self) -> u64 {
+        let prod = self
+            .mapping
+            .view()
+            .load_u64(ringbuf::PRODUCER_POS_OFFSET)
+            .unwrap_or(self.pos);
+        prod.checked_sub(self.pos)
+            .filter(|&n| n <= self.geom.size())
+            .unwrap_or(0)
+    }
+
+    /// Wakeups the producers sent so far, as counted by the eventfd this
+    /// consumer waited on: each was one VM exit handled inside KVM.
+    pub fn wakeups(&self) -> u64 {
+        self.wakeups
+    }
+
+    /// The eventfd the producers signal, for an event loop of the
+    /// caller's own (read it, or use [`RingBufConsumer::poll`], before
+    /// consuming).
+    pub fn wakeup_fd(&self) -> RawFd {
+        self.wakeup.as_raw_fd()
+    }
+
+    /// Hands every committed record to `f`, in order, until none is left
+    /// or the next is still being written; returns how many `f` saw.
+    pub fn consume(&mut self, mut f: impl FnMut(&Record<'_>)) -> Result<usize, RingBufError> {
+        self.consume_until(|r| {
+            f(r);
+            ControlFlow::Continue(())
+        })
+    }
+
+    /// As [`RingBufConsumer::consume`], stopping after the record for
+    /// which `f` breaks (that record is consumed).
+    ///
+    /// One call consumes at most a ring's worth of records, so a producer
+    /// faster than `f` cannot keep it from returning. If the guest
+    /// scribbled over the ring, the error says what did not add up, and
+    /// the consumer skips to the producer's position.
+    pub fn consume_until(
+        &mut self,
+        mut f: impl FnMut(&Record<'_>) -> ControlFlow<()>,
+    ) -> Result<usize, RingBufError> {
+        let view = self.mapping.view();
+        let mut seen = 0;
+        let mut result = Ok(());
+        for _ in 0..self.geom.size() / ringbuf::HDR_SIZE {
+            match ringbuf::peek(&self.geom, &view, self.pos) {
+                Ok(Next::Empty | Next::Busy) => break,
+                Ok(Next::Discarded { total }) => self.pos += total,
+                Ok(Next::Record { off, len, total }) => {
+                    let record = Record {
+                        view: &view,
+                        off,
+                        len,
+                    };
+                    let flow = f(&record);
+                    seen += 1;
+                    self.pos += total;
+                    if flow.is_break() {
+                        break;
+                    }
+                }
+                Err(RingError::Corrupt(what)) => {
+                    let prod = view.load_u64(ringbuf::PRODUCER_POS_OFFSET)?;
+                    result = Err(RingBufError::Corrupt {
+                        ring: self.name.clone(),
+                        what,
+                        skipped: prod.wrapping_sub(self.pos),
+                    });
+                    self.pos = prod & !7;
+                    break;
+                }
+                Err(RingError::Memory(e)) => return Err(e.into()),
+            }
+            // Publish progress record by record: producers get room back
+            // while `f` works on the next.
+            ringbuf::consumed(&view, self.pos)?;
+        }
+        ringbuf::consumed(&view, self.pos)?;
+        result.map(|()| seen)
+    }
+
+    /// Consumes what is there; if nothing, waits up to `timeout` (`None`:
+    /// forever) for a producer's wakeup and consumes then. Returns how
+    /// many records `f` saw (0 on timeout).
+    pub fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        mut f: impl FnMut(&Record<'_>),
+    ) -> Result<usize, RingBufError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let n = self.consume(&mut f)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) || !wait_readable(self.wakeup.as_raw_fd(), left)? {
+                return Ok(0);
+            }
+            self.clear_wakeup();
+        }
+    }
+
+    /// Reads (and so resets) the wakeup eventfd, counting the wakeups.
+    pub(super) fn clear_wakeup(&mut self) {
+        if let Ok(n) = self.wakeup.read() {
+            self.wakeups += n;
+        }
+    }
+
+    /// An iterator over the records committed now, each copied out (an
+    /// iterator's items cannot borrow the consumer; use
+    /// [`RingBufConsumer::consume`] to read in place).
+    pub fn records(&mut self) -> Records<'_> {
+        Records { consumer: self }
+    }
+}
+
+/// Records copied out one by one: see [`RingBufConsumer::records`]. Ends
+/// when no committed record is left; an error is the last item.
+#[derive(Debug)]
+pub struct Records<'a> {
+    consumer: &'a mut RingBufConsumer,
+}
+
+impl Iterator for Records<'_> {
+    type Item = Result<Vec<u8>, RingBufError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut got = None;
+        match self.consumer.consume_until(|r| {
+            got = Some(r.to_vec());
+            ControlFlow::Break(())
+        }) {
+            Ok(_) => got.map(Ok),
+            Err(e) => Some(Err(e)),
+        }
+    }
+}

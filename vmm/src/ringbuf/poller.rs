@@ -1,0 +1,123 @@
+//! Several ring buffers in one poll set, each with its callback: libbpf's
+//! `ring_buffer__poll` over an epoll of the rings' wakeup eventfds.
+
+use super::RingBufError;
+use super::consumer::{Record, RingBufConsumer};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+/// What a poller calls for each record of one ring.
+type Callback<'f> = Box<dyn FnMut(&Record<'_>) + Send + 'f>;
+
+/// Consumers of several ring buffers, polled together.
+pub struct RingBufPoller<'f> {
+    epoll: OwnedFd,
+    rings: Vec<(RingBufConsumer, Callback<'f>)>,
+}
+
+impl std::fmt::Debug for RingBufPoller<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingBufPoller")
+            .field(
+                "rings",
+                &self.rings.iter().map(|(c, _)| c.name()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl<'f> RingBufPoller<'f> {
+    /// An empty poll set.
+    pub fn new() -> Result<RingBufPoller<'f>, RingBufError> {
+        // SAFETY: no pointers; the result is checked.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(RingBufError::Io(std::io::Error::last_os_error()));
+        }
+        Ok(RingBufPoller {
+            // SAFETY: a fresh descriptor nobody else owns.
+            epoll: unsafe { OwnedFd::from_raw_fd(fd) },
+            rings: Vec::new(),
+        })
+    }
+
+    /// Adds a ring; `f` sees each of its records.
+    pub fn add(
+        &mut self,
+        consumer: RingBufConsumer,
+        f: impl FnMut(&Record<'_>) + Send + 'f,
+    ) -> Result<(), RingBufError> {
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: self.rings.len() as u64,
+        };
+        // SAFETY: both descriptors are open; `event` is valid for reads.
+        let rc = unsafe {
+            libc::epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                consumer.wakeup_fd(),
+                &raw mut event,
+            )
+        };
+        if rc < 0 {
+            return Err(RingBufError::Io(std::io::Error::last_os_error()));
+        }
+        self.rings.push((consumer, Box::new(f)));
+        Ok(())
+    }
+
+    /// The consumers, in the order added.
+    pub fn consumers(&self) -> impl Iterator<Item = &RingBufConsumer> {
+        self.rings.iter().map(|(c, _)| c)
+    }
+
+    /// Consumes every ring's committed records; how many in all.
+    pub fn consume(&mut self) -> Result<usize, RingBufError> {
+        let mut total = 0;
+        for (consumer, f) in &mut self.rings {
+            total += consumer.consume(&mut *f)?;
+        }
+        Ok(total)
+    }
+
+    /// Consumes what is there; if nothing, waits up to `timeout` (`None`:
+    /// forever) for any ring's wakeup and consumes then. How many records
+    /// in all (0 on timeout).
+    pub fn poll(&mut self, timeout: Option<Duration>) -> Result<usize, RingBufError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            let n = self.consume()?;
+            if n > 0 || self.rings.is_empty() {
+                return Ok(n);
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Ok(0);
+            }
+            let ms = left.map_or(-1, |d| d.as_millis().clamp(1, i32::MAX as u128) as i32);
+            let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
+            // SAFETY: the buffer holds `events.len()` entries.
+            let got = unsafe {
+                libc::epoll_wait(
+                    self.epoll.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    events.len() as i32,
+                    ms,
+                )
+            };
+            if got < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(RingBufError::Io(e));
+            }
+            for event in &events[..got as usize] {
+                if let Some((consumer, _)) = self.rings.get_mut(event.u64 as usize) {
+                    consumer.clear_wakeup();
+                }
+            }
+        }
+    }
+}
