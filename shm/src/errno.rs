@@ -10,6 +10,8 @@ pub const EPERM: i64 = -1;
 pub const ENOENT: i64 = -2;
 /// Argument list too long; helpers use it for "too many" (`bpf_loop`).
 pub const E2BIG: i64 = -7;
+/// Try again: a full ring buffer (`bpf_ringbuf_output`).
+pub const EAGAIN: i64 = -11;
 /// Bad address: a pointer that cannot be read or written.
 pub const EFAULT: i64 = -14;
 /// Resource busy.

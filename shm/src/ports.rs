@@ -32,12 +32,22 @@ pub const KERNEL_FAULT_PORT: u16 = PORT_BASE + 3;
 /// only an id no ring has reaches the vCPU loop, which resumes.
 pub const WAKEUP_PORT: u16 = PORT_BASE + 4;
 
-/// The ports CPL 3 code may write (Note [Port permissions]).
-pub const USER_PORTS: [u16; 4] = [RUN_DONE_PORT, TRAP_PORT, ABORTED_PORT, WAKEUP_PORT];
+/// The ports CPL 3 code may write (Note [Port permissions]): a 4-byte
+/// `out` needs all four of its ports granted, so the wakeup port takes
+/// four.
+pub const USER_PORTS: [u16; 7] = [
+    RUN_DONE_PORT,
+    TRAP_PORT,
+    ABORTED_PORT,
+    WAKEUP_PORT,
+    WAKEUP_PORT + 1,
+    WAKEUP_PORT + 2,
+    WAKEUP_PORT + 3,
+];
 
 /// Bytes of I/O permission bitmap that cover every port up to the highest of
 /// [`USER_PORTS`], plus the all-ones byte the CPU requires after it.
-pub const IO_BITMAP_SIZE: usize = (WAKEUP_PORT as usize / 8) + 2;
+pub const IO_BITMAP_SIZE: usize = ((WAKEUP_PORT + 3) as usize / 8) + 2;
 
 /// The I/O permission bitmap: a clear bit grants its port.
 pub const fn io_bitmap() -> [u8; IO_BITMAP_SIZE] {

@@ -97,15 +97,18 @@ impl RingBufConsumer {
             _attached: attached,
         };
         // Start where the last consumer stopped, if that is plausible.
-        let view = consumer.mapping.view();
-        let cons = view.load_u64(ringbuf::CONSUMER_POS_OFFSET)?;
-        let prod = view.load_u64(ringbuf::PRODUCER_POS_OFFSET)?;
+        let (cons, prod) = {
+            let view = consumer.mapping.view();
+            (
+                view.load_u64(ringbuf::CONSUMER_POS_OFFSET)?,
+                view.load_u64(ringbuf::PRODUCER_POS_OFFSET)?,
+            )
+        };
         consumer.pos = if cons <= prod && prod - cons <= geom.size() && cons.is_multiple_of(8) {
             cons
         } else {
             prod & !7
         };
-        drop(view);
         Ok(consumer)
     }
 

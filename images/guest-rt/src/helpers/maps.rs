@@ -75,6 +75,20 @@ fn open(map: u64) -> Result<GuestMap, MapError> {
     Ok(GuestMap { def, mem })
 }
 
+/// The definition of the map whose header is at `map` and the header's
+/// `data`, checked as [`open`] checks them: for maps whose storage is not
+/// `data .. data + data_size` (ring buffers).
+pub(super) fn open_def(map: u64) -> Result<(MapDef, u64), MapError> {
+    if map == 0 || !map.is_multiple_of(8) {
+        return Err(MapError::Corrupt);
+    }
+    let (def, words) = match def_cache::get(map) {
+        Some(kept) => kept,
+        None => check(map)?,
+    };
+    Ok((def, words[shm::maps::def::DATA_OFFSET / 8]))
+}
+
 /// The header at `map` and its definition, checked in full and kept.
 #[inline(never)]
 fn check(map: u64) -> Result<(MapDef, HeaderWords), MapError> {

@@ -13,6 +13,7 @@ pub mod loops;
 pub mod maps;
 pub mod nofault;
 pub mod probe;
+pub mod ringbuf;
 pub mod strings;
 pub mod sync;
 pub mod time;
@@ -31,7 +32,7 @@ unsafe impl Sync for Kept {}
 /// table, and so everything it names. A helper exists for the host exactly
 /// when its symbol does.
 #[used]
-static HELPERS: [Kept; 42] = [
+static HELPERS: [Kept; 47] = [
     Kept(trace::bpf_trace_printk as *const ()),
     Kept(maps::bpf_map_lookup_elem as *const ()),
     Kept(maps::bpf_map_update_elem as *const ()),
@@ -74,4 +75,9 @@ static HELPERS: [Kept; 42] = [
     Kept(arena::bpf_arena_alloc_pages as *const ()),
     Kept(arena::bpf_arena_free_pages as *const ()),
     Kept(arena::bpf_arena_reserve_pages as *const ()),
+    Kept(ringbuf::bpf_ringbuf_reserve as *const ()),
+    Kept(ringbuf::bpf_ringbuf_submit as *const ()),
+    Kept(ringbuf::bpf_ringbuf_discard as *const ()),
+    Kept(ringbuf::bpf_ringbuf_output as *const ()),
+    Kept(ringbuf::bpf_ringbuf_query as *const ()),
 ];

@@ -1,0 +1,283 @@
+//! Ring buffers in a real VM with the clang-built `ringbuf` sample: the
+//! programs produce, the host's consumer reads the records in place
+//! through its own double mapping of the ring.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
+use guest_jit::elf::Object;
+use integration_tests::{kvm_available, run_returning, sandbox_with};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use vmm::{Outcome, ProgramInput, RingBufError, Sandbox};
+
+const RINGBUF: &[u8] = include_bytes!("../../images/progs/ringbuf.bpf.o");
+const RING_SIZE: u64 = 16 * 1024;
+
+/// Global `name` of the sample, read through its section's map.
+fn global(sandbox: &Sandbox, name: &str) -> Vec<u8> {
+    let object = Object::parse(RINGBUF).unwrap();
+    let var = object.variables().iter().find(|v| v.name == name).unwrap();
+    let map = sandbox.find_map(&var.section).unwrap();
+    let value = map.lookup(&0u32.to_le_bytes()).unwrap().unwrap();
+    value[var.offset as usize..(var.offset + var.size) as usize].to_vec()
+}
+
+fn global_u64(sandbox: &Sandbox, name: &str) -> u64 {
+    u64::from_le_bytes(global(sandbox, name)[..8].try_into().unwrap())
+}
+
+fn u32_at(bytes: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap())
+}
+
+/// Checks a record of the sample's format: header {seq, len, cpu}, then
+/// byte j = (seq + j) & 0xff. Returns seq.
+fn check_record(bytes: &[u8]) -> u32 {
+    let (seq, len) = (u32_at(bytes, 0), u32_at(bytes, 4));
+    assert_eq!(bytes.len(), len as usize, "record {seq}: length");
+    for (j, b) in bytes[12..].iter().enumerate() {
+        assert_eq!(*b, (seq as usize + j) as u8, "record {seq}: byte {j}");
+    }
+    seq
+}
+
+fn varied_len(seq: u32) -> u64 {
+    12 + u64::from((seq * 37) % 300)
+}
+
+#[test]
+fn records_of_varied_sizes_cross_the_end_intact_in_order_discards_skipped() {
+    if !kvm_available("records_of_varied_sizes_cross_the_end_intact_in_order_discards_skipped") {
+        return;
+    }
+    let sandbox = sandbox_with(1, &[RINGBUF]);
+    let mut consumer = sandbox.ring_buffer("events").unwrap();
+    assert_eq!(consumer.size(), RING_SIZE);
+    let mut seen = vec![];
+    let mut first = 0u32;
+    for _ in 0..40 {
+        let count = 50u32;
+        let mut batch = [0u8; 8];
+        batch[..4].copy_from_slice(&first.to_le_bytes());
+        batch[4..].copy_from_slice(&count.to_le_bytes());
+        let (sent, _) = run_returning(&sandbox, "varied", 0, &batch);
+        let got = consumer
+            .consume(|r| seen.push(check_record(&r.to_vec())))
+            .unwrap();
+        assert_eq!(got as u64, sent);
+        first += count;
+    }
+    let expected: Vec<u32> = (0..first).filter(|s| s % 7 != 3).collect();
+    assert_eq!(seen, expected, "in reservation order, discards skipped");
+    assert_eq!(global_u64(&sandbox, "dropped"), 0);
+    // The records crossed the end of the data many times, at every
+    // alignment (their positions are the sum of the record sizes).
+    let mut pos = 0u64;
+    let mut crossings = 0;
+    for seq in 0..first {
+        let total = (varied_len(seq) + 8).next_multiple_of(8);
+        if seq % 7 != 3 && pos % RING_SIZE + total > RING_SIZE {
+            crossings += 1;
+        }
+        pos += total;
+    }
+    assert!(crossings >= 10, "only {crossings} records wrapped");
+    assert_eq!(consumer.position(), pos);
+    assert_eq!(consumer.available(), 0);
+}
+
+#[test]
+fn a_full_ring_makes_reserve_fail_and_drops_match_what_did_not_arrive() {
+    if !kvm_available("a_full_ring_makes_reserve_fail_and_drops_match_what_did_not_arrive") {
+        return;
+    }
+    let sandbox = sandbox_with(1, &[RINGBUF]);
+    let mut consumer = sandbox.ring_buffer("events").unwrap();
+    let attempts = 1000u32;
+    let (made, _) = run_returning(&sandbox, "fill", 0, &attempts.to_le_bytes());
+    // 64-byte samples take 72 bytes: 227 fit in 16 KiB - 8.
+    assert_eq!(made, 227);
+    let mut arrived = vec![];
+    consumer
+        .consume(|r| arrived.push(check_record(&r.to_vec())))
+        .unwrap();
+    assert_eq!(arrived, (0..227).collect::<Vec<_>>());
+    assert_eq!(global_u64(&sandbox, "produced"), arrived.len() as u64);
+    assert_eq!(
+        global_u64(&sandbox, "dropped"),
+        u64::from(attempts) - arrived.len() as u64
+    );
+    // Room again once consumed; output fails with -EAGAIN the same way.
+    let (copied, _) = run_returning(&sandbox, "output", 0, &300u32.to_le_bytes());
+    assert_eq!(copied, 227);
+    let n = consumer
+        .consume(|r| assert_eq!(check_record(&r.to_vec()), u32_at(&r.to_vec(), 0)))
+        .unwrap();
+    assert_eq!(n, 227);
+    assert_eq!(global_u64(&sandbox, "dropped"), 773 + 73);
+}
+
+#[test]
+fn query_matches_the_hosts_view() {
+    if !kvm_available("query_matches_the_hosts_view") {
+        return;
+    }
+    let sandbox = sandbox_with(1, &[RINGBUF]);
+    let mut consumer = sandbox.ring_buffer("events").unwrap();
+    let queried = |s: &Sandbox| {
+        run_returning(s, "query", 0, &[0; 8]);
+        let raw = global(s, "queried");
+        [0, 8, 16, 24].map(|o| u64::from_le_bytes(raw[o..o + 8].try_into().unwrap()))
+    };
+    assert_eq!(queried(&sandbox), [0, RING_SIZE, 0, 0]);
+    run_returning(&sandbox, "fill", 0, &10u32.to_le_bytes());
+    assert_eq!(queried(&sandbox), [720, RING_SIZE, 0, 720]);
+    assert_eq!(consumer.available(), 720);
+    consumer
+        .consume_until(|_| std::ops::ControlFlow::Break(()))
+        .unwrap();
+    assert_eq!(consumer.position(), 72);
+    assert_eq!(queried(&sandbox), [648, RING_SIZE, 72, 720]);
+    assert_eq!(consumer.available(), 648);
+}
+
+#[test]
+fn four_vcpus_produce_at_once_while_the_host_consumes_each_record_once() {
+    if !kvm_available("four_vcpus_produce_at_once_while_the_host_consumes_each_record_once") {
+        return;
+    }
+    const EACH: u32 = 20_000;
+    let sandbox = sandbox_with(4, &[RINGBUF]);
+    let mut consumer = sandbox.ring_buffer("events").unwrap();
+    let done = AtomicBool::new(false);
+    let mut next = [0u32; 4];
+    let runs = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut next = [0u32; 4];
+            loop {
+                let finished = done.load(Ordering::SeqCst);
+                consumer
+                    .poll(Some(Duration::from_millis(5)), |r| {
+                        let b = r.to_vec();
+                        assert_eq!(b.len(), 16);
+                        let (seq, cpu) = (u32_at(&b, 0), u32_at(&b, 4) as usize);
+                        assert_eq!(u64::from_le_bytes(b[8..].try_into().unwrap()), 0x600d);
+                        assert_eq!(seq, next[cpu], "cpu {cpu}: once each, in order");
+                        next[cpu] += 1;
+                    })
+                    .unwrap();
+                if finished && consumer.available() == 0 {
+                    return (next, consumer.wakeups());
+                }
+            }
+        });
+        let runs = sandbox.run_program_on(
+            sandbox.find_program("burst").unwrap(),
+            &[0, 1, 2, 3],
+            &ProgramInput {
+                data: &EACH.to_le_bytes(),
+                repeat: 1,
+                timeout: Some(Duration::from_secs(60)),
+            },
+        );
+        done.store(true, Ordering::SeqCst);
+        let (got, wakeups) = reader.join().unwrap();
+        next = got;
+        assert!(wakeups > 0, "the consumer was woken up");
+        runs
+    });
+    let sent = global(&sandbox, "per_cpu_sent");
+    for (cpu, run) in runs.into_iter().enumerate() {
+        let run = run.unwrap();
+        let Outcome::Returned(lost) = run.report.outcome else {
+            panic!("cpu {cpu}: {:?}", run.report.outcome);
+        };
+        let sent = u64::from_le_bytes(sent[cpu * 8..cpu * 8 + 8].try_into().unwrap());
+        assert_eq!(sent + lost, u64::from(EACH), "cpu {cpu}");
+        assert_eq!(
+            u64::from(next[cpu]),
+            sent,
+            "cpu {cpu}: every record arrived"
+        );
+        // Wakeups went to the ioeventfd, not the VMM: one exit per run.
+        assert_eq!(run.report.exits, 1, "cpu {cpu}");
+    }
+}
+
+#[test]
+fn one_consumer_at_a_time_and_wrong_kinds_are_refused() {
+    if !kvm_available("one_consumer_at_a_time_and_wrong_kinds_are_refused") {
+        return;
+    }
+    let sandbox = sandbox_with(1, &[RINGBUF]);
+    let first = sandbox.ring_buffer("events").unwrap();
+    assert!(matches!(
+        sandbox.ring_buffer("events"),
+        Err(RingBufError::Attached(..))
+    ));
+    drop(first);
+    let again = sandbox.ring_buffer("events").unwrap();
+    assert!(matches!(
+        sandbox.ring_buffer("nope"),
+        Err(RingBufError::NotFound(_))
+    ));
+    assert!(matches!(
+        sandbox.ring_buffer(".bss"),
+        Err(RingBufError::WrongType { .. })
+    ));
+    assert!(matches!(
+        sandbox.user_ring_buffer("events"),
+        Err(RingBufError::WrongType { .. })
+    ));
+    // The map API has no element operations on a ring.
+    let map = sandbox.find_map("events").unwrap();
+    assert!(map.lookup(&[]).is_err());
+    drop(again);
+    let names: BTreeMap<_, _> = sandbox
+        .ring_buffers()
+        .map(|(_, name, t)| (name.to_owned(), t.name()))
+        .collect();
+    assert_eq!(names, BTreeMap::from([("events".into(), "RINGBUF")]));
+}
+
+#[test]
+fn records_outlive_the_sandbox_and_a_reset_discards_abandoned_ones() {
+    if !kvm_available("records_outlive_the_sandbox_and_a_reset_discards_abandoned_ones") {
+        return;
+    }
+    let mut sandbox = sandbox_with(1, &[RINGBUF]);
+    let mut consumer = sandbox.ring_buffer("events").unwrap();
+    run_returning(&sandbox, "fill", 0, &3u32.to_le_bytes());
+    // A run stopped at its deadline leaves a record reserved for good.
+    let stalled = sandbox
+        .run_program(
+            sandbox.find_program("stall").unwrap(),
+            0,
+            &ProgramInput {
+                data: &[0; 8],
+                repeat: 1,
+                timeout: Some(Duration::from_millis(50)),
+            },
+        )
+        .unwrap();
+    assert!(matches!(
+        stalled.report.outcome,
+        Outcome::DeadlineExceeded(_)
+    ));
+    assert_eq!(consumer.consume(|_| {}).unwrap(), 3);
+    assert!(
+        consumer.available() > 0,
+        "the abandoned record blocks the way"
+    );
+    sandbox.reset().unwrap();
+    run_returning(&sandbox, "fill", 0, &2u32.to_le_bytes());
+    drop(sandbox);
+    let seqs: Vec<u32> = consumer
+        .records()
+        .map(|r| check_record(&r.unwrap()))
+        .collect();
+    assert_eq!(seqs, vec![3, 4], "the abandoned record was discarded");
+}
