@@ -31,6 +31,12 @@
  * stall: reserves a 64-byte record and then spins until `release` is
  * non-zero (never, unless the host sets it): run with a deadline, it leaves
  * a reserved record that no one will commit. Returns 0.
+ *
+ * scribble: hostile. The context is a __u32 `rounds`; each round reserves
+ * an 8-byte record, finds the ring's start from the record (as the kernel
+ * does, through pg_off), writes a random u64 at a random 8-byte offset of
+ * the ring's 44 KiB (header page, positions, data, data again) and submits
+ * the record. Returns the number of rounds whose reserve succeeded.
  */
 #include "bpfvisor.h"
 
@@ -183,6 +189,39 @@ int stall(void *ctx)
 	if (r)
 		bpf_ringbuf_submit(r, 0);
 	return 0;
+}
+
+SEC("syscall")
+int scribble(__u32 *rounds)
+{
+	__u32 n = *rounds, reserved = 0;
+	__u64 base = 0;
+
+	for (__u32 i = 0; i < n && i < 1000000; i++) {
+		__u64 *r = bpf_ringbuf_reserve(&events, 8, 0);
+
+		if (r) {
+			__u32 pg_off = ((__u32 *)r)[-1];
+
+			base = ((__u64)r & ~4095ULL) - (__u64)pg_off * 4096;
+			reserved++;
+		}
+		if (base) {
+			__u64 span = 3 * 4096 + 2 * 16 * 1024;
+			__u64 off = (bpf_get_prandom_u32() % (span / 8)) * 8;
+			__u64 val = ((__u64)bpf_get_prandom_u32() << 32) |
+				    bpf_get_prandom_u32();
+
+			/* Small values now and then: plausible lengths and
+			 * positions get further into the consumer. */
+			if (val & 1)
+				val &= 0x7fff;
+			*(volatile __u64 *)(base + off) = val;
+		}
+		if (r)
+			bpf_ringbuf_submit(r, 0);
+	}
+	return reserved;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -281,3 +281,48 @@ fn records_outlive_the_sandbox_and_a_reset_discards_abandoned_ones() {
         .collect();
     assert_eq!(seqs, vec![3, 4], "the abandoned record was discarded");
 }
+
+#[test]
+fn a_program_scribbling_over_its_ring_never_hurts_the_consumer() {
+    if !kvm_available("a_program_scribbling_over_its_ring_never_hurts_the_consumer") {
+        return;
+    }
+    let sandbox = sandbox_with(1, &[RINGBUF]);
+    let mut consumer = sandbox.ring_buffer("events").unwrap();
+    let done = AtomicBool::new(false);
+    let (records, corrupt) = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let (mut records, mut corrupt) = (0u64, 0u64);
+            loop {
+                let finished = done.load(Ordering::SeqCst);
+                match consumer.poll(Some(Duration::from_millis(1)), |r| {
+                    assert!(r.len() as u64 <= RING_SIZE);
+                    let _ = r.to_vec();
+                }) {
+                    Ok(n) => records += n as u64,
+                    Err(RingBufError::Corrupt { .. }) => corrupt += 1,
+                    Err(e) => panic!("{e}"),
+                }
+                if finished {
+                    // Whatever is left, consumed in bounded calls.
+                    for _ in 0..64 {
+                        match consumer.consume(|_| {}) {
+                            Ok(0) => break,
+                            Ok(n) => records += n as u64,
+                            Err(_) => corrupt += 1,
+                        }
+                    }
+                    return (records, corrupt);
+                }
+            }
+        });
+        for _ in 0..20 {
+            run_returning(&sandbox, "scribble", 0, &5000u32.to_le_bytes());
+        }
+        done.store(true, Ordering::SeqCst);
+        reader.join().unwrap()
+    });
+    assert!(corrupt > 0, "the scribbles were noticed ({records} records)");
+    // Only the ring suffered: the sandbox still runs programs.
+    assert_eq!(run_returning(&sandbox, "query", 0, &[0; 8]).0, 0);
+}
