@@ -38,7 +38,9 @@ use shm::errno::EFAULT;
 const BOUNCE_SIZE: u64 = 256;
 
 /// The dynptr at `ptr` in program memory, or `None` if it cannot be read.
-fn load(ptr: u64) -> Option<Dynptr> {
+/// For every helper taking a dynptr (the ring buffer's `*_dynptr` ones
+/// too).
+pub(super) fn load(ptr: u64) -> Option<Dynptr> {
     let mut dynptr = MaybeUninit::<Dynptr>::uninit();
     nofault::copy(dynptr.as_mut_ptr() as u64, ptr, DYNPTR_SIZE as u64).ok()?;
     // SAFETY: the copy filled all 16 bytes, and any bytes are a Dynptr
@@ -47,7 +49,7 @@ fn load(ptr: u64) -> Option<Dynptr> {
 }
 
 /// Writes `dynptr` to `ptr` in program memory.
-fn store(ptr: u64, dynptr: &Dynptr) -> Result<(), Fault> {
+pub(super) fn store(ptr: u64, dynptr: &Dynptr) -> Result<(), Fault> {
     nofault::copy(ptr, core::ptr::from_ref(dynptr) as u64, DYNPTR_SIZE as u64)
 }
 
