@@ -7,6 +7,7 @@
 
 pub mod arena;
 pub mod bits;
+pub mod dynptr;
 pub mod errno;
 pub mod extable;
 pub mod layout;

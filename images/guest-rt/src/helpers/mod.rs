@@ -9,6 +9,7 @@
 pub mod arena;
 pub mod cpu;
 pub mod cpus;
+pub mod dynptr;
 pub mod loops;
 pub mod maps;
 pub mod nofault;
@@ -32,7 +33,7 @@ unsafe impl Sync for Kept {}
 /// table, and so everything it names. A helper exists for the host exactly
 /// when its symbol does.
 #[used]
-static HELPERS: [Kept; 47] = [
+static HELPERS: [Kept; 58] = [
     Kept(trace::bpf_trace_printk as *const ()),
     Kept(maps::bpf_map_lookup_elem as *const ()),
     Kept(maps::bpf_map_update_elem as *const ()),
@@ -80,4 +81,15 @@ static HELPERS: [Kept; 47] = [
     Kept(ringbuf::bpf_ringbuf_discard as *const ()),
     Kept(ringbuf::bpf_ringbuf_output as *const ()),
     Kept(ringbuf::bpf_ringbuf_query as *const ()),
+    Kept(dynptr::bpf_dynptr_from_mem as *const ()),
+    Kept(dynptr::bpf_dynptr_read as *const ()),
+    Kept(dynptr::bpf_dynptr_write as *const ()),
+    Kept(dynptr::bpf_dynptr_data as *const ()),
+    Kept(dynptr::bpf_dynptr_adjust as *const ()),
+    Kept(dynptr::bpf_dynptr_is_null as *const ()),
+    Kept(dynptr::bpf_dynptr_is_rdonly as *const ()),
+    Kept(dynptr::bpf_dynptr_size as *const ()),
+    Kept(dynptr::bpf_dynptr_clone as *const ()),
+    Kept(dynptr::bpf_dynptr_slice as *const ()),
+    Kept(dynptr::bpf_dynptr_slice_rdwr as *const ()),
 ];
