@@ -322,7 +322,194 @@ fn a_program_scribbling_over_its_ring_never_hurts_the_consumer() {
         done.store(true, Ordering::SeqCst);
         reader.join().unwrap()
     });
-    assert!(corrupt > 0, "the scribbles were noticed ({records} records)");
+    assert!(
+        corrupt > 0,
+        "the scribbles were noticed ({records} records)"
+    );
     // Only the ring suffered: the sandbox still runs programs.
     assert_eq!(run_returning(&sandbox, "query", 0, &[0; 8]).0, 0);
+}
+
+const USER: &[u8] = include_bytes!("../../images/progs/user_ringbuf.bpf.o");
+
+/// Request `seq` of the user_ringbuf sample: {seq, len, payload}.
+fn request(seq: u32) -> Vec<u8> {
+    let len = 8 + (seq * 29) % 240;
+    let mut bytes = seq.to_le_bytes().to_vec();
+    bytes.extend(len.to_le_bytes());
+    bytes.extend((0..len - 8).map(|j| (seq * 3 + j) as u8));
+    bytes
+}
+
+/// The response the sample gives to `request(seq)`: (seq, len, sum).
+fn response(seq: u32) -> (u32, u32, u64) {
+    let r = request(seq);
+    (
+        seq,
+        r.len() as u32,
+        r[8..].iter().map(|&b| u64::from(b)).sum(),
+    )
+}
+
+fn serve(sandbox: &Sandbox, program: &str, limit: u32) -> i32 {
+    run_returning(sandbox, program, 0, &limit.to_le_bytes()).0 as i32
+}
+
+fn host_requests_are_drained_in_order_and_answered(program: &str) {
+    let sandbox = sandbox_with(1, &[USER]);
+    let mut producer = sandbox.user_ring_buffer("requests").unwrap();
+    let mut responses = sandbox.ring_buffer("responses").unwrap();
+    let mut answered = vec![];
+    let mut collect = |responses: &mut vmm::RingBufConsumer| {
+        responses
+            .consume(|r| {
+                let b = r.to_vec();
+                let sum = u64::from_le_bytes(b[8..16].try_into().unwrap());
+                answered.push((u32_at(&b, 0), u32_at(&b, 4), sum));
+            })
+            .unwrap();
+    };
+    let (mut drained, mut discarded) = (0, 0);
+    for seq in 0..400u32 {
+        if seq % 13 == 5 {
+            // Withdrawn before the program sees it.
+            let mut withdrawn = loop {
+                match producer.reserve(40) {
+                    Ok(sample) => break sample,
+                    Err(RingBufError::Full { .. }) => {
+                        drained += serve(&sandbox, program, 0);
+                        collect(&mut responses);
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            };
+            withdrawn.write(0, &[0xee; 40]);
+            withdrawn.discard();
+            discarded += 1;
+        }
+        loop {
+            match producer.submit(&request(seq)) {
+                Ok(()) => break,
+                Err(RingBufError::Full { .. }) => {
+                    drained += serve(&sandbox, program, 0);
+                    collect(&mut responses);
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    drained += serve(&sandbox, program, 0);
+    collect(&mut responses);
+    assert!(discarded > 0);
+    assert_eq!(
+        drained, 400,
+        "the drains' counts leave discarded samples out"
+    );
+    assert_eq!(answered, (0..400).map(response).collect::<Vec<_>>());
+    assert_eq!(global_of(&sandbox, USER, "served"), 400);
+    assert_eq!(global_of(&sandbox, USER, "malformed"), 0);
+    assert_eq!(global_of(&sandbox, USER, "unanswered"), 0);
+    assert_eq!(producer.free(), 16 * 1024);
+}
+
+/// Global u64 `name` of `object`, loaded in `sandbox`.
+fn global_of(sandbox: &Sandbox, object: &[u8], name: &str) -> u64 {
+    let object = Object::parse(object).unwrap();
+    let var = object.variables().iter().find(|v| v.name == name).unwrap();
+    let value = sandbox
+        .find_map(&var.section)
+        .unwrap()
+        .lookup(&0u32.to_le_bytes())
+        .unwrap()
+        .unwrap();
+    u64::from_le_bytes(value[var.offset as usize..][..8].try_into().unwrap())
+}
+
+#[test]
+fn host_requests_are_drained_in_order_and_answered_through_pointers() {
+    if kvm_available("host_requests_are_drained_in_order_and_answered_through_pointers") {
+        host_requests_are_drained_in_order_and_answered("serve");
+    }
+}
+
+#[test]
+fn host_requests_are_drained_in_order_and_answered_through_dynptrs() {
+    if kvm_available("host_requests_are_drained_in_order_and_answered_through_dynptrs") {
+        host_requests_are_drained_in_order_and_answered("serve_dynptr");
+    }
+}
+
+#[test]
+fn a_drain_stops_where_the_callback_says_and_resumes_there() {
+    if !kvm_available("a_drain_stops_where_the_callback_says_and_resumes_there") {
+        return;
+    }
+    let sandbox = sandbox_with(1, &[USER]);
+    let mut producer = sandbox.user_ring_buffer("requests").unwrap();
+    for seq in 0..10 {
+        producer.submit(&request(seq)).unwrap();
+    }
+    assert_eq!(serve(&sandbox, "serve", 4), 4);
+    assert_eq!(serve(&sandbox, "serve", 0), 6);
+    assert_eq!(serve(&sandbox, "serve", 0), 0);
+    let mut responses = sandbox.ring_buffer("responses").unwrap();
+    let seqs: Vec<u32> = responses
+        .records()
+        .map(|r| u32_at(&r.unwrap(), 0))
+        .collect();
+    assert_eq!(seqs, (0..10).collect::<Vec<_>>());
+}
+
+#[test]
+fn garbage_in_a_user_ring_is_refused_on_both_sides() {
+    if !kvm_available("garbage_in_a_user_ring_is_refused_on_both_sides") {
+        return;
+    }
+    let sandbox = sandbox_with(1, &[USER]);
+    let header = sandbox.find_map("requests").unwrap().info().header();
+    let mut producer = sandbox.user_ring_buffer("requests").unwrap();
+    producer.submit(&request(0)).unwrap();
+    // What a hostile program could write: a consumer position beyond what
+    // the host produced. The host refuses to produce over it.
+    sandbox
+        .memory()
+        .write(header + 0x1000, &(1u64 << 40).to_le_bytes())
+        .unwrap();
+    assert!(matches!(
+        producer.submit(&request(1)),
+        Err(RingBufError::Corrupt { .. })
+    ));
+    // A producer position the program cannot trust: -EINVAL from the
+    // drain, as the kernel's.
+    sandbox
+        .memory()
+        .write(header + 0x1000, &0u64.to_le_bytes())
+        .unwrap();
+    sandbox
+        .memory()
+        .write(header + 0x2000, &13u64.to_le_bytes())
+        .unwrap();
+    assert_eq!(serve(&sandbox, "serve", 0), -22);
+    // A sample longer than what was produced: -EINVAL too.
+    sandbox
+        .memory()
+        .write(header + 0x2000, &16u64.to_le_bytes())
+        .unwrap();
+    sandbox
+        .memory()
+        .write(header + 0x3000, &4000u32.to_le_bytes())
+        .unwrap();
+    assert_eq!(serve(&sandbox, "serve", 0), -22);
+    // The drain flag was left free: a good sample is served again.
+    sandbox
+        .memory()
+        .write(header + 0x3000, &8u32.to_le_bytes())
+        .unwrap();
+    let empty_request = [7u32.to_le_bytes(), 8u32.to_le_bytes()].concat();
+    sandbox
+        .memory()
+        .write(header + 0x3008, &empty_request)
+        .unwrap();
+    assert_eq!(serve(&sandbox, "serve", 0), 1);
+    assert_eq!(global_of(&sandbox, USER, "served"), 1);
 }

@@ -33,7 +33,7 @@ unsafe impl Sync for Kept {}
 /// table, and so everything it names. A helper exists for the host exactly
 /// when its symbol does.
 #[used]
-static HELPERS: [Kept; 58] = [
+static HELPERS: [Kept; 62] = [
     Kept(trace::bpf_trace_printk as *const ()),
     Kept(maps::bpf_map_lookup_elem as *const ()),
     Kept(maps::bpf_map_update_elem as *const ()),
@@ -81,6 +81,10 @@ static HELPERS: [Kept; 58] = [
     Kept(ringbuf::bpf_ringbuf_discard as *const ()),
     Kept(ringbuf::bpf_ringbuf_output as *const ()),
     Kept(ringbuf::bpf_ringbuf_query as *const ()),
+    Kept(ringbuf::bpf_ringbuf_reserve_dynptr as *const ()),
+    Kept(ringbuf::bpf_ringbuf_submit_dynptr as *const ()),
+    Kept(ringbuf::bpf_ringbuf_discard_dynptr as *const ()),
+    Kept(ringbuf::bpf_user_ringbuf_drain as *const ()),
     Kept(dynptr::bpf_dynptr_from_mem as *const ()),
     Kept(dynptr::bpf_dynptr_read as *const ()),
     Kept(dynptr::bpf_dynptr_write as *const ()),

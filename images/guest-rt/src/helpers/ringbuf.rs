@@ -1,5 +1,7 @@
 //! Ring buffer helpers: `bpf_ringbuf_output` (130), `_reserve` (131),
-//! `_submit` (132), `_discard` (133), `_query` (134). Each runs
+//! `_submit` (132), `_discard` (133), `_query` (134), their dynptr forms
+//! `bpf_ringbuf_reserve_dynptr` (198), `_submit_dynptr` (199),
+//! `_discard_dynptr` (200), and `bpf_user_ringbuf_drain` (209). Each runs
 //! `shm::ringbuf`'s algorithm over the ring as mapped in the ring window
 //! (Note [Ring buffer memory] in `vmm::ringbuf`), in the calling vCPU; a
 //! commit the consumer may be waiting for writes the ring's wakeup id to
@@ -12,9 +14,12 @@
 //! header must name the ring's own start, so a pointer a program made up
 //! is refused rather than followed into memory that is not a ring.
 
+use super::dynptr::{load, store};
+use super::loops::{BpfFunction, in_jit_code};
 use super::maps::open_def;
 use super::nofault;
-use shm::errno::{EAGAIN, EFAULT, EINVAL};
+use shm::dynptr::{Dynptr, DynptrKind};
+use shm::errno::{EAGAIN, EBUSY, EFAULT, EINVAL};
 use shm::layout::PAGE_SIZE;
 use shm::maps::{MapError, MapMemory, MapType, StorageView};
 use shm::ringbuf::{self, RB_FORCE_WAKEUP, RB_NO_WAKEUP, RingGeometry};
@@ -147,4 +152,120 @@ pub extern "C" fn bpf_ringbuf_query(map: u64, flags: u64) -> u64 {
         return 0;
     };
     ringbuf::query(&ring.geom, &ring.view, flags).unwrap_or(0)
+}
+
+/// `long bpf_ringbuf_reserve_dynptr(void *ringbuf, u32 size, u64 flags,
+/// struct bpf_dynptr *ptr)`: a sample of `size` bytes as a ring buffer
+/// dynptr in `*ptr`; 0, or -EINVAL (flags, no room) / -E2BIG (size) with
+/// a NULL dynptr. If `ptr` cannot be written the sample is discarded
+/// (nobody could ever commit it) and the result is -EFAULT.
+#[unsafe(no_mangle)]
+pub extern "C" fn bpf_ringbuf_reserve_dynptr(map: u64, size: u64, flags: u64, ptr: u64) -> i64 {
+    // A u32 argument: the low half of r2.
+    let size = size as u32;
+    let reserved = if flags != 0 {
+        Err(EINVAL)
+    } else if let Err(errno) = Dynptr::check_size(size) {
+        Err(errno)
+    } else {
+        match open_ring(map, MapType::RingBuf) {
+            Ok(ring) => match ringbuf::reserve(&ring.geom, &ring.view, u64::from(size)) {
+                Ok(Some(off)) => Ok(ring.start + off as u64),
+                _ => Err(EINVAL),
+            },
+            Err(_) => Err(EINVAL),
+        }
+    };
+    match reserved {
+        Ok(sample) => {
+            if store(ptr, &Dynptr::new(sample, DynptrKind::Ringbuf, 0, size)).is_err() {
+                commit(sample, RB_NO_WAKEUP, true);
+                return EFAULT;
+            }
+            0
+        }
+        Err(errno) => {
+            let _ = store(ptr, &Dynptr::NULL);
+            errno
+        }
+    }
+}
+
+/// Commits or discards the sample of the ring buffer dynptr at `ptr`,
+/// then makes it NULL; a NULL dynptr is left alone, as in the kernel.
+fn commit_dynptr(ptr: u64, flags: u64, discard: bool) {
+    let Some(dynptr) = load(ptr) else {
+        return;
+    };
+    if dynptr.is_null() || dynptr.kind() != DynptrKind::Ringbuf {
+        return;
+    }
+    commit(dynptr.data, flags, discard);
+    let _ = store(ptr, &Dynptr::NULL);
+}
+
+/// `void bpf_ringbuf_submit_dynptr(struct bpf_dynptr *ptr, u64 flags)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn bpf_ringbuf_submit_dynptr(ptr: u64, flags: u64) {
+    commit_dynptr(ptr, flags, false);
+}
+
+/// `void bpf_ringbuf_discard_dynptr(struct bpf_dynptr *ptr, u64 flags)`.
+#[unsafe(no_mangle)]
+pub extern "C" fn bpf_ringbuf_discard_dynptr(ptr: u64, flags: u64) {
+    commit_dynptr(ptr, flags, true);
+}
+
+/// `long bpf_user_ringbuf_drain(struct bpf_map *map, void *callback_fn,
+/// void *ctx, u64 flags)`: calls `callback_fn(dynptr, ctx)` for each
+/// sample the host produced, in order, until it returns non-zero or
+/// [`ringbuf::MAX_USER_RINGBUF_SAMPLES`] samples were seen; returns the
+/// number of samples handed out (the kernel's count: the one the callback
+/// stopped at included, discarded ones not), or -EINVAL (flags, a
+/// producer position that does not add up), -E2BIG (a sample too large),
+/// -EBUSY (another vCPU is draining). Wakes the host's producer if it
+/// consumed anything, as `flags` allow.
+#[unsafe(no_mangle)]
+pub extern "C" fn bpf_user_ringbuf_drain(map: u64, callback_fn: u64, ctx: u64, flags: u64) -> i64 {
+    if flags & !(RB_NO_WAKEUP | RB_FORCE_WAKEUP) != 0 || !in_jit_code(callback_fn) {
+        return EINVAL;
+    }
+    let Ok(ring) = open_ring(map, MapType::UserRingBuf) else {
+        return EINVAL;
+    };
+    match ring.view.cas_u32(ringbuf::DRAIN_BUSY_OFFSET, 0, 1) {
+        Ok(Ok(_)) => {}
+        _ => return EBUSY,
+    }
+    // SAFETY: `callback_fn` is in the JIT code region (checked above), as
+    // in `bpf_loop`.
+    let callback: BpfFunction = unsafe { core::mem::transmute(callback_fn as usize) };
+    let (mut samples, mut discarded, mut result) = (0i64, 0i64, 0u64);
+    let mut error = None;
+    while samples < ringbuf::MAX_USER_RINGBUF_SAMPLES as i64 && result == 0 {
+        match ringbuf::user_peek(&ring.geom, &ring.view) {
+            Ok(ringbuf::UserNext::Empty) => break,
+            Ok(ringbuf::UserNext::Discarded) => discarded += 1,
+            Ok(ringbuf::UserNext::Sample { off, len, total }) => {
+                // On this stack, which programs can read: the callback
+                // passes it to the dynptr helpers.
+                let dynptr = Dynptr::new(ring.start + off as u64, DynptrKind::Local, 0, len);
+                result = callback((&raw const dynptr) as u64, ctx, 0, 0, 0);
+                if ringbuf::user_release(&ring.view, total).is_err() {
+                    error = Some(EFAULT);
+                    break;
+                }
+            }
+            Err(errno) => {
+                error = Some(errno);
+                break;
+            }
+        }
+        samples += 1;
+    }
+    let _ = ring.view.store_u32(ringbuf::DRAIN_BUSY_OFFSET, 0);
+    if flags & RB_FORCE_WAKEUP != 0 || (flags & RB_NO_WAKEUP == 0 && samples > 0) {
+        wake(&ring);
+    }
+    error.unwrap_or(samples - discarded)
 }
