@@ -86,6 +86,15 @@ pub const PENDING_POS_OFFSET: usize = LOCK_OFFSET + 8;
 pub const WAKEUP_ID_OFFSET: usize = LOCK_OFFSET + 16;
 /// The consumer position (u64).
 pub const CONSUMER_POS_OFFSET: usize = PAGE_SIZE as usize;
+/// Whether the consumer wants wakeups (u32, [`CONSUMER_KERNEL_RULE`],
+/// [`CONSUMER_AWAKE`] or [`CONSUMER_ASLEEP`]; Note [Consumer state]).
+pub const CONSUMER_STATE_OFFSET: usize = CONSUMER_POS_OFFSET + 8;
+/// The kernel's rule alone decides wakeups (a consumer that never said).
+pub const CONSUMER_KERNEL_RULE: u32 = 0;
+/// The consumer is running and will look again without being woken.
+pub const CONSUMER_AWAKE: u32 = 1;
+/// The consumer sleeps until woken: the kernel's rule decides.
+pub const CONSUMER_ASLEEP: u32 = 2;
 /// The producer position (u64).
 pub const PRODUCER_POS_OFFSET: usize = 2 * PAGE_SIZE as usize;
 /// The first data byte.
@@ -175,6 +184,18 @@ pub const fn record_size(len: u32) -> u64 {
 // ---------------------------------------------------------------------------
 // BPF_MAP_TYPE_RINGBUF: programs produce (guest), the host consumes.
 
+// Note [Consumer state]
+// In the kernel a wakeup is an irq_work, cheap; here it is a VM exit
+// (about 20 µs on a nested host), paid by the producing vCPU. Under the
+// kernel's rule alone, a consumer that keeps up is woken for nearly every
+// batch, however briefly it waits. So a consumer may say in the word at
+// CONSUMER_STATE_OFFSET, on its own page, that it is awake — running, and
+// going to look again — and a commit then wakes nobody (unless forced).
+// Before it sleeps it says it is asleep, with a full barrier, and looks
+// once more: a producer's commit (a full barrier too) either sees it
+// asleep and wakes it, or happened before that last look, which sees the
+// record. A consumer that never writes the word gets the kernel's rule.
+
 /// `bpf_ringbuf_reserve`: room for a `len`-byte sample, as the kernel's
 /// `__bpf_ringbuf_reserve`. Returns the sample's offset (after its header,
 /// marked busy), or `None` when it does not fit — never waits for room.
@@ -259,7 +280,8 @@ pub fn commit(
     }
     let rec_pos = (hdr - DATA_OFFSET) as u64;
     let cons = mem.load_u64(CONSUMER_POS_OFFSET)? & g.mask();
-    Ok(flags & RB_FORCE_WAKEUP != 0 || (cons == rec_pos && flags & RB_NO_WAKEUP == 0))
+    let awake = mem.load_u32(CONSUMER_STATE_OFFSET)? == CONSUMER_AWAKE;
+    Ok(flags & RB_FORCE_WAKEUP != 0 || (cons == rec_pos && flags & RB_NO_WAKEUP == 0 && !awake))
 }
 
 /// `bpf_ringbuf_query`: what `flags` asks for, as the kernel (0 for an
@@ -276,6 +298,14 @@ pub fn query(g: &RingGeometry, mem: &impl MapMemory, flags: u64) -> Result<u64, 
         RB_PROD_POS => mem.load_u64(PRODUCER_POS_OFFSET)?,
         _ => 0,
     })
+}
+
+/// The consumer says whether it wants wakeups (Note [Consumer state]),
+/// ordered before whatever it reads next.
+pub fn set_consumer_state(mem: &impl MapMemory, state: u32) -> Result<(), MapError> {
+    mem.store_u32(CONSUMER_STATE_OFFSET, state)?;
+    fence(Ordering::SeqCst);
+    Ok(())
 }
 
 /// What the consumer finds at its position.

@@ -253,6 +253,16 @@ fn wakeups_follow_the_consumer_and_the_flags() {
     assert!(!commit_one(0));
     consume(&r, &mut cons).unwrap();
     assert!(commit_one(0));
+    // A consumer that says it is awake is not woken (unless forced); one
+    // that says it sleeps, by the kernel's rule.
+    consume(&r, &mut cons).unwrap();
+    set_consumer_state(&mem, CONSUMER_AWAKE).unwrap();
+    assert!(!commit_one(0));
+    assert!(commit_one(RB_FORCE_WAKEUP));
+    consume(&r, &mut cons).unwrap();
+    set_consumer_state(&mem, CONSUMER_ASLEEP).unwrap();
+    assert!(commit_one(0));
+    assert!(!commit_one(0));
 }
 
 #[test]

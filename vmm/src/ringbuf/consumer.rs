@@ -57,10 +57,19 @@ impl Record<'_> {
 
     /// The `T` at `offset` of the sample, or `None` if it does not fit.
     pub fn read_pod<T: Pod>(&self, offset: usize) -> Option<T> {
-        let mut bytes = vec![0; size_of::<T>()];
-        (offset.checked_add(bytes.len())? <= self.len()).then_some(())?;
-        self.read(offset, &mut bytes);
-        shm::pod::read_pod(&bytes)
+        let end = offset.checked_add(size_of::<T>())?;
+        if end > self.len() {
+            return None;
+        }
+        let mut value = std::mem::MaybeUninit::<T>::zeroed();
+        // SAFETY: the bytes of a zeroed `T`, which is Pod: any bytes are
+        // a valid `T`, before and after the copy.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(value.as_mut_ptr().cast::<u8>(), size_of::<T>())
+        };
+        self.read(offset, bytes);
+        // SAFETY: as above.
+        Some(unsafe { value.assume_init() })
     }
 }
 
@@ -96,6 +105,7 @@ impl RingBufConsumer {
             wakeups: 0,
             _attached: attached,
         };
+        consumer.set_state(ringbuf::CONSUMER_KERNEL_RULE)?;
         // Start where the last consumer stopped, if that is plausible.
         let (cons, prod) = {
             let view = consumer.mapping.view();
@@ -205,34 +215,63 @@ impl RingBufConsumer {
                 }
                 Err(RingError::Memory(e)) => return Err(e.into()),
             }
-            // Publish progress record by record: producers get room back
-            // while `f` works on the next.
-            ringbuf::consumed(&view, self.pos)?;
+            // Publish progress record by record (a plain Release store):
+            // producers get room back while `f` works on the next.
+            view.store_u64(ringbuf::CONSUMER_POS_OFFSET, self.pos)?;
         }
         ringbuf::consumed(&view, self.pos)?;
         result.map(|()| seen)
     }
 
     /// Consumes what is there; if nothing, waits up to `timeout` (`None`:
-    /// forever) for a producer's wakeup and consumes then. Returns how
-    /// many records `f` saw (0 on timeout).
+    /// forever) for records and consumes them then. Returns how many
+    /// records `f` saw (0 on timeout).
+    ///
+    /// While it polls, the consumer tells producers it is awake, so their
+    /// commits cost no wakeup (a VM exit each: Note [Consumer state] in
+    /// `shm::ringbuf`); it spins for [`POLL_SPIN`] before it sleeps on the
+    /// eventfd, so a steady stream of records is followed without any.
+    /// [`RingBufConsumer::consume`] alone leaves producers to the kernel's
+    /// rule, for event loops that wait on [`RingBufConsumer::wakeup_fd`].
     pub fn poll(
         &mut self,
         timeout: Option<Duration>,
         mut f: impl FnMut(&Record<'_>),
     ) -> Result<usize, RingBufError> {
         let deadline = timeout.map(|t| Instant::now() + t);
+        self.set_state(ringbuf::CONSUMER_AWAKE)?;
         loop {
             let n = self.consume(&mut f)?;
             if n > 0 {
                 return Ok(n);
             }
+            let spin_until = Instant::now() + POLL_SPIN;
+            while self.available() == 0 && Instant::now() < spin_until {
+                std::hint::spin_loop();
+            }
+            if self.available() > 0 {
+                continue;
+            }
+            self.set_state(ringbuf::CONSUMER_ASLEEP)?;
+            let n = self.consume(&mut f)?;
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if left == Some(Duration::ZERO) || !wait_readable(self.wakeup.as_raw_fd(), left)? {
-                return Ok(0);
+            let woken = n == 0
+                && left != Some(Duration::ZERO)
+                && wait_readable(self.wakeup.as_raw_fd(), left)?;
+            self.set_state(ringbuf::CONSUMER_AWAKE)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            if !woken {
+                return Ok(self.consume(&mut f)?);
             }
             self.clear_wakeup();
         }
+    }
+
+    /// Tells producers whether to wake this consumer.
+    pub(super) fn set_state(&self, state: u32) -> Result<(), RingBufError> {
+        Ok(ringbuf::set_consumer_state(&self.mapping.view(), state)?)
     }
 
     /// Reads (and so resets) the wakeup eventfd, counting the wakeups.
@@ -249,6 +288,17 @@ impl RingBufConsumer {
         Records { consumer: self }
     }
 }
+
+impl Drop for RingBufConsumer {
+    fn drop(&mut self) {
+        // The next consumer starts under the kernel's rule.
+        let _ = self.set_state(ringbuf::CONSUMER_KERNEL_RULE);
+    }
+}
+
+/// How long [`RingBufConsumer::poll`] spins, watching for records, before
+/// it sleeps: a few wakeups' worth of producer time.
+pub const POLL_SPIN: Duration = Duration::from_micros(50);
 
 /// Records copied out one by one: see [`RingBufConsumer::records`]. Ends
 /// when no committed record is left; an error is the last item.

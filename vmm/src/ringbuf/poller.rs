@@ -2,7 +2,8 @@
 //! `ring_buffer__poll` over an epoll of the rings' wakeup eventfds.
 
 use super::RingBufError;
-use super::consumer::{Record, RingBufConsumer};
+use super::consumer::{POLL_SPIN, Record, RingBufConsumer};
+use shm::ringbuf;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -82,42 +83,80 @@ impl<'f> RingBufPoller<'f> {
     }
 
     /// Consumes what is there; if nothing, waits up to `timeout` (`None`:
-    /// forever) for any ring's wakeup and consumes then. How many records
-    /// in all (0 on timeout).
+    /// forever) for any ring's records and consumes them then. How many
+    /// records in all (0 on timeout). As [`RingBufConsumer::poll`], the
+    /// rings' producers are told the consumer is awake while it polls.
     pub fn poll(&mut self, timeout: Option<Duration>) -> Result<usize, RingBufError> {
         let deadline = timeout.map(|t| Instant::now() + t);
+        self.set_states(ringbuf::CONSUMER_AWAKE)?;
         loop {
             let n = self.consume()?;
             if n > 0 || self.rings.is_empty() {
                 return Ok(n);
             }
+            let spin_until = Instant::now() + POLL_SPIN;
+            while !self.any_available() && Instant::now() < spin_until {
+                std::hint::spin_loop();
+            }
+            if self.any_available() {
+                continue;
+            }
+            self.set_states(ringbuf::CONSUMER_ASLEEP)?;
+            let n = self.consume()?;
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if left == Some(Duration::ZERO) {
-                return Ok(0);
-            }
-            let ms = left.map_or(-1, |d| d.as_millis().clamp(1, i32::MAX as u128) as i32);
-            let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
-            // SAFETY: the buffer holds `events.len()` entries.
-            let got = unsafe {
-                libc::epoll_wait(
-                    self.epoll.as_raw_fd(),
-                    events.as_mut_ptr(),
-                    events.len() as i32,
-                    ms,
-                )
+            let ready = if n == 0 && left != Some(Duration::ZERO) {
+                self.wait(left)?
+            } else {
+                0
             };
-            if got < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(RingBufError::Io(e));
+            self.set_states(ringbuf::CONSUMER_AWAKE)?;
+            if n > 0 {
+                return Ok(n);
             }
-            for event in &events[..got as usize] {
-                if let Some((consumer, _)) = self.rings.get_mut(event.u64 as usize) {
-                    consumer.clear_wakeup();
-                }
+            if ready == 0 {
+                return self.consume();
             }
         }
+    }
+
+    fn any_available(&self) -> bool {
+        self.rings.iter().any(|(c, _)| c.available() > 0)
+    }
+
+    fn set_states(&self, state: u32) -> Result<(), RingBufError> {
+        for (consumer, _) in &self.rings {
+            consumer.set_state(state)?;
+        }
+        Ok(())
+    }
+
+    /// Waits on the epoll set; clears the eventfds of the rings that woke
+    /// it, and returns how many did.
+    fn wait(&mut self, left: Option<Duration>) -> Result<usize, RingBufError> {
+        let ms = left.map_or(-1, |d| d.as_millis().clamp(1, i32::MAX as u128) as i32);
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 16];
+        // SAFETY: the buffer holds `events.len()` entries.
+        let got = unsafe {
+            libc::epoll_wait(
+                self.epoll.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as i32,
+                ms,
+            )
+        };
+        if got < 0 {
+            let e = std::io::Error::last_os_error();
+            return if e.kind() == std::io::ErrorKind::Interrupted {
+                Ok(0)
+            } else {
+                Err(RingBufError::Io(e))
+            };
+        }
+        for event in &events[..got as usize] {
+            if let Some((consumer, _)) = self.rings.get_mut(event.u64 as usize) {
+                consumer.clear_wakeup();
+            }
+        }
+        Ok(got as usize)
     }
 }
