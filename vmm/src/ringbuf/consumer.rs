@@ -263,7 +263,7 @@ impl RingBufConsumer {
                 return Ok(n);
             }
             if !woken {
-                return Ok(self.consume(&mut f)?);
+                return self.consume(&mut f);
             }
             self.clear_wakeup();
         }
