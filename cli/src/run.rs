@@ -167,9 +167,8 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
         .ok_or_else(|| load_error(args, no_program()))?;
     let host =
         |e: ringbufs::RingBufsError| Failure::new(FailureKind::Host, RunCommandError::RingBufs(e));
-    // Consumers from the start: records committed before one attached
-    // would be read all the same, but a ring attached late could miss
-    // what `--follow` should show as it comes.
+    // Consumers before the first call, as a loader attaches them: with
+    // `--follow`, records print from the first one committed.
     let consumers = ringbufs::attach(&sandbox).map_err(host)?;
     let (runs, rings, follow_error) = if args.follow {
         let (runs, followed) = ringbufs::follow(consumers, args.max_records, args.json, |drain| {
