@@ -1,9 +1,11 @@
 //! `bpfvisor run`: run programs of an object in a fresh sandbox, the way
 //! `bpftool prog run` does in the kernel: one program once (or N times),
-//! or a sequence of `--call`s, each on one vCPU or several at once; then,
+//! or a sequence of `--call`s, each on one vCPU or several at once; then
+//! the records of its ring buffers (as they come, with `--follow`) and,
 //! with `--dump-maps`, every map's contents.
 
 mod dump;
+mod ringbufs;
 mod values;
 
 use crate::failure::{Failure, FailureKind};
@@ -67,6 +69,14 @@ pub struct RunArgs {
     /// After the last call, print every map and its contents.
     #[arg(long)]
     dump_maps: bool,
+    /// Print ring buffer records as they come, while the programs run
+    /// (without it, each ring's records are printed after the last call).
+    #[arg(long)]
+    follow: bool,
+    /// Most records printed per ring buffer; the others are consumed and
+    /// counted.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_records: u64,
     /// Wall-clock budget for all runs of one call ("10s", "250ms").
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -99,6 +109,9 @@ pub enum RunCommandError {
     /// The run could not happen.
     #[error("Cannot run the program")]
     RunProgram(#[source] vmm::RunError),
+    /// The ring buffers could not be read.
+    #[error(transparent)]
+    RingBufs(#[from] ringbufs::RingBufsError),
     /// A vCPU named is not in a sandbox of `--cpus` vCPUs.
     #[error("vCPU {cpu} is not in a sandbox of --cpus {cpus}")]
     NoSuchCpu {
@@ -152,16 +165,38 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
         .map(|&i| ids.get(i).copied())
         .collect::<Option<_>>()
         .ok_or_else(|| load_error(args, no_program()))?;
-    let runs = run_calls(args, &sandbox, &invocations, &programs)?;
+    let host =
+        |e: ringbufs::RingBufsError| Failure::new(FailureKind::Host, RunCommandError::RingBufs(e));
+    // Consumers before the first call, as a loader attaches them: with
+    // `--follow`, records print from the first one committed.
+    let consumers = ringbufs::attach(&sandbox).map_err(host)?;
+    let (runs, rings, follow_error) = if args.follow {
+        let (runs, followed) = ringbufs::follow(consumers, args.max_records, args.json, |drain| {
+            run_calls(args, &sandbox, &invocations, &programs, drain)
+        })
+        .map_err(host)?;
+        (runs?, followed.rings, followed.error)
+    } else {
+        let runs = run_calls(args, &sandbox, &invocations, &programs, &mut || {})?;
+        (runs, ringbufs::collect(consumers, args.max_records), None)
+    };
     let maps = args.dump_maps.then(|| dump::collect(&sandbox, &object));
     if args.json {
-        println!("{}", run_json(&runs, maps.as_deref()));
-    } else if let Some(maps) = &maps {
-        print!("{}", dump::to_text(maps));
+        println!("{}", run_json(&runs, &rings, maps.as_deref()));
+    } else {
+        print!("{}", ringbufs::to_text(&rings, args.max_records));
+        if let Some(maps) = &maps {
+            print!("{}", dump::to_text(maps));
+        }
     }
-    match worst_failure(&runs) {
-        None => Ok(()),
-        Some(kind) => Err(Failure::reported(kind)),
+    let worst = worst_failure(&runs);
+    match (worst, follow_error) {
+        (None, None) => Ok(()),
+        (Some(kind), None) => Err(Failure::reported(kind)),
+        (kind, Some(e)) => Err(Failure::new(
+            kind.unwrap_or(FailureKind::Host),
+            RunCommandError::RingBufs(e),
+        )),
     }
 }
 
@@ -205,11 +240,14 @@ fn prepare(args: &RunArgs) -> Result<(Object, Vec<Invocation>, Vec<usize>), Fail
 
 /// Runs each invocation in turn (`programs[i]` for `invocations[i]`),
 /// printing each vCPU's run in text mode, until one does not return.
+/// `after_call` runs after each call, before its runs are printed (with
+/// `--follow`, it prints the call's last ring buffer records).
 fn run_calls(
     args: &RunArgs,
     sandbox: &Sandbox,
     invocations: &[Invocation],
     programs: &[ProgramId],
+    after_call: &mut dyn FnMut(),
 ) -> Result<Vec<CpuRun>, Failure> {
     let mut runs: Vec<CpuRun> = Vec::new();
     for (call, (invocation, &id)) in invocations.iter().zip(programs).enumerate() {
@@ -223,6 +261,7 @@ fn run_calls(
             .program(id)
             .map(|p| (p.name().to_owned(), p.section().to_owned()))
             .unwrap_or_default();
+        after_call();
         let first = runs.len();
         for (&cpu, result) in invocation.cpus.iter().zip(results) {
             let result = result
@@ -441,8 +480,13 @@ fn print_text(prefix: &str, name: &str, result: &ProgramRun) {
 }
 
 /// The `--json` object: the last vCPU run's fields at the top (all there
-/// is for the single-program form), every run in `calls`, and the maps.
-fn run_json(runs: &[CpuRun], maps: Option<&[dump::MapDump]>) -> Value {
+/// is for the single-program form), every run in `calls`, the ring
+/// buffers and the maps.
+fn run_json(
+    runs: &[CpuRun],
+    rings: &[ringbufs::RingDump],
+    maps: Option<&[dump::MapDump]>,
+) -> Value {
     let mut top = runs.last().map(cpu_run_json).unwrap_or_default();
     let calls: Vec<Value> = runs
         .iter()
@@ -471,6 +515,13 @@ fn run_json(runs: &[CpuRun], maps: Option<&[dump::MapDump]>) -> Value {
         })
         .collect();
     top.insert("results".into(), Value::Array(results));
+    if !rings.is_empty() {
+        let (records, summary) = ringbufs::to_json(rings);
+        if let Some(records) = records {
+            top.insert("ringbufs".into(), records);
+        }
+        top.insert("ringbuf_summary".into(), summary);
+    }
     if let Some(maps) = maps {
         top.insert("maps".into(), dump::to_json(maps));
     }

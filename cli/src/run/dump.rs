@@ -145,6 +145,14 @@ pub enum Contents {
         /// Pages allocated now.
         allocated_pages: u64,
     },
+    /// A ring buffer: its records are not elements (`bpfvisor run`
+    /// prints a `RINGBUF`'s before the maps, `ringbufs.rs`).
+    RingBuffer {
+        /// Data bytes.
+        size: u64,
+        /// Whether it is a `USER_RINGBUF` (the host's to fill).
+        user: bool,
+    },
 }
 
 /// What a slot holds.
@@ -240,6 +248,12 @@ fn contents(sandbox: &Sandbox, map: &MapHandle<'_>) -> Result<Contents, MapError
     if matches!(map_type, MapType::Queue | MapType::Stack) {
         return map.queue_values().map(Contents::Ring);
     }
+    if matches!(map_type, MapType::RingBuf | MapType::UserRingBuf) {
+        return Ok(Contents::RingBuffer {
+            size: map.def().max_entries().into(),
+            user: map_type == MapType::UserRingBuf,
+        });
+    }
     if map_type == MapType::Arena {
         let arena = sandbox.arena().ok_or(MapError::Unsupported)?;
         let allocated_pages = (0..arena.len() / PAGE_SIZE)
@@ -308,6 +322,12 @@ pub fn to_text(maps: &[MapDump<'_>]) -> String {
             }) => vec![format!(
                 "arena at {base:#x}, {len} bytes, {allocated_pages} pages allocated"
             )],
+            Ok(Contents::RingBuffer { size, user: true }) => {
+                vec![format!("user ring buffer of {size} bytes")]
+            }
+            Ok(Contents::RingBuffer { size, user: false }) => {
+                vec![format!("ring buffer of {size} bytes (records above)")]
+            }
         };
         if lines.is_empty() {
             out.push_str("  (empty)\n");
@@ -411,6 +431,9 @@ fn entries_json(contents: &Contents, types: Option<&MapTypes<'_>>) -> Vec<Value>
                 "allocated_pages": allocated_pages,
             }
         })],
+        Contents::RingBuffer { size, user } => {
+            vec![json!({ "ringbuf": { "size": size, "user": user } })]
+        }
     }
 }
 
@@ -501,6 +524,22 @@ mod tests {
             ),
             setup_dump("none", "ARRAY", Ok(Contents::Values(Vec::new()))),
             setup_dump("bad", "LRU_HASH", Err("Map storage is corrupt".into())),
+            setup_dump(
+                "events",
+                "RINGBUF",
+                Ok(Contents::RingBuffer {
+                    size: 4096,
+                    user: false,
+                }),
+            ),
+            setup_dump(
+                "feed",
+                "USER_RINGBUF",
+                Ok(Contents::RingBuffer {
+                    size: 8192,
+                    user: true,
+                }),
+            ),
         ];
         assert_eq!(
             to_text(&maps),
@@ -514,7 +553,11 @@ mod tests {
              0202020202020202\n  0303030303030303\n\
              map none (ARRAY): key 4 bytes, value 8 bytes, max_entries 2\n  (empty)\n\
              map bad (LRU_HASH): key 4 bytes, value 8 bytes, max_entries 2\n  \
-             error: Map storage is corrupt\n"
+             error: Map storage is corrupt\n\
+             map events (RINGBUF): key 4 bytes, value 8 bytes, max_entries 2\n  \
+             ring buffer of 4096 bytes (records above)\n\
+             map feed (USER_RINGBUF): key 4 bytes, value 8 bytes, max_entries 2\n  \
+             user ring buffer of 8192 bytes\n"
         );
         let json = to_json(&maps);
         assert_eq!(
@@ -553,6 +596,10 @@ mod tests {
         assert_eq!(json[5]["entries"], json!([]));
         assert_eq!(json[5]["type"], "LRU_HASH");
         assert_eq!(json[5]["max_entries"], 2);
+        assert_eq!(
+            json[7]["entries"],
+            json!([{ "ringbuf": { "size": 8192, "user": true } }])
+        );
     }
 
     /// `setup_dump` with the types of map `map` of `object`, or of data

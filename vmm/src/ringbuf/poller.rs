@@ -4,6 +4,7 @@
 use super::RingBufError;
 use super::consumer::{POLL_SPIN, Record, RingBufConsumer};
 use shm::ringbuf;
+use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -11,9 +12,16 @@ use std::time::{Duration, Instant};
 type Callback<'f> = Box<dyn FnMut(&Record<'_>) + Send + 'f>;
 
 /// Consumers of several ring buffers, polled together.
+///
+/// A ring that fails (a guest scribbled over it) does not keep the others
+/// from being consumed, and each failure is reported once: when several
+/// rings fail in one round, the first error is returned and the others by
+/// the next calls, before they consume again.
 pub struct RingBufPoller<'f> {
     epoll: OwnedFd,
     rings: Vec<(RingBufConsumer, Callback<'f>)>,
+    /// Errors of the last round not returned yet (at most one per ring).
+    failed: VecDeque<RingBufError>,
 }
 
 impl std::fmt::Debug for RingBufPoller<'_> {
@@ -39,6 +47,7 @@ impl<'f> RingBufPoller<'f> {
             // SAFETY: a fresh descriptor nobody else owns.
             epoll: unsafe { OwnedFd::from_raw_fd(fd) },
             rings: Vec::new(),
+            failed: VecDeque::new(),
         })
     }
 
@@ -73,13 +82,21 @@ impl<'f> RingBufPoller<'f> {
         self.rings.iter().map(|(c, _)| c)
     }
 
-    /// Consumes every ring's committed records; how many in all.
+    /// Consumes every ring's committed records; how many in all. If a
+    /// ring fails, the others are still consumed, and the error is
+    /// returned (with several, one per call: see [`RingBufPoller`]).
     pub fn consume(&mut self) -> Result<usize, RingBufError> {
+        if let Some(e) = self.failed.pop_front() {
+            return Err(e);
+        }
         let mut total = 0;
         for (consumer, f) in &mut self.rings {
-            total += consumer.consume(&mut *f)?;
+            match consumer.consume(&mut *f) {
+                Ok(n) => total += n,
+                Err(e) => self.failed.push_back(e),
+            }
         }
-        Ok(total)
+        self.failed.pop_front().map_or(Ok(total), Err)
     }
 
     /// Consumes what is there; if nothing, waits up to `timeout` (`None`:
