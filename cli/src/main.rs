@@ -38,6 +38,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Output piped into something that stops reading (`| head`) ends the
+    // process quietly, as it does other Unix tools, instead of making
+    // every later print panic on EPIPE.
+    // SAFETY: setting a signal's disposition to the default has no memory
+    // effects; no other thread exists yet.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
