@@ -336,10 +336,21 @@ pub enum Next {
 /// producer position read and checked against it (Note [Trusting ring
 /// memory]).
 pub fn peek(g: &RingGeometry, mem: &impl MapMemory, cons: u64) -> Result<Next, RingError> {
+    let prod = producer_position(g, mem, cons)?;
+    record_at(g, mem, cons, prod)
+}
+
+/// The producer position, checked against the consumer's own position
+/// `cons`: not behind it, at most the ring's size ahead, both 8-byte
+/// aligned. A consumer reads it once for a batch of records
+/// ([`record_at`]): every read of the producer's line is a cache miss the
+/// producer pays for too.
+pub fn producer_position(
+    g: &RingGeometry,
+    mem: &impl MapMemory,
+    cons: u64,
+) -> Result<u64, RingError> {
     let prod = mem.load_u64(PRODUCER_POS_OFFSET)?;
-    if prod == cons {
-        return Ok(Next::Empty);
-    }
     if prod < cons {
         return Err(RingError::Corrupt("producer position moved backwards"));
     }
@@ -348,6 +359,21 @@ pub fn peek(g: &RingGeometry, mem: &impl MapMemory, cons: u64) -> Result<Next, R
     }
     if !prod.is_multiple_of(8) || !cons.is_multiple_of(8) {
         return Err(RingError::Corrupt("position not 8-byte aligned"));
+    }
+    Ok(prod)
+}
+
+/// The record at `cons`, given a producer position `prod` that
+/// [`producer_position`] returned for a consumer position at or before
+/// `cons` (so `cons <= prod`).
+pub fn record_at(
+    g: &RingGeometry,
+    mem: &impl MapMemory,
+    cons: u64,
+    prod: u64,
+) -> Result<Next, RingError> {
+    if cons >= prod {
+        return Ok(Next::Empty);
     }
     let hdr = g.header_off(cons);
     let word = mem.load_u32(hdr)?;

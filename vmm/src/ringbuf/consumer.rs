@@ -85,6 +85,8 @@ pub struct RingBufConsumer {
     wakeup: EventFd,
     pos: u64,
     wakeups: u64,
+    /// What the consumer last told producers, if anything.
+    state: Option<u32>,
     _attached: Attachment,
 }
 
@@ -103,6 +105,7 @@ impl RingBufConsumer {
             wakeup,
             pos: 0,
             wakeups: 0,
+            state: None,
             _attached: attached,
         };
         consumer.set_state(ringbuf::CONSUMER_KERNEL_RULE)?;
@@ -185,42 +188,57 @@ impl RingBufConsumer {
     ) -> Result<usize, RingBufError> {
         let view = self.mapping.view();
         let mut seen = 0;
-        let mut result = Ok(());
-        for _ in 0..self.geom.size() / ringbuf::HDR_SIZE {
-            match ringbuf::peek(&self.geom, &view, self.pos) {
-                Ok(Next::Empty | Next::Busy) => break,
-                Ok(Next::Discarded { total }) => self.pos += total,
-                Ok(Next::Record { off, len, total }) => {
-                    let record = Record {
-                        view: &view,
-                        off,
-                        len,
-                    };
-                    let flow = f(&record);
-                    seen += 1;
-                    self.pos += total;
-                    if flow.is_break() {
-                        break;
+        let mut steps = self.geom.size() / ringbuf::HDR_SIZE;
+        'batches: loop {
+            // The producer position once per batch, the consumer's
+            // published every PUBLISH_EVERY records: each is a cache line
+            // the other side writes (Note [Trusting ring memory] for the
+            // checks).
+            let prod = match ringbuf::producer_position(&self.geom, &view, self.pos) {
+                Ok(prod) => prod,
+                Err(e) => return corrupt(&self.name, &mut self.pos, &view, e),
+            };
+            while steps > 0 {
+                steps -= 1;
+                match ringbuf::record_at(&self.geom, &view, self.pos, prod) {
+                    Ok(Next::Empty | Next::Busy) => break,
+                    Ok(Next::Discarded { total }) => self.pos += total,
+                    Ok(Next::Record { off, len, total }) => {
+                        let record = Record {
+                            view: &view,
+                            off,
+                            len,
+                        };
+                        let flow = f(&record);
+                        seen += 1;
+                        self.pos += total;
+                        if flow.is_break() {
+                            break 'batches;
+                        }
+                        if seen % PUBLISH_EVERY == 0 {
+                            view.store_u64(ringbuf::CONSUMER_POS_OFFSET, self.pos)?;
+                        }
                     }
+                    Err(e) => return corrupt(&self.name, &mut self.pos, &view, e),
                 }
-                Err(RingError::Corrupt(what)) => {
-                    let prod = view.load_u64(ringbuf::PRODUCER_POS_OFFSET)?;
-                    result = Err(RingBufError::Corrupt {
-                        ring: self.name.clone(),
-                        what,
-                        skipped: prod.wrapping_sub(self.pos),
-                    });
-                    self.pos = prod & !7;
-                    break;
-                }
-                Err(RingError::Memory(e)) => return Err(e.into()),
             }
-            // Publish progress record by record (a plain Release store):
-            // producers get room back while `f` works on the next.
-            view.store_u64(ringbuf::CONSUMER_POS_OFFSET, self.pos)?;
+            if steps == 0 {
+                break;
+            }
+            // Caught up, or at a record still being written. Publish the
+            // position, then look once more: a producer committing at
+            // this position either reads it afterwards (and wakes a
+            // sleeping consumer: Note [Consumer state]) or committed
+            // before this look, which then sees the record.
+            ringbuf::consumed(&view, self.pos)?;
+            match ringbuf::peek(&self.geom, &view, self.pos) {
+                Ok(Next::Record { .. } | Next::Discarded { .. }) => {}
+                Ok(Next::Empty | Next::Busy) => return Ok(seen),
+                Err(e) => return corrupt(&self.name, &mut self.pos, &view, e),
+            }
         }
         ringbuf::consumed(&view, self.pos)?;
-        result.map(|()| seen)
+        Ok(seen)
     }
 
     /// Consumes what is there; if nothing, waits up to `timeout` (`None`:
@@ -247,7 +265,7 @@ impl RingBufConsumer {
             }
             let spin_until = Instant::now() + POLL_SPIN;
             while self.available() == 0 && Instant::now() < spin_until {
-                std::hint::spin_loop();
+                pause();
             }
             if self.available() > 0 {
                 continue;
@@ -269,9 +287,15 @@ impl RingBufConsumer {
         }
     }
 
-    /// Tells producers whether to wake this consumer.
-    pub(super) fn set_state(&self, state: u32) -> Result<(), RingBufError> {
-        Ok(ringbuf::set_consumer_state(&self.mapping.view(), state)?)
+    /// Tells producers whether to wake this consumer (a store and a full
+    /// barrier, so only when it changes: producers read the word on every
+    /// commit).
+    pub(super) fn set_state(&mut self, state: u32) -> Result<(), RingBufError> {
+        if self.state != Some(state) {
+            ringbuf::set_consumer_state(&self.mapping.view(), state)?;
+            self.state = Some(state);
+        }
+        Ok(())
     }
 
     /// Reads (and so resets) the wakeup eventfd, counting the wakeups.
@@ -289,12 +313,47 @@ impl RingBufConsumer {
     }
 }
 
+/// After ring `name` was found corrupt: the error to report, with the
+/// consumer position `pos` moved to the producer's (and published).
+fn corrupt(
+    name: &str,
+    pos: &mut u64,
+    view: &StorageView<'_>,
+    e: RingError,
+) -> Result<usize, RingBufError> {
+    let what = match e {
+        RingError::Corrupt(what) => what,
+        RingError::Memory(e) => return Err(e.into()),
+    };
+    let prod = view.load_u64(ringbuf::PRODUCER_POS_OFFSET)?;
+    let skipped = prod.wrapping_sub(*pos);
+    *pos = prod & !7;
+    ringbuf::consumed(view, *pos)?;
+    Err(RingBufError::Corrupt {
+        ring: name.to_owned(),
+        what,
+        skipped,
+    })
+}
+
 impl Drop for RingBufConsumer {
     fn drop(&mut self) {
         // The next consumer starts under the kernel's rule.
         let _ = self.set_state(ringbuf::CONSUMER_KERNEL_RULE);
     }
 }
+
+/// Waits a microsecond or so without touching the ring: a consumer that
+/// read the producer's cache lines in a tight loop would slow every
+/// record the producer writes.
+pub(super) fn pause() {
+    for _ in 0..64 {
+        std::hint::spin_loop();
+    }
+}
+
+/// Records consumed between two publications of the consumer position.
+const PUBLISH_EVERY: usize = 16;
 
 /// How long [`RingBufConsumer::poll`] spins, watching for records, before
 /// it sleeps: a few wakeups' worth of producer time.

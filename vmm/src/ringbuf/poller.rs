@@ -2,7 +2,7 @@
 //! `ring_buffer__poll` over an epoll of the rings' wakeup eventfds.
 
 use super::RingBufError;
-use super::consumer::{POLL_SPIN, Record, RingBufConsumer};
+use super::consumer::{POLL_SPIN, Record, RingBufConsumer, pause};
 use shm::ringbuf;
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -113,7 +113,7 @@ impl<'f> RingBufPoller<'f> {
             }
             let spin_until = Instant::now() + POLL_SPIN;
             while !self.any_available() && Instant::now() < spin_until {
-                std::hint::spin_loop();
+                pause();
             }
             if self.any_available() {
                 continue;
@@ -140,8 +140,8 @@ impl<'f> RingBufPoller<'f> {
         self.rings.iter().any(|(c, _)| c.available() > 0)
     }
 
-    fn set_states(&self, state: u32) -> Result<(), RingBufError> {
-        for (consumer, _) in &self.rings {
+    fn set_states(&mut self, state: u32) -> Result<(), RingBufError> {
+        for (consumer, _) in &mut self.rings {
             consumer.set_state(state)?;
         }
         Ok(())
