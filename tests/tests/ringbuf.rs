@@ -513,3 +513,82 @@ fn garbage_in_a_user_ring_is_refused_on_both_sides() {
     assert_eq!(serve(&sandbox, "serve", 0), 1);
     assert_eq!(global_of(&sandbox, USER, "served"), 1);
 }
+
+/// Waits up to `ms` for `fd` to be readable.
+fn readable(fd: std::os::fd::RawFd, ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&raw mut pfd, 1, ms) > 0 }
+}
+
+#[test]
+fn a_consumer_waiting_on_the_eventfd_itself_is_always_woken() {
+    if !kvm_available("a_consumer_waiting_on_the_eventfd_itself_is_always_woken") {
+        return;
+    }
+    // The kernel's rule alone (no poll): consume, then sleep on the
+    // eventfd; every record must arrive without a timeout.
+    let sandbox = sandbox_with(1, &[RINGBUF]);
+    let mut consumer = sandbox.ring_buffer("events").unwrap();
+    let runs = 200u32;
+    let expected: u64 = (0..runs * 3).filter(|s| s % 7 != 3).count() as u64;
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut got = 0u64;
+            while got < expected {
+                got += consumer.consume(|_| {}).unwrap() as u64;
+                if got < expected {
+                    assert!(
+                        readable(consumer.wakeup_fd(), 5000),
+                        "no wakeup with {got} of {expected} records consumed"
+                    );
+                    let mut buf = [0u8; 8];
+                    // SAFETY: reads 8 bytes into `buf`.
+                    unsafe { libc::read(consumer.wakeup_fd(), buf.as_mut_ptr().cast(), 8) };
+                }
+            }
+            got
+        });
+        for run in 0..runs {
+            let mut batch = [0u8; 8];
+            batch[..4].copy_from_slice(&(run * 3).to_le_bytes());
+            batch[4..].copy_from_slice(&3u32.to_le_bytes());
+            run_returning(&sandbox, "varied", 0, &batch);
+            if run % 16 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        assert_eq!(reader.join().unwrap(), expected);
+    });
+}
+
+#[test]
+fn a_host_producer_waiting_for_room_is_woken_by_the_drain() {
+    if !kvm_available("a_host_producer_waiting_for_room_is_woken_by_the_drain") {
+        return;
+    }
+    let sandbox = sandbox_with(1, &[USER]);
+    let mut producer = sandbox.user_ring_buffer("requests").unwrap();
+    let mut seq = 0;
+    while producer.submit(&request(seq)).is_ok() {
+        seq += 1;
+    }
+    assert!(!producer.wait_for_room(200, Some(Duration::ZERO)).unwrap());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(20));
+            serve(&sandbox, "serve", 0);
+        });
+        assert!(
+            producer
+                .wait_for_room(200, Some(Duration::from_secs(10)))
+                .unwrap()
+        );
+    });
+    assert_eq!(producer.free(), 16 * 1024);
+    producer.submit(&request(seq)).unwrap();
+}
