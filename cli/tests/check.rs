@@ -4,15 +4,10 @@
     reason = "a test fails loudly on any unexpected error"
 )]
 
-use integration_tests::kvm_available;
-use std::process::Command;
+mod common;
+use common::bpfvisor;
 
-fn bpfvisor(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_bpfvisor"))
-        .args(args)
-        .output()
-        .expect("run bpfvisor")
-}
+use integration_tests::kvm_available;
 
 #[test]
 fn check_boots_a_sandbox_and_pings_every_vcpu() {

@@ -8,24 +8,14 @@
     reason = "a test fails loudly on any unexpected error"
 )]
 
+mod common;
+use common::{bpfvisor, sample};
+
 use integration_tests::kvm_available;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
-
-const PROGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../images/progs");
-
-fn bpfvisor(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bpfvisor"))
-        .args(args)
-        .output()
-        .expect("run bpfvisor")
-}
-
-fn sample(name: &str) -> String {
-    format!("{PROGS}/{name}.bpf.o")
-}
 
 fn output(out: &Output) -> String {
     format!(

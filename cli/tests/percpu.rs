@@ -7,9 +7,12 @@
     reason = "a test fails loudly on any unexpected error"
 )]
 
+mod common;
+use common::bpfvisor;
+
 use integration_tests::kvm_available;
 use serde_json::{Value, json};
-use std::process::{Command, Output};
+use std::process::Output;
 
 const PERCPU_DATA: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -17,13 +20,6 @@ const PERCPU_DATA: &str = concat!(
 );
 /// The sample's context, struct bump_args: 24 zero bytes.
 const ZERO_ARGS: &str = "000000000000000000000000000000000000000000000000";
-
-fn bpfvisor(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bpfvisor"))
-        .args(args)
-        .output()
-        .expect("run bpfvisor")
-}
 
 fn json_of(out: &Output) -> Value {
     let stdout = String::from_utf8_lossy(&out.stdout);

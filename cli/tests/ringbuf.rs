@@ -8,22 +8,11 @@
     reason = "a test fails loudly on any unexpected error"
 )]
 
+mod common;
+use common::{bpfvisor, sample};
+
 use integration_tests::kvm_available;
 use serde_json::{Value, json};
-use std::process::{Command, Output};
-
-const PROGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../images/progs");
-
-fn bpfvisor(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bpfvisor"))
-        .args(args)
-        .output()
-        .expect("run bpfvisor")
-}
-
-fn sample(name: &str) -> String {
-    format!("{PROGS}/{name}.bpf.o")
-}
 
 /// `bpfvisor run SAMPLE ARGS`, which must exit with `code`: its stdout
 /// and stderr.

@@ -5,22 +5,17 @@
     reason = "a test fails loudly on any unexpected error"
 )]
 
+mod common;
+use common::bpfvisor;
+
 use integration_tests::kvm_available;
 use serde_json::Value;
 use std::process::{Command, Output};
 
-const PROGS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../images/progs");
 const SUITE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/conformance");
 
-fn bpfvisor(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bpfvisor"))
-        .args(args)
-        .output()
-        .expect("run bpfvisor")
-}
-
 fn sample(name: &str) -> String {
-    format!("{PROGS}/{name}")
+    format!("{}/{name}", common::PROGS)
 }
 
 fn text(out: &Output) -> (String, String) {
