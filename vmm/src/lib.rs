@@ -17,6 +17,7 @@ pub mod program;
 pub mod ringbuf;
 pub mod runtime;
 pub mod sandbox;
+pub mod snapshot;
 pub mod trap;
 pub mod vcpu;
 
@@ -31,4 +32,5 @@ pub use ringbuf::{
     Record, RingBufConsumer, RingBufError, RingBufPoller, UserRingBufProducer, UserSample,
 };
 pub use sandbox::{Call, Outcome, RunError, RunReport, Sandbox, SandboxConfig, SandboxError};
+pub use snapshot::{Snapshot, SnapshotError};
 pub use trap::{PageFaultAccess, Trap, TrapKind};

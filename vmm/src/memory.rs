@@ -25,6 +25,9 @@ pub enum MemoryError {
     /// The mapping could not become guest memory.
     #[error("Failed to register guest memory")]
     Register(#[source] vm_memory::GuestRegionCollectionError),
+    /// Mapping a file over guest memory failed.
+    #[error("Failed to remap guest memory")]
+    Remap(#[source] std::io::Error),
     /// An access fell outside guest memory.
     #[error("Guest memory access of {len} bytes at {addr:#x} is out of bounds")]
     OutOfBounds {
@@ -40,6 +43,9 @@ pub enum MemoryError {
 pub struct GuestMemory {
     mem: GuestMemoryMmap,
     size: u64,
+    /// A private (copy-on-write) mapping of a snapshot's memfd, rather
+    /// than a shared mapping of a memfd of its own.
+    private: bool,
 }
 
 impl GuestMemory {
@@ -65,7 +71,115 @@ impl GuestMemory {
         let region = GuestRegionMmap::new(region, GuestAddress(0))
             .ok_or(MemoryError::OutOfBounds { addr: 0, len })?;
         let mem = GuestMemoryMmap::from_regions(vec![region]).map_err(MemoryError::Register)?;
-        Ok(GuestMemory { mem, size })
+        Ok(GuestMemory {
+            mem,
+            size,
+            private: false,
+        })
+    }
+
+    /// Guest memory over `snapshot`, a memfd of `size` bytes holding a
+    /// sandbox's memory, copy-on-write: reads see the snapshot, a write
+    /// copies the page it touches into this mapping alone. Nothing is
+    /// copied up front.
+    pub fn copy_on_write(snapshot: &File, size: u64) -> Result<GuestMemory, MemoryError> {
+        let file = snapshot.try_clone().map_err(MemoryError::CreateMemfd)?;
+        let len = usize::try_from(size).map_err(|_| MemoryError::OutOfBounds {
+            addr: 0,
+            len: usize::MAX,
+        })?;
+        let region = vm_memory::mmap::MmapRegionBuilder::new(len)
+            .with_file_offset(FileOffset::new(file, 0))
+            .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+            .with_mmap_flags(libc::MAP_NORESERVE | libc::MAP_PRIVATE)
+            .build()
+            .map_err(MemoryError::Map)?;
+        let region = GuestRegionMmap::new(region, GuestAddress(0))
+            .ok_or(MemoryError::OutOfBounds { addr: 0, len })?;
+        let mem = GuestMemoryMmap::from_regions(vec![region]).map_err(MemoryError::Register)?;
+        Ok(GuestMemory {
+            mem,
+            size,
+            private: true,
+        })
+    }
+
+    /// Whether this is a copy-on-write view of a snapshot.
+    pub fn is_copy_on_write(&self) -> bool {
+        self.private
+    }
+
+    /// Maps `len` bytes of `file` from `offset` over guest-physical
+    /// `addr..addr + len`, shared: what the guest writes there goes to
+    /// the file (and what another mapping of it writes is seen). For
+    /// the memory a copy-on-write sandbox shares with host threads.
+    pub fn overlay(
+        &self,
+        addr: u64,
+        file: &File,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), MemoryError> {
+        self.check(addr, usize::try_from(len).unwrap_or(usize::MAX))?;
+        let bad = |_| MemoryError::OutOfBounds {
+            addr,
+            len: len as usize,
+        };
+        if !addr.is_multiple_of(4096) || !len.is_multiple_of(4096) || !offset.is_multiple_of(4096) {
+            return Err(MemoryError::OutOfBounds {
+                addr,
+                len: len as usize,
+            });
+        }
+        let offset = libc::off_t::try_from(offset).map_err(bad)?;
+        // SAFETY: the target lies inside this mapping (checked), which
+        // MAP_FIXED replaces with the file's pages; the host only reaches
+        // guest memory through volatile copies and views, never through
+        // references, so nothing observes the swap but the data.
+        let got = unsafe {
+            libc::mmap(
+                (self.host_base() + addr) as *mut libc::c_void,
+                len as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                std::os::fd::AsRawFd::as_raw_fd(file),
+                offset,
+            )
+        };
+        if got == libc::MAP_FAILED {
+            return Err(MemoryError::Remap(std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// For a copy-on-write view: drops every page it copied, so that the
+    /// memory is the snapshot's again (overlays are gone too).
+    pub fn revert(&self) -> Result<(), MemoryError> {
+        use vm_memory::{GuestMemoryBackend as _, GuestMemoryRegion as _};
+        let file = self
+            .mem
+            .iter()
+            .next()
+            .and_then(|r| r.file_offset())
+            .filter(|_| self.private)
+            .ok_or(MemoryError::OutOfBounds { addr: 0, len: 0 })?;
+        // SAFETY: the whole mapping, replaced by a fresh private mapping of
+        // the same file at the same place; as in `overlay`, nothing holds
+        // references into it.
+        let got = unsafe {
+            libc::mmap(
+                self.host_base() as *mut libc::c_void,
+                self.size as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                std::os::fd::AsRawFd::as_raw_fd(file.file()),
+                0,
+            )
+        };
+        if got == libc::MAP_FAILED {
+            return Err(MemoryError::Remap(std::io::Error::last_os_error()));
+        }
+        Ok(())
     }
 
     /// Size in bytes.
@@ -82,6 +196,10 @@ impl GuestMemory {
     /// map parts of it again.
     pub fn memfd(&self) -> Option<&File> {
         use vm_memory::{GuestMemoryBackend as _, GuestMemoryRegion as _};
+        if self.private {
+            // The file is the snapshot's: it does not see this memory.
+            return None;
+        }
         Some(self.mem.iter().next()?.file_offset()?.file())
     }
 

@@ -458,7 +458,7 @@ impl Sandbox {
             arena_upper,
         )?;
         self.place_code(program.name(), code_offset, &program.jit)?;
-        self.loaded.programs.push(program);
+        self.loaded.programs.push(std::sync::Arc::new(program));
         Ok(ProgramId(self.loaded.programs.len() - 1))
     }
 
@@ -552,9 +552,19 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Gives every vCPU a new pseudo-random seed: a clone must not repeat
+    /// its snapshot's (or its siblings') `bpf_get_prandom_u32` sequence.
+    pub(crate) fn reseed(&self) -> Result<(), MemoryError> {
+        for cpu in 0..self.layout.nr_cpus() {
+            let slot = self.layout.percpu_block(cpu) + PRNG_STATE_OFFSET as u64;
+            self.memory.write_pod(slot, &random_seed())?;
+        }
+        Ok(())
+    }
+
     /// The loaded program `id`.
     pub fn program(&self, id: ProgramId) -> Option<&LoadedProgram> {
-        self.loaded.programs.get(id.0)
+        self.loaded.programs.get(id.0).map(|p| &**p)
     }
 
     /// Every loaded program with its id, in load order.
@@ -563,7 +573,7 @@ impl Sandbox {
             .programs
             .iter()
             .enumerate()
-            .map(|(i, p)| (ProgramId(i), p))
+            .map(|(i, p)| (ProgramId(i), &**p))
     }
 
     /// The loaded program whose function or section name is `name`.
@@ -686,7 +696,8 @@ impl Sandbox {
 /// What has been loaded into a sandbox so far.
 #[derive(Debug, Default)]
 pub(crate) struct Loaded {
-    programs: Vec<LoadedProgram>,
+    /// Shared with the sandboxes cloned from a snapshot of this one.
+    programs: Vec<std::sync::Arc<LoadedProgram>>,
     pub(crate) maps: crate::maps::Maps,
     code_used: u64,
     extable_len: u64,
@@ -697,6 +708,26 @@ pub(crate) struct Loaded {
     pub(crate) arena: Option<crate::arena::Arena>,
     /// The sandbox's ring buffers.
     pub(crate) rings: crate::ringbuf::Rings,
+}
+
+impl Loaded {
+    /// What a sandbox cloned from a snapshot of this one starts with:
+    /// everything but the host resources of rings (their eventfds, which
+    /// belong to a VM) and the arena (snapshots refuse sandboxes with one).
+    pub(crate) fn for_clone(&self) -> Loaded {
+        Loaded {
+            programs: self.programs.clone(),
+            maps: crate::maps::Maps {
+                list: self.maps.list.clone(),
+                used: self.maps.used,
+            },
+            code_used: self.code_used,
+            extable_len: self.extable_len,
+            data_usage: self.data_usage,
+            arena: None,
+            rings: self.rings.for_clone(),
+        }
+    }
 }
 
 /// A non-zero seed for a vCPU's pseudo-random generator, from the kernel's

@@ -244,7 +244,7 @@ pub struct Sandbox {
     pub(crate) loaded: Loaded,
     tsc_khz: u32,
     pub(crate) clock: ClockSync,
-    next_seq: AtomicU64,
+    pub(crate) next_seq: AtomicU64,
     poisoned: AtomicBool,
 }
 
@@ -253,14 +253,26 @@ impl Sandbox {
     /// run at the dispatch loop, with no exit taken yet.
     pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         let layout = config.layout().map_err(SandboxError::Config)?;
+        let runtime = RuntimeImage::embedded()?;
+        let memory =
+            Arc::new(GuestMemory::new(layout.memory_size()).map_err(SandboxError::CreateMemory)?);
+        write_boot_image(&memory, &layout, runtime).map_err(SandboxError::PrepareMachine)?;
+        Sandbox::boot(layout, memory, Loaded::default(), 1)
+    }
+
+    /// The VM and its vCPUs over `memory`, which holds a boot image for
+    /// `layout` (written, or a snapshot's), with `loaded` already in it;
+    /// calls are numbered from `next_seq`.
+    pub(crate) fn boot(
+        layout: Layout,
+        memory: Arc<GuestMemory>,
+        loaded: Loaded,
+        next_seq: u64,
+    ) -> Result<Sandbox, SandboxError> {
         install_handler().map_err(SandboxError::InstallSignalHandler)?;
         let kvm = kvm()?;
         let runtime = RuntimeImage::embedded()?;
-
-        let memory =
-            Arc::new(GuestMemory::new(layout.memory_size()).map_err(SandboxError::CreateMemory)?);
-        let cr3 =
-            write_boot_image(&memory, &layout, runtime).map_err(SandboxError::PrepareMachine)?;
+        let cr3 = shm::layout::PAGE_TABLES_START;
 
         let vm = kvm.create_vm().map_err(SandboxError::CreateVm)?;
         vm.set_tss_address(KVM_TSS_ADDRESS)
@@ -310,10 +322,10 @@ impl Sandbox {
             vcpus,
             vm,
             memory,
-            loaded: Loaded::default(),
+            loaded,
             tsc_khz,
             clock,
-            next_seq: AtomicU64::new(1),
+            next_seq: AtomicU64::new(next_seq),
             poisoned: AtomicBool::new(false),
         };
         sandbox
@@ -507,9 +519,20 @@ impl Sandbox {
     /// page tables, per-CPU blocks and every vCPU's registers are rebuilt,
     /// and the poisoned mark is cleared. Loaded programs stay, and so does
     /// their global data, as the kernel keeps global data across runs.
+    /// A sandbox cloned from a [`crate::Snapshot`] returns to the snapshot
+    /// instead, global data and maps included (its rings keep their
+    /// records).
     pub fn reset(&mut self) -> Result<(), SandboxError> {
-        write_boot_image(&self.memory, &self.layout, self.runtime)
-            .map_err(SandboxError::PrepareMachine)?;
+        if self.memory.is_copy_on_write() {
+            // A clone: its snapshot again (Note [Snapshots and clones]).
+            self.memory
+                .revert()
+                .map_err(|e| SandboxError::PrepareMachine(MachineError::WriteMemory(e)))?;
+            self.overlay_rings().map_err(SandboxError::InstallRings)?;
+        } else {
+            write_boot_image(&self.memory, &self.layout, self.runtime)
+                .map_err(SandboxError::PrepareMachine)?;
+        }
         if let Some(arena) = &self.loaded.arena {
             arena
                 .install(&self.memory, &self.layout)

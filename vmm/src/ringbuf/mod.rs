@@ -165,17 +165,36 @@ fn wait_readable(fd: RawFd, timeout: Option<Duration>) -> Result<bool, RingBufEr
     Ok(rc > 0)
 }
 
-/// One ring of the sandbox.
-#[derive(Debug)]
-struct Ring {
+/// What a ring is, apart from its host resources.
+#[derive(Debug, Clone)]
+pub(crate) struct RingSpec {
     map: MapId,
     name: String,
     map_type: MapType,
     geom: RingGeometry,
     /// Guest-physical address of its first page (the map header).
     header: u64,
+    /// Its wakeup id (the datamatch of its ioeventfd).
+    id: u32,
+}
+
+impl RingSpec {
+    /// Bytes of guest memory the ring's pages take from its header on.
+    fn len(&self) -> u64 {
+        DATA_OFFSET as u64 + self.geom.size()
+    }
+}
+
+/// One ring of the sandbox.
+#[derive(Debug)]
+struct Ring {
+    spec: RingSpec,
     wakeup: EventFd,
     attached: Arc<AtomicBool>,
+    /// In a sandbox cloned from a snapshot, the memfd holding the ring's
+    /// pages (from offset 0), mapped over them shared: the guest memory
+    /// itself is a private mapping no other mapping sees.
+    own: Option<std::fs::File>,
 }
 
 /// The sandbox's rings and the page tables that map them.
@@ -185,6 +204,22 @@ pub(crate) struct Rings {
     /// The sandbox's base tables plus every ring's window mapping, once a
     /// ring exists.
     tables: Option<PageTables>,
+}
+
+impl Rings {
+    /// What a clone starts with: the tables, no rings yet (their host
+    /// resources are made by [`crate::Sandbox::adopt_ring`]).
+    pub(crate) fn for_clone(&self) -> Rings {
+        Rings {
+            list: Vec::new(),
+            tables: self.tables.clone(),
+        }
+    }
+
+    /// The rings, to make again in a clone.
+    pub(crate) fn specs(&self) -> Vec<RingSpec> {
+        self.list.iter().map(|r| r.spec.clone()).collect()
+    }
 }
 
 impl crate::Sandbox {
@@ -233,23 +268,67 @@ impl crate::Sandbox {
         write_tables(&self.memory, &base, &tables).map_err(write)?;
         self.loaded.rings.tables = Some(tables);
 
-        let wakeup = EventFd::new(EFD_CLOEXEC | EFD_NONBLOCK).map_err(RingSetupError::Wakeup)?;
-        self.vm
-            .register_ioevent(
-                &wakeup,
-                &IoEventAddress::Pio(u64::from(shm::ports::WAKEUP_PORT)),
-                id,
-            )
-            .map_err(|e| RingSetupError::Wakeup(std::io::Error::from_raw_os_error(e.errno())))?;
-        self.loaded.rings.list.push(Ring {
+        let spec = RingSpec {
             map,
             name: name.to_owned(),
             map_type: def.map_type(),
             geom,
             header,
+            id,
+        };
+        self.attach_wakeup(spec, None)
+    }
+
+    /// Registers ring `spec`'s wakeup eventfd with the VM and adds it.
+    fn attach_wakeup(
+        &mut self,
+        spec: RingSpec,
+        own: Option<std::fs::File>,
+    ) -> Result<(), RingSetupError> {
+        let wakeup = EventFd::new(EFD_CLOEXEC | EFD_NONBLOCK).map_err(RingSetupError::Wakeup)?;
+        self.vm
+            .register_ioevent(
+                &wakeup,
+                &IoEventAddress::Pio(u64::from(shm::ports::WAKEUP_PORT)),
+                spec.id,
+            )
+            .map_err(|e| RingSetupError::Wakeup(std::io::Error::from_raw_os_error(e.errno())))?;
+        self.loaded.rings.list.push(Ring {
+            spec,
             wakeup,
             attached: Arc::default(),
+            own,
         });
+        Ok(())
+    }
+
+    /// In a sandbox cloned from a snapshot (whose memory is a private
+    /// mapping of `snapshot`): gives ring `spec` a memfd of its own with
+    /// the snapshot's bytes of the ring, mapped shared over the ring's
+    /// pages, so that host ends see what the guest writes; and its wakeup.
+    pub(crate) fn adopt_ring(
+        &mut self,
+        spec: RingSpec,
+        snapshot: &std::fs::File,
+    ) -> Result<(), RingSetupError> {
+        let own = ring_memfd(snapshot, spec.header, spec.len()).map_err(RingSetupError::Wakeup)?;
+        self.memory
+            .overlay(spec.header, &own, 0, spec.len())
+            .map_err(RingSetupError::WriteMemory)?;
+        self.attach_wakeup(spec, Some(own))
+    }
+
+    /// After a clone's memory was reverted to its snapshot: maps each
+    /// ring's own memfd over its pages again (their contents are kept,
+    /// as a reset keeps any sandbox's rings).
+    pub(crate) fn overlay_rings(&self) -> Result<(), RingSetupError> {
+        for ring in &self.loaded.rings.list {
+            if let Some(own) = &ring.own {
+                self.memory
+                    .overlay(ring.spec.header, own, 0, ring.spec.len())
+                    .map_err(RingSetupError::WriteMemory)?;
+            }
+        }
         Ok(())
     }
 
@@ -274,8 +353,8 @@ impl crate::Sandbox {
             // nobody but the guest, so it is not an error.
             let _ = view.store_u32(ringbuf::LOCK_OFFSET, 0);
             let _ = view.store_u32(ringbuf::DRAIN_BUSY_OFFSET, 0);
-            if ring.map_type == MapType::RingBuf {
-                let _ = ringbuf::abandon_busy(&ring.geom, &view);
+            if ring.spec.map_type == MapType::RingBuf {
+                let _ = ringbuf::abandon_busy(&ring.spec.geom, &view);
             }
         }
         Ok(())
@@ -284,8 +363,9 @@ impl crate::Sandbox {
     /// The ring's pages as they lie in guest memory (its data once): for
     /// the host's bookkeeping words, never for records.
     fn ring_storage(&self, ring: &Ring) -> Option<StorageView<'_>> {
-        let len = DATA_OFFSET as u64 + ring.geom.size();
+        let len = DATA_OFFSET as u64 + ring.spec.geom.size();
         if ring
+            .spec
             .header
             .checked_add(len)
             .is_none_or(|end| end > self.memory.size())
@@ -297,9 +377,9 @@ impl crate::Sandbox {
         // guest touches it only with its own instructions.
         let view = unsafe {
             StorageView::new(
-                (self.memory.host_base() + ring.header) as *mut u8,
+                (self.memory.host_base() + ring.spec.header) as *mut u8,
                 len as usize,
-                ring.header,
+                ring.spec.header,
             )
         };
         Some(view.with_spin_tries(shm::maps::memory::HOST_SPIN_TRIES))
@@ -318,7 +398,7 @@ impl crate::Sandbox {
             .rings
             .list
             .iter()
-            .find(|r| r.name == name && r.map_type == wanted);
+            .find(|r| r.spec.name == name && r.spec.map_type == wanted);
         ring.ok_or_else(|| RingBufError::WrongType {
             name: name.to_owned(),
             actual: info.def.map_type().name(),
@@ -333,7 +413,13 @@ impl crate::Sandbox {
         let attached = Attachment::take(&ring.attached)
             .ok_or_else(|| RingBufError::Attached(name.to_owned(), "consumer"))?;
         let (mapping, wakeup) = self.map_ring(ring, End::Consumer)?;
-        RingBufConsumer::new(ring.name.clone(), ring.geom, mapping, wakeup, attached)
+        RingBufConsumer::new(
+            ring.spec.name.clone(),
+            ring.spec.geom,
+            mapping,
+            wakeup,
+            attached,
+        )
     }
 
     /// The producer of `USER_RINGBUF` map `name`. One at a time per ring.
@@ -342,7 +428,13 @@ impl crate::Sandbox {
         let attached = Attachment::take(&ring.attached)
             .ok_or_else(|| RingBufError::Attached(name.to_owned(), "producer"))?;
         let (mapping, wakeup) = self.map_ring(ring, End::Producer)?;
-        UserRingBufProducer::new(ring.name.clone(), ring.geom, mapping, wakeup, attached)
+        UserRingBufProducer::new(
+            ring.spec.name.clone(),
+            ring.spec.geom,
+            mapping,
+            wakeup,
+            attached,
+        )
     }
 
     /// Names of the sandbox's ring buffers of either kind, with their map
@@ -352,15 +444,20 @@ impl crate::Sandbox {
             .rings
             .list
             .iter()
-            .map(|r| (r.map, r.name.as_str(), r.map_type))
+            .map(|r| (r.spec.map, r.spec.name.as_str(), r.spec.map_type))
     }
 
     fn map_ring(&self, ring: &Ring, end: End) -> Result<(RingMapping, EventFd), RingBufError> {
-        let memfd = self
-            .memory
-            .memfd()
-            .ok_or_else(|| std::io::Error::other("guest memory has no memfd"))?;
-        let mapping = RingMapping::new(memfd, ring.header, &ring.geom, end)?;
+        let (file, offset) = match &ring.own {
+            Some(own) => (own, 0),
+            None => (
+                self.memory
+                    .memfd()
+                    .ok_or_else(|| std::io::Error::other("guest memory has no memfd"))?,
+                ring.spec.header,
+            ),
+        };
+        let mapping = RingMapping::new(file, offset, &ring.spec.geom, end)?;
         Ok((mapping, ring.wakeup.try_clone()?))
     }
 }
@@ -379,4 +476,31 @@ fn write_tables(
         }
     }
     Ok(())
+}
+
+/// A memfd with the `len` bytes of `snapshot` from `offset` on.
+fn ring_memfd(snapshot: &std::fs::File, offset: u64, len: u64) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::FileExt;
+    // SAFETY: a valid NUL-terminated name; no other memory effects.
+    let fd = unsafe { libc::memfd_create(c"bpfvisor-ring".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nobody else owns.
+    let file = std::fs::File::from(unsafe {
+        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    });
+    file.set_len(len)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(buf.len() as u64) as usize;
+        snapshot.read_exact_at(&mut buf[..n], offset + done)?;
+        // Holes stay holes: most of a ring is usually untouched.
+        if buf[..n].iter().any(|&b| b != 0) {
+            file.write_all_at(&buf[..n], done)?;
+        }
+        done += n as u64;
+    }
+    Ok(file)
 }

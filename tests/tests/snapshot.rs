@@ -1,0 +1,209 @@
+//! Snapshots and clones in real VMs with clang-built samples: a clone
+//! behaves as a fresh sandbox given the same history, clones are isolated
+//! from each other and from their snapshot, and a reset takes a clone
+//! (even a poisoned one) back to its snapshot.
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on any unexpected error"
+)]
+
+use integration_tests::{kvm_available, run_returning, sandbox_with};
+use std::time::Duration;
+use vmm::{Outcome, ProgramInput, Sandbox, SnapshotError};
+
+const GLOBALS: &[u8] = include_bytes!("../../images/progs/globals.bpf.o");
+const WORDCOUNT: &[u8] = include_bytes!("../../images/progs/wordcount.bpf.o");
+const RINGBUF: &[u8] = include_bytes!("../../images/progs/ringbuf.bpf.o");
+const ARENA: &[u8] = include_bytes!("../../images/progs/arena_list.bpf.o");
+
+fn text(s: &str) -> Vec<u8> {
+    let mut ctx = (s.len() as u32).to_le_bytes().to_vec();
+    ctx.extend(s.as_bytes());
+    ctx.resize(4 + 4096, 0);
+    ctx
+}
+
+fn word(w: &str) -> Vec<u8> {
+    let mut key = w.as_bytes().to_vec();
+    key.resize(16, 0);
+    key
+}
+
+/// What the samples answer after the same history, as a comparable value:
+/// globals' return values and trace lines, word counts.
+fn history(sandbox: &Sandbox) -> (Vec<u64>, Vec<String>, Vec<u64>) {
+    let mut returned = vec![];
+    let mut trace = vec![];
+    for x in [1u32, 2, 3] {
+        let run = integration_tests::run_named(sandbox, "globals", 0, &x.to_le_bytes());
+        let Outcome::Returned(r) = run.report.outcome else {
+            panic!("{:?}", run.report.outcome)
+        };
+        returned.push(r);
+        trace.extend(run.trace);
+    }
+    returned.push(run_returning(sandbox, "count_words", 0, &text("the cat and the hat")).0);
+    let counts = ["the", "cat", "and", "dog"]
+        .map(|w| run_returning(sandbox, "word_count", 0, &word(w)).0)
+        .to_vec();
+    (returned, trace, counts)
+}
+
+/// A sandbox with both samples and an initial history: the state a
+/// snapshot is taken in.
+fn initialised() -> Sandbox {
+    let sandbox = sandbox_with(2, &[GLOBALS, WORDCOUNT]);
+    run_returning(&sandbox, "globals", 0, &7u32.to_le_bytes());
+    run_returning(&sandbox, "count_words", 1, &text("the end"));
+    sandbox
+}
+
+#[test]
+fn a_clone_answers_as_a_fresh_sandbox_with_the_same_history() {
+    if !kvm_available("a_clone_answers_as_a_fresh_sandbox_with_the_same_history") {
+        return;
+    }
+    let template = initialised();
+    let snapshot = template.snapshot().unwrap();
+    assert!(snapshot.bytes() > 0);
+    let clone = snapshot.sandbox().unwrap();
+    let fresh = initialised();
+    let expected = history(&fresh);
+    assert_eq!(history(&clone), expected);
+    // The template goes on as it was, unaffected by the clone.
+    assert_eq!(history(&template), expected);
+    // A second clone starts from the snapshot, not from the first clone.
+    let second = snapshot.sandbox().unwrap();
+    assert_eq!(history(&second), expected);
+    // Per-vCPU state works in clones: vCPU 1 runs too.
+    assert_eq!(run_returning(&second, "count_words", 1, &text("x y")).0, 2);
+}
+
+#[test]
+fn clones_do_not_see_each_others_writes() {
+    if !kvm_available("clones_do_not_see_each_others_writes") {
+        return;
+    }
+    let snapshot = initialised().snapshot().unwrap();
+    let a = snapshot.sandbox().unwrap();
+    let b = snapshot.sandbox().unwrap();
+    for _ in 0..5 {
+        run_returning(&a, "count_words", 0, &text("dog dog"));
+    }
+    assert_eq!(run_returning(&a, "word_count", 0, &word("dog")).0, 10);
+    assert_eq!(run_returning(&b, "word_count", 0, &word("dog")).0, 0);
+    let host_view = |s: &Sandbox| s.find_map("counts").unwrap().lookup(&word("dog")).unwrap();
+    assert!(host_view(&a).is_some());
+    assert_eq!(host_view(&b), None);
+    // The host's writes to one clone's maps stay in that clone too.
+    b.find_map("counts")
+        .unwrap()
+        .update(&word("cow"), &5u64.to_le_bytes(), 0)
+        .unwrap();
+    assert_eq!(run_returning(&b, "word_count", 0, &word("cow")).0, 5);
+    assert_eq!(run_returning(&a, "word_count", 0, &word("cow")).0, 0);
+}
+
+#[test]
+fn a_reset_takes_a_poisoned_clone_back_to_its_snapshot() {
+    if !kvm_available("a_reset_takes_a_poisoned_clone_back_to_its_snapshot") {
+        return;
+    }
+    let snapshot = sandbox_with(1, &[GLOBALS, WORDCOUNT, RINGBUF])
+        .snapshot()
+        .unwrap();
+    let mut clone = snapshot.sandbox().unwrap();
+    let before = run_returning(&clone, "globals", 0, &1u32.to_le_bytes()).0;
+    run_returning(&clone, "count_words", 0, &text("a b c"));
+    let stalled = clone
+        .run_program(
+            clone.find_program("stall").unwrap(),
+            0,
+            &ProgramInput {
+                data: &[0; 8],
+                repeat: 1,
+                timeout: Some(Duration::from_millis(30)),
+            },
+        )
+        .unwrap();
+    assert!(matches!(
+        stalled.report.outcome,
+        Outcome::DeadlineExceeded(_)
+    ));
+    assert!(clone.is_poisoned());
+    clone.reset().unwrap();
+    assert!(!clone.is_poisoned());
+    // The snapshot's state: the same first answer again, no words.
+    assert_eq!(
+        run_returning(&clone, "globals", 0, &1u32.to_le_bytes()).0,
+        before
+    );
+    assert_eq!(run_returning(&clone, "word_count", 0, &word("a")).0, 0);
+}
+
+#[test]
+fn a_clones_ring_buffer_reaches_its_own_consumer() {
+    if !kvm_available("a_clones_ring_buffer_reaches_its_own_consumer") {
+        return;
+    }
+    let template = sandbox_with(1, &[RINGBUF]);
+    run_returning(&template, "fill", 0, &2u32.to_le_bytes());
+    let snapshot = template.snapshot().unwrap();
+    let a = snapshot.sandbox().unwrap();
+    let b = snapshot.sandbox().unwrap();
+    let mut ca = a.ring_buffer("events").unwrap();
+    let mut cb = b.ring_buffer("events").unwrap();
+    // Each starts with the snapshot's unconsumed records.
+    let seqs = |c: &mut vmm::RingBufConsumer| {
+        c.records()
+            .map(|r| u32::from_le_bytes(r.unwrap()[..4].try_into().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(seqs(&mut ca), [0, 1]);
+    run_returning(&a, "fill", 0, &3u32.to_le_bytes());
+    assert_eq!(seqs(&mut ca), [2, 3, 4]);
+    assert_eq!(seqs(&mut cb), [0, 1], "b sees only its own records");
+    run_returning(&b, "fill", 0, &1u32.to_le_bytes());
+    assert_eq!(seqs(&mut cb), [2]);
+    // The template's ring never saw the clones' records.
+    let mut ct = template.ring_buffer("events").unwrap();
+    assert_eq!(seqs(&mut ct), [0, 1]);
+    // A reset keeps a clone's ring working (and its records).
+    let mut a = a;
+    drop(ca);
+    a.reset().unwrap();
+    let mut ca = a.ring_buffer("events").unwrap();
+    run_returning(&a, "fill", 0, &1u32.to_le_bytes());
+    assert_eq!(seqs(&mut ca).len(), 1);
+}
+
+#[test]
+fn snapshots_refuse_what_they_cannot_copy() {
+    if !kvm_available("snapshots_refuse_what_they_cannot_copy") {
+        return;
+    }
+    let arena = sandbox_with(1, &[ARENA]);
+    assert!(matches!(arena.snapshot(), Err(SnapshotError::Arena)));
+    let snapshot = sandbox_with(1, &[GLOBALS]).snapshot().unwrap();
+    let clone = snapshot.sandbox().unwrap();
+    assert!(matches!(clone.snapshot(), Err(SnapshotError::Clone)));
+    let mut poisoned = sandbox_with(1, &[RINGBUF]);
+    let stalled = poisoned
+        .run_program(
+            poisoned.find_program("stall").unwrap(),
+            0,
+            &ProgramInput {
+                data: &[0; 8],
+                repeat: 1,
+                timeout: Some(Duration::from_millis(30)),
+            },
+        )
+        .unwrap();
+    assert!(matches!(
+        stalled.report.outcome,
+        Outcome::DeadlineExceeded(_)
+    ));
+    assert!(matches!(poisoned.snapshot(), Err(SnapshotError::Poisoned)));
+    poisoned.reset().unwrap();
+    assert!(poisoned.snapshot().is_ok());
+}

@@ -1,0 +1,200 @@
+//! Snapshots: a loaded (and perhaps initialised) sandbox frozen, and new
+//! sandboxes cloned from it copy-on-write.
+//!
+//! Note [Snapshots and clones]
+//! A snapshot is a memfd holding a copy of the sandbox's guest memory
+//! (only the extents that hold data: the memfd is sparse, as guest memory
+//! is) and the host's record of what is loaded (programs, maps, rings),
+//! taken while no vCPU runs. A clone maps that memfd privately
+//! (`MAP_PRIVATE`): it starts with the snapshot's bytes without copying
+//! any, and a page is copied only when the clone first writes it. Its
+//! vCPUs start from the boot registers at the dispatch loop, as after a
+//! reset, with fresh random seeds and its own clock. What the host shares
+//! with the guest by mapping guest memory a second time cannot go through
+//! a private mapping (the second mapping would not see the clone's
+//! writes): each ring buffer of a clone gets a memfd of its own, with the
+//! snapshot's bytes of the ring, mapped shared over the ring's pages.
+//! `Sandbox::reset` of a clone maps the snapshot again over its memory
+//! (dropping every page it copied: it is the snapshot again, globals and
+//! maps included) and its rings' memfds over their pages (rings keep their
+//! records, as a reset keeps any sandbox's rings).
+//!
+//! Not yet: sandboxes with an arena (its memory lives at a host address
+//! of its own, which a clone in the same process cannot share), and
+//! snapshots of clones.
+
+use crate::memory::{GuestMemory, MemoryError};
+use crate::program::Loaded;
+use crate::ringbuf::RingSpec;
+use crate::sandbox::{Sandbox, SandboxError};
+use shm::layout::Layout;
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Why a snapshot could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// A run hit its deadline and the sandbox was not reset since.
+    #[error("The sandbox is poisoned (a run hit its deadline); reset it before taking a snapshot")]
+    Poisoned,
+    /// The sandbox has an arena.
+    #[error("Sandboxes with an arena cannot be snapshotted yet")]
+    Arena,
+    /// The sandbox is itself a clone.
+    #[error("A sandbox cloned from a snapshot cannot be snapshotted again; snapshot the original")]
+    Clone,
+    /// A vCPU could not be stopped for the copy.
+    #[error("A vCPU of the sandbox failed")]
+    Vcpu(#[source] crate::sandbox::RunError),
+    /// Copying guest memory failed.
+    #[error("Failed to copy guest memory into the snapshot")]
+    Copy(#[source] std::io::Error),
+}
+
+/// A frozen sandbox to clone from. Cheap to share (`Arc`) between
+/// threads; each clone is a [`Sandbox`] of its own.
+#[derive(Debug)]
+pub struct Snapshot {
+    layout: Layout,
+    memfd: File,
+    loaded: Loaded,
+    rings: Vec<RingSpec>,
+    next_seq: u64,
+    bytes: u64,
+}
+
+impl Sandbox {
+    /// Freezes this sandbox as it is now — guest memory, maps, global data,
+    /// loaded programs, rings — into a [`Snapshot`] to clone sandboxes from
+    /// (Note [Snapshots and clones]). Waits for running calls to end; costs
+    /// a copy of the memory in use (not of the whole address map).
+    pub fn snapshot(&self) -> Result<Snapshot, SnapshotError> {
+        if self.is_poisoned() {
+            return Err(SnapshotError::Poisoned);
+        }
+        if self.loaded.arena.is_some() {
+            return Err(SnapshotError::Arena);
+        }
+        let source = self.memory.memfd().ok_or(SnapshotError::Clone)?;
+        let all: Vec<usize> = (0..self.nr_cpus()).collect();
+        // No call runs while the memory is copied.
+        let _idle = self.lock_cpus(&all).map_err(SnapshotError::Vcpu)?;
+        let memfd = memfd("bpfvisor-snapshot", self.memory.size()).map_err(SnapshotError::Copy)?;
+        let bytes =
+            copy_extents(source, &memfd, self.memory.size()).map_err(SnapshotError::Copy)?;
+        Ok(Snapshot {
+            layout: self.layout,
+            memfd,
+            loaded: self.loaded.for_clone(),
+            rings: self.loaded.rings.specs(),
+            next_seq: self.next_seq.load(Ordering::SeqCst),
+            bytes,
+        })
+    }
+}
+
+impl Snapshot {
+    /// A new sandbox in the snapshot's state, sharing its memory
+    /// copy-on-write (Note [Snapshots and clones]).
+    pub fn sandbox(&self) -> Result<Sandbox, SandboxError> {
+        let memory = GuestMemory::copy_on_write(&self.memfd, self.layout.memory_size())
+            .map_err(SandboxError::CreateMemory)?;
+        let mut sandbox = Sandbox::boot(
+            self.layout,
+            Arc::new(memory),
+            self.loaded.for_clone(),
+            self.next_seq,
+        )?;
+        for spec in &self.rings {
+            sandbox
+                .adopt_ring(spec.clone(), &self.memfd)
+                .map_err(SandboxError::InstallRings)?;
+        }
+        sandbox.reseed().map_err(|e| {
+            SandboxError::PrepareMachine(crate::machine::MachineError::WriteMemory(e))
+        })?;
+        Ok(sandbox)
+    }
+
+    /// The address map of its sandboxes.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Bytes of guest memory the snapshot holds (the extents with data).
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+/// A memfd of `size` bytes, all a hole.
+fn memfd(name: &str, size: u64) -> std::io::Result<File> {
+    let name = std::ffi::CString::new(name).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: a valid NUL-terminated name; no other memory effects.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor nobody else owns.
+    let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    file.set_len(size)?;
+    Ok(file)
+}
+
+/// Copies the extents of `src` that hold data (`SEEK_DATA` / `SEEK_HOLE`)
+/// to the same offsets of `dst`, up to `size`; the bytes copied.
+fn copy_extents(src: &File, dst: &File, size: u64) -> std::io::Result<u64> {
+    let mut copied = 0;
+    let mut at = 0i64;
+    let size = i64::try_from(size).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    while at < size {
+        // SAFETY: plain descriptor calls; no memory is passed.
+        let start = unsafe { libc::lseek(src.as_raw_fd(), at, libc::SEEK_DATA) };
+        if start < 0 {
+            let e = std::io::Error::last_os_error();
+            // ENXIO: no data after `at`.
+            return if e.raw_os_error() == Some(libc::ENXIO) {
+                Ok(copied)
+            } else {
+                Err(e)
+            };
+        }
+        // SAFETY: as above.
+        let end = unsafe { libc::lseek(src.as_raw_fd(), start, libc::SEEK_HOLE) }.min(size);
+        if end < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let (mut off_in, mut off_out) = (start, start);
+        while off_in < end {
+            // SAFETY: the offsets are valid for writes of one i64 each.
+            let n = unsafe {
+                libc::copy_file_range(
+                    src.as_raw_fd(),
+                    &raw mut off_in,
+                    dst.as_raw_fd(),
+                    &raw mut off_out,
+                    (end - off_in) as usize,
+                    0,
+                )
+            };
+            if n <= 0 {
+                return Err(if n == 0 {
+                    std::io::ErrorKind::UnexpectedEof.into()
+                } else {
+                    std::io::Error::last_os_error()
+                });
+            }
+            copied += n as u64;
+        }
+        at = end;
+    }
+    Ok(copied)
+}
+
+impl From<MemoryError> for SnapshotError {
+    fn from(e: MemoryError) -> Self {
+        SnapshotError::Copy(std::io::Error::other(e))
+    }
+}
