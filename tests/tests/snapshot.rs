@@ -207,3 +207,87 @@ fn snapshots_refuse_what_they_cannot_copy() {
     poisoned.reset().unwrap();
     assert!(poisoned.snapshot().is_ok());
 }
+
+#[test]
+fn the_pool_hands_out_warm_clones_and_never_a_poisoned_one() {
+    if !kvm_available("the_pool_hands_out_warm_clones_and_never_a_poisoned_one") {
+        return;
+    }
+    use vmm::{Reuse, SandboxPool};
+    let snapshot = std::sync::Arc::new(
+        sandbox_with(1, &[GLOBALS, WORDCOUNT, RINGBUF])
+            .snapshot()
+            .unwrap(),
+    );
+    let pool = SandboxPool::new(snapshot.clone(), 2, 2, Reuse::ResetToSnapshot).unwrap();
+    assert_eq!(pool.warm(), 2);
+    let first = run_returning(&pool.get().unwrap(), "globals", 0, &1u32.to_le_bytes()).0;
+    for round in 0..6 {
+        let sandbox = pool.get().unwrap();
+        assert!(!sandbox.is_poisoned());
+        // Each borrower starts from the snapshot.
+        assert_eq!(
+            run_returning(&sandbox, "globals", 0, &1u32.to_le_bytes()).0,
+            first,
+            "round {round}"
+        );
+        assert_eq!(run_returning(&sandbox, "word_count", 0, &word("w")).0, 0);
+        run_returning(&sandbox, "count_words", 0, &text("w w w"));
+        if round % 2 == 0 {
+            // Poisoned at a deadline, then given back.
+            let run = sandbox
+                .run_program(
+                    sandbox.find_program("stall").unwrap(),
+                    0,
+                    &ProgramInput {
+                        data: &[0; 8],
+                        repeat: 1,
+                        timeout: Some(Duration::from_millis(20)),
+                    },
+                )
+                .unwrap();
+            assert!(matches!(run.report.outcome, Outcome::DeadlineExceeded(_)));
+            assert!(sandbox.is_poisoned());
+        }
+    }
+    let stats = pool.stats();
+    assert_eq!(stats.cold_clones, 0, "{stats:?}");
+    assert_eq!(stats.discarded, 0, "{stats:?}");
+    assert!(stats.resets >= 6, "{stats:?}");
+    // Two borrowers at once, and a third needing a cold clone.
+    let (a, b, c) = (
+        pool.get().unwrap(),
+        pool.get().unwrap(),
+        pool.get().unwrap(),
+    );
+    assert_eq!(pool.stats().cold_clones, 1);
+    drop((a, b, c));
+    assert_eq!(pool.warm(), 2, "the pool keeps at most 2");
+
+    // Keeping state: the next borrower sees the words, but a poisoned
+    // sandbox still comes back reset.
+    let keep = SandboxPool::new(snapshot, 1, 1, Reuse::KeepState).unwrap();
+    {
+        let sandbox = keep.get().unwrap();
+        run_returning(&sandbox, "count_words", 0, &text("k k"));
+    }
+    {
+        let sandbox = keep.get().unwrap();
+        assert_eq!(run_returning(&sandbox, "word_count", 0, &word("k")).0, 2);
+        let run = sandbox
+            .run_program(
+                sandbox.find_program("stall").unwrap(),
+                0,
+                &ProgramInput {
+                    data: &[0; 8],
+                    repeat: 1,
+                    timeout: Some(Duration::from_millis(20)),
+                },
+            )
+            .unwrap();
+        assert!(matches!(run.report.outcome, Outcome::DeadlineExceeded(_)));
+    }
+    let sandbox = keep.get().unwrap();
+    assert!(!sandbox.is_poisoned());
+    assert_eq!(run_returning(&sandbox, "word_count", 0, &word("k")).0, 0);
+}

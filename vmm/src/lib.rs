@@ -13,6 +13,7 @@ pub mod machine;
 pub mod map_api;
 pub mod maps;
 pub mod memory;
+pub mod pool;
 pub mod program;
 pub mod ringbuf;
 pub mod runtime;
@@ -25,6 +26,7 @@ pub use helpers::HelperSet;
 pub use map_api::{Entry, MapHandle, Slot};
 pub use maps::{MapId, MapInfo};
 pub use memory::GuestMemory;
+pub use pool::{PoolStats, PooledSandbox, Reuse, SandboxPool};
 pub use program::{
     LoadError, LoadedProgram, ProgramId, ProgramInput, ProgramRun, SourceLine, TrapSite,
 };
