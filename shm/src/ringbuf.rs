@@ -84,6 +84,9 @@ pub const PENDING_POS_OFFSET: usize = LOCK_OFFSET + 8;
 /// The value the guest writes to `shm::ports::WAKEUP_PORT` to notify
 /// this ring's consumer (u32).
 pub const WAKEUP_ID_OFFSET: usize = LOCK_OFFSET + 16;
+/// Reserves that found the ring full, or the sample larger than it (u64,
+/// informative: the host reports it per invocation).
+pub const DROPS_OFFSET: usize = LOCK_OFFSET + 24;
 /// The consumer position (u64).
 pub const CONSUMER_POS_OFFSET: usize = PAGE_SIZE as usize;
 /// Whether the consumer wants wakeups (u32, [`CONSUMER_KERNEL_RULE`],
@@ -202,6 +205,31 @@ pub const fn record_size(len: u32) -> u64 {
 /// Producers on several vCPUs serialise on the ring's lock; a lock that
 /// stays taken past the view's spin budget is `Busy`.
 pub fn reserve(
+    g: &RingGeometry,
+    mem: &impl MapMemory,
+    len: u64,
+) -> Result<Option<usize>, MapError> {
+    let reserved = reserve_inner(g, mem, len)?;
+    if reserved.is_none() {
+        count_drop(mem)?;
+    }
+    Ok(reserved)
+}
+
+/// Adds one to the ring's drop counter.
+fn count_drop(mem: &impl MapMemory) -> Result<(), MapError> {
+    let mut drops = mem.load_u64(DROPS_OFFSET)?;
+    // Bounded: each failure means another vCPU's add succeeded.
+    for _ in 0..64 {
+        match mem.cas_u64(DROPS_OFFSET, drops, drops.wrapping_add(1))? {
+            Ok(_) => return Ok(()),
+            Err(found) => drops = found,
+        }
+    }
+    Ok(())
+}
+
+fn reserve_inner(
     g: &RingGeometry,
     mem: &impl MapMemory,
     len: u64,

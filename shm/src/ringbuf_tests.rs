@@ -187,6 +187,8 @@ fn a_full_ring_refuses_and_never_overwrites() {
             .unwrap()
             .is_none()
     );
+    // The one that found it full and the two too large.
+    assert_eq!(r.view().load_u64(DROPS_OFFSET), Ok(3));
     let mut cons = 0;
     let got = consume(&r, &mut cons).unwrap();
     assert_eq!(got.len(), 63);

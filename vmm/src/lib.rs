@@ -33,6 +33,8 @@ pub use program::{
 pub use ringbuf::{
     Record, RingBufConsumer, RingBufError, RingBufPoller, UserRingBufProducer, UserSample,
 };
-pub use sandbox::{Call, Outcome, RunError, RunReport, Sandbox, SandboxConfig, SandboxError};
+pub use sandbox::{
+    Call, Limits, Outcome, RunError, RunReport, Sandbox, SandboxConfig, SandboxError,
+};
 pub use snapshot::{Snapshot, SnapshotError};
 pub use trap::{PageFaultAccess, Trap, TrapKind};

@@ -359,6 +359,10 @@ impl crate::Sandbox {
     /// is taken first, so a map that fails leaves no later map on top of
     /// those already made.
     pub(crate) fn create_object_maps(&mut self, object: &Object) -> Result<Vec<MapId>, LoadError> {
+        let plan = plan_object_maps(&self.layout, &mut self.loaded.maps.used.clone(), object)?;
+        for (spec, (def, _, _)) in object.maps().iter().zip(&plan) {
+            self.check_limits(&spec.name, def)?;
+        }
         let plan = plan_object_maps(&self.layout, &mut self.loaded.maps.used, object)?;
         let first = self.loaded.maps.list.len();
         for (spec, (def, header, data)) in object.maps().iter().zip(plan) {
@@ -437,6 +441,41 @@ impl crate::Sandbox {
             });
         }
         Ok(())
+    }
+
+    /// Checks map `name` against the sandbox's limits.
+    fn check_limits(&self, name: &str, def: &MapDef) -> Result<(), LoadError> {
+        let limits = self.limits;
+        let over = |what, value: u64, limit: Option<u64>| match limit {
+            Some(limit) if value > limit => Err(LoadError::Limit {
+                name: name.to_owned(),
+                what,
+                value,
+                limit,
+            }),
+            _ => Ok(()),
+        };
+        if def.map_type() == MapType::Arena {
+            let pages = u64::from(def.max_entries());
+            over("pages", pages, limits.max_arena_pages.map(u64::from))?;
+            over(
+                "guest memory with the arena, in bytes,",
+                self.layout.memory_size() + pages * PAGE_SIZE,
+                limits.max_memory,
+            )
+        } else if def.map_type().is_ringbuf() {
+            over(
+                "data size in bytes",
+                u64::from(def.max_entries()),
+                limits.max_map_bytes,
+            )
+        } else {
+            over(
+                "storage in bytes",
+                def.storage_size() as u64,
+                limits.max_map_bytes,
+            )
+        }
     }
 
     fn create_map(&mut self, info: MapInfo) -> Result<(), LoadError> {

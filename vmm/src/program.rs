@@ -35,6 +35,18 @@ const CODE_ALIGN: u64 = 64;
 /// Why a program could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// A map would exceed a limit of the sandbox (`SandboxConfig::limits`).
+    #[error("Map `{name}`: its {what} would be {value}, above the sandbox's limit of {limit}")]
+    Limit {
+        /// The map.
+        name: String,
+        /// What.
+        what: &'static str,
+        /// How much it would be.
+        value: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The object has no program by that name.
     #[error("Failed to select a program")]
     SelectProgram(#[source] Box<guest_jit::elf::LoadError>),

@@ -46,6 +46,35 @@ pub struct SandboxConfig {
     pub data_size: u64,
     /// Bytes for maps: each map's header and storage, page-aligned.
     pub maps_size: u64,
+    /// What the sandbox enforces (nothing, by default).
+    pub limits: Limits,
+}
+
+/// Limits a sandbox enforces; `None` is no limit. Exceeding one is a clear
+/// error when the sandbox is made or an object loaded, never a failure at
+/// run time — except the run time itself, which ends in
+/// [`Outcome::DeadlineExceeded`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest any invocation may run: a call without a deadline, or with
+    /// a later one, gets this one.
+    pub max_run_time: Option<Duration>,
+    /// Most bytes of guest memory: the address map's, plus the arena's.
+    pub max_memory: Option<u64>,
+    /// Most pages an arena may have.
+    pub max_arena_pages: Option<u32>,
+    /// Most bytes of storage one map may have (a ring buffer: its data).
+    pub max_map_bytes: Option<u64>,
+}
+
+impl Limits {
+    /// `timeout` cut to [`Limits::max_run_time`].
+    pub fn run_time(&self, timeout: Option<Duration>) -> Option<Duration> {
+        match (timeout, self.max_run_time) {
+            (Some(t), Some(max)) => Some(t.min(max)),
+            (t, max) => t.or(max),
+        }
+    }
 }
 
 impl Default for SandboxConfig {
@@ -58,6 +87,7 @@ impl Default for SandboxConfig {
             rodata_size: DEFAULT_DATA_SIZE,
             data_size: DEFAULT_DATA_SIZE,
             maps_size: DEFAULT_MAPS_SIZE,
+            limits: Limits::default(),
         }
     }
 }
@@ -119,6 +149,16 @@ pub enum SandboxError {
     /// The arena's page tables could not be put back after a reset.
     #[error("Failed to map the arena again")]
     InstallArena(#[source] crate::arena::ArenaSetupError),
+    /// A limit of [`SandboxConfig::limits`] was exceeded.
+    #[error("The sandbox's {what} would be {value} bytes, above its limit of {limit}")]
+    Limit {
+        /// What.
+        what: &'static str,
+        /// How much it would be.
+        value: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// The ring buffers' page tables could not be put back after a reset.
     #[error("Failed to map the ring buffers again")]
     InstallRings(#[source] crate::ringbuf::RingSetupError),
@@ -188,6 +228,12 @@ pub struct RunReport {
     pub exits: u64,
     /// Host wall-clock time from request to answer.
     pub wall: Duration,
+    /// Arena pages allocated after the invocation (0 without an arena),
+    /// as the arena's own count says.
+    pub arena_pages: u64,
+    /// Ring buffer reserves that failed (a full ring) during the
+    /// invocation, all rings and vCPUs of the sandbox together.
+    pub ringbuf_drops: u64,
 }
 
 /// Why an invocation has no outcome.
@@ -236,6 +282,7 @@ pub(crate) type VcpuGuard<'a> = MutexGuard<'a, VcpuHandle>;
 #[derive(Debug)]
 pub struct Sandbox {
     pub(crate) layout: Layout,
+    pub(crate) limits: Limits,
     pub(crate) runtime: &'static RuntimeImage,
     // Field order is drop order: vCPU threads first, then the VM, then memory.
     vcpus: Vec<Mutex<VcpuHandle>>,
@@ -253,11 +300,22 @@ impl Sandbox {
     /// run at the dispatch loop, with no exit taken yet.
     pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         let layout = config.layout().map_err(SandboxError::Config)?;
+        if let Some(limit) = config
+            .limits
+            .max_memory
+            .filter(|&max| layout.memory_size() > max)
+        {
+            return Err(SandboxError::Limit {
+                what: "guest memory",
+                value: layout.memory_size(),
+                limit,
+            });
+        }
         let runtime = RuntimeImage::embedded()?;
         let memory =
             Arc::new(GuestMemory::new(layout.memory_size()).map_err(SandboxError::CreateMemory)?);
         write_boot_image(&memory, &layout, runtime).map_err(SandboxError::PrepareMachine)?;
-        Sandbox::boot(layout, memory, Loaded::default(), 1)
+        Sandbox::boot(layout, config.limits, memory, Loaded::default(), 1)
     }
 
     /// The VM and its vCPUs over `memory`, which holds a boot image for
@@ -265,6 +323,7 @@ impl Sandbox {
     /// calls are numbered from `next_seq`.
     pub(crate) fn boot(
         layout: Layout,
+        limits: Limits,
         memory: Arc<GuestMemory>,
         loaded: Loaded,
         next_seq: u64,
@@ -318,6 +377,7 @@ impl Sandbox {
         }
         let sandbox = Sandbox {
             layout,
+            limits,
             runtime,
             vcpus,
             vm,
@@ -337,6 +397,11 @@ impl Sandbox {
     /// The sandbox's address map.
     pub fn layout(&self) -> &Layout {
         &self.layout
+    }
+
+    /// What the sandbox enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Number of vCPUs.
@@ -436,6 +501,7 @@ impl Sandbox {
         kind: u64,
         calls: &[Call],
     ) -> Vec<Result<RunReport, RunError>> {
+        let drops_before = self.ring_drops();
         let start = Instant::now();
         let started: Vec<Result<u64, RunError>> = guards
             .iter()
@@ -461,13 +527,23 @@ impl Sandbox {
             .zip(calls)
             .zip(started)
             .map(|((handle, call), seq)| {
-                let deadline = call.timeout.map(|t| start + t);
+                let deadline = self.limits.run_time(call.timeout).map(|t| start + t);
                 let report = handle.wait_call(seq?, deadline);
                 self.report(report, call, start)
             })
-            .collect();
+            .collect::<Vec<_>>();
         self.release_arena_pages();
+        let (arena_pages, ring_drops) = (self.arena_pages(), self.ring_drops());
         reports
+            .into_iter()
+            .map(|report| {
+                report.map(|r| RunReport {
+                    arena_pages,
+                    ringbuf_drops: ring_drops.wrapping_sub(drops_before),
+                    ..r
+                })
+            })
+            .collect()
     }
 
     fn check_cpus(&self, cpus: &[usize]) -> Result<(), RunError> {
@@ -502,7 +578,7 @@ impl Sandbox {
             CallEnd::Trapped(record) => Outcome::Trapped(Trap::from_record(&record)),
             CallEnd::Stopped => {
                 self.poisoned.store(true, Ordering::SeqCst);
-                Outcome::DeadlineExceeded(call.timeout.unwrap_or_default())
+                Outcome::DeadlineExceeded(self.limits.run_time(call.timeout).unwrap_or_default())
             }
         };
         Ok(RunReport {
@@ -512,6 +588,8 @@ impl Sandbox {
             duration: cycles_to_duration(report.cycles, self.tsc_khz),
             exits: report.exits,
             wall,
+            arena_pages: 0,
+            ringbuf_drops: 0,
         })
     }
 

@@ -58,6 +58,7 @@ pub enum SnapshotError {
 #[derive(Debug)]
 pub struct Snapshot {
     layout: Layout,
+    limits: crate::sandbox::Limits,
     memfd: File,
     loaded: Loaded,
     rings: Vec<RingSpec>,
@@ -86,6 +87,7 @@ impl Sandbox {
             copy_extents(source, &memfd, self.memory.size()).map_err(SnapshotError::Copy)?;
         Ok(Snapshot {
             layout: self.layout,
+            limits: self.limits,
             memfd,
             loaded: self.loaded.for_clone(),
             rings: self.loaded.rings.specs(),
@@ -103,6 +105,7 @@ impl Snapshot {
             .map_err(SandboxError::CreateMemory)?;
         let mut sandbox = Sandbox::boot(
             self.layout,
+            self.limits,
             Arc::new(memory),
             self.loaded.for_clone(),
             self.next_seq,

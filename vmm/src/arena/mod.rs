@@ -540,6 +540,20 @@ impl crate::Sandbox {
     /// Releases the arena pages programs freed: after every invocation,
     /// before it is reported. A failure leaves the pages FREED for the
     /// next time (their memory stays held, nothing else changes).
+    /// Pages allocated in the arena, as its own count says (0 without
+    /// one): reported, never trusted.
+    pub(crate) fn arena_pages(&self) -> u64 {
+        self.loaded
+            .arena
+            .as_ref()
+            .and_then(|arena| {
+                self.memory
+                    .read_pod::<shm::arena::ArenaHeader>(arena.states_addr())
+                    .ok()
+            })
+            .map_or(0, |header| u64::from(header.allocated))
+    }
+
     pub(crate) fn release_arena_pages(&self) {
         if let Some(arena) = &self.loaded.arena {
             let _ = arena.release(&self.memory);

@@ -437,6 +437,19 @@ impl crate::Sandbox {
         )
     }
 
+    /// Reserves that found a `RINGBUF` full (or a sample larger than it)
+    /// so far, all rings together: the guest's own counters, reported,
+    /// never trusted.
+    pub(crate) fn ring_drops(&self) -> u64 {
+        self.loaded
+            .rings
+            .list
+            .iter()
+            .filter(|r| r.spec.map_type == MapType::RingBuf)
+            .filter_map(|r| self.ring_storage(r)?.load_u64(ringbuf::DROPS_OFFSET).ok())
+            .fold(0, u64::wrapping_add)
+    }
+
     /// Names of the sandbox's ring buffers of either kind, with their map
     /// ids, in creation order.
     pub fn ring_buffers(&self) -> impl Iterator<Item = (MapId, &str, MapType)> {
