@@ -16,10 +16,10 @@ use crate::failure::{Failure, FailureKind};
 use clap::Args;
 use crossbeam_channel::{Receiver, Sender};
 use exec::{Finished, Line, ObjectCache, Status};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Lines queued per worker: enough that no worker waits for the reader.
@@ -32,7 +32,7 @@ pub struct JobsArgs {
     file: PathBuf,
     /// Jobs run at once, each in its own sandbox on its own worker thread
     /// (default: the number of CPUs).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     parallel: Option<u16>,
     /// Print each result when its job ends instead of in input order.
     #[arg(long)]
@@ -100,7 +100,7 @@ pub fn run(args: &JobsArgs) -> Result<(), Failure> {
         || std::thread::available_parallelism().map_or(1, |n| n.get()),
         usize::from,
     );
-    let bar = progress_bar();
+    let bar = progress_bar(&args.file);
     let cache = ObjectCache::default();
     let started = Instant::now();
     let (lines, queue) = crossbeam_channel::bounded::<Line>(workers * QUEUE_PER_WORKER);
@@ -112,7 +112,7 @@ pub fn run(args: &JobsArgs) -> Result<(), Failure> {
         }
         drop((queue, results));
         let writer = scope.spawn(|| write_results(&done, !args.unordered, &bar));
-        let read = read_lines(input, &lines, &bar);
+        let read = read_lines(input, &lines);
         // Workers end when the queue is empty and closed, the writer when
         // every worker has.
         drop(lines);
@@ -135,28 +135,61 @@ pub fn run(args: &JobsArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// A progress bar on stderr when it is a terminal, of as many jobs as
-/// have been read so far; a hidden one otherwise.
-fn progress_bar() -> ProgressBar {
+/// A progress bar on stderr when it is a terminal, a hidden one
+/// otherwise. The bar's length is the jobs in `file`, counted first; from
+/// standard input, which can be read only once, it is a count of jobs
+/// done.
+fn progress_bar(file: &Path) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(0);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{elapsed_precise} [{wide_bar}] {pos}/{len} jobs, {per_sec} {msg}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
+    let total = if file.as_os_str() == "-" {
+        None
+    } else {
+        // Not being able to count is not an error: reading will say why.
+        count_jobs(file).ok()
+    };
+    let (bar, template) = match total {
+        Some(total) => (
+            ProgressBar::new(total),
+            "{elapsed_precise} [{wide_bar}] {pos}/{len} jobs, {rate}, ETA {eta} {msg}",
+        ),
+        None => (
+            ProgressBar::no_length(),
+            "{elapsed_precise} {pos} jobs, {rate} {msg}",
+        ),
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        let style = style
+            .with_key(
+                "rate",
+                |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                    let _ = write!(out, "{:.0}/s", state.per_sec());
+                },
+            )
+            .progress_chars("=> ");
+        bar.set_style(style);
     }
     bar.enable_steady_tick(Duration::from_millis(250));
     bar
 }
 
+/// The non-blank lines of `file`.
+fn count_jobs(file: &Path) -> Result<u64, std::io::Error> {
+    let mut input = BufReader::new(std::fs::File::open(file)?);
+    let mut line = Vec::new();
+    let mut count = 0;
+    while input.read_until(b'\n', &mut line)? > 0 {
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            count += 1;
+        }
+        line.clear();
+    }
+    Ok(count)
+}
+
 /// Sends every non-blank line to the workers, numbered.
-fn read_lines(
-    mut input: Box<dyn BufRead>,
-    lines: &Sender<Line>,
-    bar: &ProgressBar,
-) -> Result<(), std::io::Error> {
+fn read_lines(mut input: Box<dyn BufRead>, lines: &Sender<Line>) -> Result<(), std::io::Error> {
     let mut seq = 0;
     let mut number = 0;
     loop {
@@ -168,7 +201,6 @@ fn read_lines(
         if bytes.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        bar.inc_length(1);
         if lines.send(Line { seq, number, bytes }).is_err() {
             // No worker is left (none can end early but by a bug): the
             // jobs not sent have no result either way.
