@@ -404,16 +404,16 @@ fn a_thousand_jobs_each_get_their_own_result() {
     assert!(stderr.starts_with("jobs: 1000 in "), "{stderr}");
     assert!(stderr.ends_with(&summary), "{stderr}\nwanted: {summary}");
 
-    // One worker gives the same results. (The first 250 jobs, which have
+    // One worker gives the same results. (The first 160 jobs, which have
     // every kind, keep the test short: one worker takes 4 times as long.)
-    let (text, jobs) = generate(250);
+    let (text, jobs) = generate(160);
     let path = write_jobs("quarter.jsonl", &text);
     let out = bpfvisor(&["jobs", path.to_str().unwrap(), "--parallel", "1"]);
     std::fs::remove_file(&path).unwrap();
     assert_eq!(out.status.code(), Some(7));
     let one = results(&out);
     assert_eq!(one.len(), jobs.len());
-    assert!(status_counts(&jobs).iter().all(|&n| n >= 5));
+    assert!(status_counts(&jobs).iter().all(|&n| n >= 3));
     for (a, b) in one.iter().zip(&four) {
         assert_eq!(stable(a), stable(b));
     }
