@@ -52,6 +52,9 @@ pub enum JobsCommandError {
     /// The results could not be written.
     #[error("Cannot write the results")]
     WriteResults(#[source] std::io::Error),
+    /// The thread printing the results panicked (a bug of bpfvisor).
+    #[error("The thread writing the results stopped")]
+    Writer,
     /// KVM cannot be used: no job could run.
     #[error("Cannot use KVM")]
     Kvm(#[source] vmm::kvm::KvmError),
@@ -120,12 +123,8 @@ pub fn run(args: &JobsArgs) -> Result<(), Failure> {
     });
     bar.finish_and_clear();
     let elapsed = started.elapsed();
-    let (counts, written) = match written {
-        Ok(done) => done,
-        // The writer only formats and prints: nothing of a job's can
-        // panic it.
-        Err(_) => (Counts::default(), Ok(())),
-    };
+    // The writer only prints and counts: nothing a job does can panic it.
+    let (counts, written) = written.map_err(|_| host(JobsCommandError::Writer))?;
     eprintln!("{}", summary(&counts, elapsed, cache.parsed()));
     read.map_err(|e| host(JobsCommandError::ReadJobs(args.file.clone(), e)))?;
     written.map_err(|e| host(JobsCommandError::WriteResults(e)))?;
