@@ -436,7 +436,7 @@ fn worst_failure(runs: &[CpuRun]) -> Option<FailureKind> {
 /// A trace line as a terminal can show it: a program may print any byte
 /// but NUL, so control characters (escape sequences among them) are shown
 /// escaped, and the rest as it is.
-pub(crate) fn printable(line: &str) -> String {
+fn printable(line: &str) -> String {
     line.chars()
         .map(|c| match c {
             '\t' => c.to_string(),
