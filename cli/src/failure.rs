@@ -18,6 +18,8 @@ pub enum FailureKind {
     Deadline,
     /// Some conformance tests failed.
     TestsFailed,
+    /// Some jobs of `bpfvisor jobs` did not return.
+    JobsFailed,
 }
 
 impl FailureKind {
@@ -29,6 +31,7 @@ impl FailureKind {
             FailureKind::Trap => 4,
             FailureKind::Deadline => 5,
             FailureKind::TestsFailed => 6,
+            FailureKind::JobsFailed => 7,
         }
     }
 }
@@ -112,6 +115,7 @@ mod tests {
             FailureKind::Trap,
             FailureKind::Deadline,
             FailureKind::TestsFailed,
+            FailureKind::JobsFailed,
         ];
         let mut codes: Vec<u8> = kinds.iter().map(|k| k.exit_code()).collect();
         codes.sort_unstable();

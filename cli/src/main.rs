@@ -4,6 +4,7 @@ mod check;
 mod conformance;
 mod disasm;
 mod failure;
+mod jobs;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,9 @@ enum Command {
     /// several vCPUs at once) in a fresh sandbox and print return values,
     /// trace output, data and maps.
     Run(run::RunArgs),
+    /// Run a JSON-lines file of jobs, each in a sandbox of its own,
+    /// several at once, and print one JSON result line per job.
+    Jobs(jobs::JobsArgs),
     /// Show a program's BPF instructions with their C source lines, or the
     /// x86-64 code the JIT makes of them.
     Disasm(disasm::DisasmArgs),
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
+        Command::Jobs(args) => jobs::run(&args),
         Command::Disasm(args) => disasm::run(&args),
         Command::Conformance(args) => conformance::run(&args),
         Command::Check(args) => check::run(&args).map_err(|e| Failure::new(FailureKind::Host, e)),

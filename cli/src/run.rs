@@ -5,7 +5,7 @@
 //! with `--dump-maps`, every map's contents.
 
 mod dump;
-mod ringbufs;
+pub(crate) mod ringbufs;
 mod values;
 
 use crate::failure::{Failure, FailureKind};
@@ -329,8 +329,14 @@ fn input_data(args: &RunArgs) -> Result<Vec<u8>, RunCommandError> {
     let Some(text) = &args.data else {
         return Ok(Vec::new());
     };
+    parse_hex(text).map_err(RunCommandError::ParseData)
+}
+
+/// Bytes written in hex, pairs of digits optionally separated by
+/// whitespace ("01 02 ff" or "0102ff").
+pub(crate) fn parse_hex(text: &str) -> Result<Vec<u8>, hex::FromHexError> {
     let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    hex::decode(digits).map_err(RunCommandError::ParseData)
+    hex::decode(digits)
 }
 
 fn set_variable(object: &mut Object, set: &SetVariable) -> Result<(), SetValueError> {
@@ -355,7 +361,7 @@ fn set_variable(object: &mut Object, set: &SetVariable) -> Result<(), SetValueEr
 }
 
 /// The index in [`Object::programs`] of the program `name` selects.
-fn program_index(object: &Object, name: Option<&str>) -> Result<usize, vmm::LoadError> {
+pub(crate) fn program_index(object: &Object, name: Option<&str>) -> Result<usize, vmm::LoadError> {
     let spec = object
         .find_program(name)
         .map_err(|e| vmm::LoadError::SelectProgram(Box::new(e)))?;
@@ -394,18 +400,26 @@ fn create_sandbox(
         .map(|inv| inv.data.len() as u64)
         .max()
         .unwrap_or_default();
+    Sandbox::new(sandbox_config(object, cpus, largest)).map_err(RunCommandError::CreateSandbox)
+}
+
+/// The configuration of a sandbox of `cpus` vCPUs for `object`: a context
+/// buffer for an input of `largest` bytes, and a maps region for every map.
+pub(crate) fn sandbox_config(object: &Object, cpus: usize, largest: u64) -> SandboxConfig {
     let defaults = SandboxConfig::default();
-    Sandbox::new(SandboxConfig {
+    SandboxConfig {
         cpus,
-        ctx_size: largest.next_multiple_of(PAGE_SIZE).max(MIN_CTX_SIZE),
+        ctx_size: largest
+            .checked_next_multiple_of(PAGE_SIZE)
+            .unwrap_or(u64::MAX)
+            .max(MIN_CTX_SIZE),
         // Far too large a region is refused by the layout, by name.
         maps_size: vmm::maps::maps_size_needed(object, cpus)
             .checked_next_multiple_of(PAGE_SIZE)
             .unwrap_or(u64::MAX)
             .max(defaults.maps_size),
         ..defaults
-    })
-    .map_err(RunCommandError::CreateSandbox)
+    }
 }
 
 /// The failure the worst of `runs` stands for: a deadline over a trap.
@@ -432,7 +446,7 @@ fn printable(line: &str) -> String {
         .collect()
 }
 
-fn per_run(result: &ProgramRun) -> Duration {
+pub(crate) fn per_run(result: &ProgramRun) -> Duration {
     let runs = u32::try_from(result.report.runs.max(1)).unwrap_or(u32::MAX);
     result.report.duration / runs
 }
@@ -558,7 +572,7 @@ fn to_json(name: &str, section: &str, result: &ProgramRun) -> Value {
     })
 }
 
-fn trap_json(trap: &Trap, result: &ProgramRun) -> Value {
+pub(crate) fn trap_json(trap: &Trap, result: &ProgramRun) -> Value {
     let site = result.trap_site.as_ref().map(|site| {
         let line = site.line.as_ref();
         json!({
