@@ -30,7 +30,7 @@ const QUEUE_PER_WORKER: usize = 4;
 pub struct JobsArgs {
     /// JSON-lines file of jobs, one object a line (`-`: standard input).
     file: PathBuf,
-    /// Jobs run at once, each in its own sandbox on its own worker thread
+    /// Jobs run at once, each in a sandbox of its own, on its own worker thread
     /// (default: the number of CPUs).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     parallel: Option<u16>,
@@ -104,7 +104,7 @@ pub fn run(args: &JobsArgs) -> Result<(), Failure> {
         usize::from,
     );
     let bar = progress_bar(&args.file);
-    let cache = ObjectCache::default();
+    let cache = ObjectCache::new(workers);
     let started = Instant::now();
     let (lines, queue) = crossbeam_channel::bounded::<Line>(workers * QUEUE_PER_WORKER);
     let (results, done) = crossbeam_channel::unbounded::<Finished>();

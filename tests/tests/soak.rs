@@ -38,7 +38,7 @@ fn a_hundred_thousand_invocations_leave_fds_threads_and_memory_flat() {
     let mut text = 9u32.to_le_bytes().to_vec();
     text.extend(b"soak test");
     text.resize(4 + 4096, 0);
-    let mut borrow = |round: usize| {
+    let borrow = |round: usize| {
         let sandbox = pool.get().unwrap();
         let mut consumer = sandbox.ring_buffer("events").unwrap();
         for i in 0..PER_BORROW / 2 {

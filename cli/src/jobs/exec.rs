@@ -1,5 +1,6 @@
-//! Running one job: its object from the cache, a sandbox of its own, the
-//! run, and the result line (docs/cli.md, `bpfvisor jobs`).
+//! Running one job: its object from the cache, a sandbox of its own (a
+//! clone of the object's snapshot from its pool), the run, and the result
+//! line (docs/cli.md, `bpfvisor jobs`).
 
 use super::spec::{self, JobSpec, SpecError};
 use crate::failure::render_chain;
@@ -12,7 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
-use vmm::{HelperSet, Outcome, ProgramId, ProgramInput, ProgramRun, Sandbox};
+use vmm::{
+    HelperSet, Outcome, PooledSandbox, ProgramId, ProgramInput, ProgramRun, Reuse, Sandbox,
+    SandboxPool,
+};
 
 /// How a job ended. Declared from best to worst: a job on several vCPUs
 /// has the worst of their statuses.
@@ -91,16 +95,56 @@ pub enum JobError {
 
 /// Parsed objects by path, shared by the workers: each path is read and
 /// parsed once, by the first job that names it, however many jobs do (the
-/// others wait for it). Errors are kept too.
+/// others wait for it). Errors are kept too. And, per object, vCPU count
+/// and context size, a pool of sandboxes cloned from a snapshot taken
+/// right after the object was loaded.
 #[derive(Debug, Default)]
 pub struct ObjectCache {
     entries: Mutex<HashMap<PathBuf, Arc<CachedObject>>>,
     parsed: AtomicU64,
+    pools: Mutex<HashMap<PoolKey, Arc<CachedPool>>>,
+    /// Warm sandboxes each pool keeps: one per worker.
+    keep: usize,
 }
+
+/// Object path, vCPUs, context bytes.
+type PoolKey = (PathBuf, usize, u64);
+
+/// A pool and the ids of the object's programs in its sandboxes; `None`
+/// when the object cannot be snapshotted (an arena) or not loaded, whose
+/// jobs get fresh sandboxes (which report the load error).
+type CachedPool = OnceLock<Option<(SandboxPool, Vec<ProgramId>)>>;
 
 type CachedObject = OnceLock<Result<Arc<Object>, Arc<ObjectError>>>;
 
 impl ObjectCache {
+    /// A cache whose pools keep `keep` warm sandboxes each.
+    pub fn new(keep: usize) -> ObjectCache {
+        ObjectCache {
+            keep,
+            ..ObjectCache::default()
+        }
+    }
+
+    /// The pool of sandboxes for `object` (at `path`) with `cpus` vCPUs
+    /// and room for `data_len` context bytes, made on first use.
+    fn pool(&self, path: &Path, object: &Object, cpus: usize, data_len: u64) -> Arc<CachedPool> {
+        let config = sandbox_config(object, cpus, data_len);
+        let key = (path.to_owned(), cpus, config.ctx_size);
+        let slot = {
+            let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(pools.entry(key).or_default())
+        };
+        slot.get_or_init(|| {
+            let mut template = Sandbox::new(config).ok()?;
+            let ids = template.load_object(object, HelperSet::Standard).ok()?;
+            let snapshot = Arc::new(template.snapshot().ok()?);
+            let pool = SandboxPool::new(snapshot, 0, self.keep, Reuse::ResetToSnapshot).ok()?;
+            Some((pool, ids))
+        });
+        slot
+    }
+
     /// The object at `path`, read and parsed on first use.
     pub fn get(&self, path: &Path) -> Result<Arc<Object>, Arc<ObjectError>> {
         let slot = {
@@ -183,11 +227,12 @@ fn run_job(spec: &JobSpec, cache: &ObjectCache, max_records: u64) -> Result<Ran,
     let object = cache.get(&spec.object).map_err(JobError::Object)?;
     let load = |e| JobError::LoadProgram(spec.object.clone(), Box::new(e));
     let index = program_index(&object, spec.program.as_deref()).map_err(load)?;
-    let (sandbox, id) = acquire_sandbox(&object, index, spec.cpus, spec.data.len() as u64)
+    let pool = cache.pool(&spec.object, &object, spec.cpus, spec.data.len() as u64);
+    let (sandbox, id) = acquire_sandbox(&pool, &object, index, spec.cpus, spec.data.len() as u64)
         .map_err(|e| match e {
-            Acquire::Create(e) => JobError::CreateSandbox(e),
-            Acquire::Load(e) => load(e),
-        })?;
+        Acquire::Create(e) => JobError::CreateSandbox(e),
+        Acquire::Load(e) => load(e),
+    })?;
     // Consumers before the run, as a loader attaches them.
     let consumers = ringbufs::attach(&sandbox)?;
     let cpus: Vec<usize> = (0..spec.cpus).collect();
@@ -220,18 +265,42 @@ enum Acquire {
     Load(vmm::LoadError),
 }
 
+/// A job's sandbox: from its object's pool, or made for it alone.
+enum JobSandbox<'p> {
+    Pooled(PooledSandbox<'p>),
+    Fresh(Sandbox),
+}
+
+impl std::ops::Deref for JobSandbox<'_> {
+    type Target = Sandbox;
+
+    fn deref(&self) -> &Sandbox {
+        match self {
+            JobSandbox::Pooled(sandbox) => sandbox,
+            JobSandbox::Fresh(sandbox) => sandbox,
+        }
+    }
+}
+
 /// A sandbox of `cpus` vCPUs, for inputs of `data_len` bytes, with
-/// `object` loaded, and the id of its program `index`: a fresh one for
-/// every job, so that nothing a job does (a trap, a deadline that stops a
-/// vCPU mid-program, maps it fills) is seen by another. The one place that
-/// gets sandboxes: a pool of warm ones, or clones of a snapshot, would
-/// plug in here.
-fn acquire_sandbox(
+/// `object` loaded, and the id of its program `index`: a clone of the
+/// object's snapshot from `pool`, which resets it to the snapshot when the
+/// job gives it back, so that nothing a job does (a trap, a deadline that
+/// stops a vCPU mid-program, maps it fills) is seen by another; or a fresh
+/// one when the object has no pool.
+fn acquire_sandbox<'p>(
+    pool: &'p CachedPool,
     object: &Object,
     index: usize,
     cpus: usize,
     data_len: u64,
-) -> Result<(Sandbox, ProgramId), Acquire> {
+) -> Result<(JobSandbox<'p>, ProgramId), Acquire> {
+    if let Some(Some((pool, ids))) = pool.get()
+        && let Some(&id) = ids.get(index)
+    {
+        let sandbox = pool.get().map_err(Acquire::Create)?;
+        return Ok((JobSandbox::Pooled(sandbox), id));
+    }
     let mut sandbox =
         Sandbox::new(sandbox_config(object, cpus, data_len)).map_err(Acquire::Create)?;
     let ids = sandbox
@@ -242,7 +311,7 @@ fn acquire_sandbox(
             guest_jit::elf::LoadError::FindAnyProgram,
         )))
     })?;
-    Ok((sandbox, id))
+    Ok((JobSandbox::Fresh(sandbox), id))
 }
 
 /// The fields of a job that could not run.
