@@ -37,6 +37,10 @@ pub struct JobsArgs {
     /// Print each result when its job ends instead of in input order.
     #[arg(long)]
     unordered: bool,
+    /// Build a fresh sandbox and load the object for every job instead of
+    /// cloning a snapshot from a pool (slower; the same results).
+    #[arg(long)]
+    no_pool: bool,
     /// Most ring buffer records kept per ring and job; the others are
     /// consumed and counted.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
@@ -104,7 +108,7 @@ pub fn run(args: &JobsArgs) -> Result<(), Failure> {
         usize::from,
     );
     let bar = progress_bar(&args.file);
-    let cache = ObjectCache::new(workers);
+    let cache = ObjectCache::new(if args.no_pool { 0 } else { workers });
     let started = Instant::now();
     let (lines, queue) = crossbeam_channel::bounded::<Line>(workers * QUEUE_PER_WORKER);
     let (results, done) = crossbeam_channel::unbounded::<Finished>();

@@ -417,6 +417,23 @@ fn a_thousand_jobs_each_get_their_own_result() {
     for (a, b) in one.iter().zip(&four) {
         assert_eq!(stable(a), stable(b));
     }
+
+    // Fresh sandboxes instead of pooled clones: the same results too.
+    let path = write_jobs("fresh.jsonl", &text);
+    let out = bpfvisor(&[
+        "jobs",
+        path.to_str().unwrap(),
+        "--parallel",
+        "2",
+        "--no-pool",
+    ]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(out.status.code(), Some(7));
+    let fresh = results(&out);
+    assert_eq!(fresh.len(), jobs.len());
+    for (a, b) in fresh.iter().zip(&four) {
+        assert_eq!(stable(a), stable(b));
+    }
 }
 
 /// Runs `bpfvisor jobs ARGS` with `input` on its standard input.

@@ -103,7 +103,7 @@ pub struct ObjectCache {
     entries: Mutex<HashMap<PathBuf, Arc<CachedObject>>>,
     parsed: AtomicU64,
     pools: Mutex<HashMap<PoolKey, Arc<CachedPool>>>,
-    /// Warm sandboxes each pool keeps: one per worker.
+    /// Warm sandboxes each pool keeps: one per worker; 0 for no pools.
     keep: usize,
 }
 
@@ -118,7 +118,8 @@ type CachedPool = OnceLock<Option<(SandboxPool, Vec<ProgramId>)>>;
 type CachedObject = OnceLock<Result<Arc<Object>, Arc<ObjectError>>>;
 
 impl ObjectCache {
-    /// A cache whose pools keep `keep` warm sandboxes each.
+    /// A cache whose pools keep `keep` warm sandboxes each (0: no pools,
+    /// a fresh sandbox for every job).
     pub fn new(keep: usize) -> ObjectCache {
         ObjectCache {
             keep,
@@ -136,6 +137,9 @@ impl ObjectCache {
             Arc::clone(pools.entry(key).or_default())
         };
         slot.get_or_init(|| {
+            if self.keep == 0 {
+                return None;
+            }
             let mut template = Sandbox::new(config).ok()?;
             let ids = template.load_object(object, HelperSet::Standard).ok()?;
             let snapshot = Arc::new(template.snapshot().ok()?);
