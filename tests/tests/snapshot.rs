@@ -291,3 +291,21 @@ fn the_pool_hands_out_warm_clones_and_never_a_poisoned_one() {
     assert!(!sandbox.is_poisoned());
     assert_eq!(run_returning(&sandbox, "word_count", 0, &word("k")).0, 0);
 }
+
+#[test]
+fn a_clone_loads_nothing_more() {
+    if !kvm_available("a_clone_loads_nothing_more") {
+        return;
+    }
+    // What it loaded would be gone at its next reset, which returns it to
+    // the snapshot: refused, and the clone is unharmed.
+    let snapshot = sandbox_with(1, &[GLOBALS]).snapshot().unwrap();
+    let mut clone = snapshot.sandbox().unwrap();
+    let object = guest_jit::elf::Object::parse(RINGBUF).unwrap();
+    let err = clone
+        .load_object(&object, vmm::HelperSet::Standard)
+        .unwrap_err();
+    assert!(matches!(err, vmm::LoadError::IntoClone), "{err}");
+    assert!(clone.find_map("events").is_none());
+    run_returning(&clone, "globals", 0, &1u32.to_le_bytes());
+}

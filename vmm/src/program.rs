@@ -35,6 +35,11 @@ const CODE_ALIGN: u64 = 64;
 /// Why a program could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The sandbox is a clone of a snapshot.
+    #[error(
+        "A sandbox cloned from a snapshot cannot load more: load everything before taking the snapshot"
+    )]
+    IntoClone,
     /// A map would exceed a limit of the sandbox (`SandboxConfig::limits`).
     #[error("Map `{name}`: its {what} would be {value}, above the sandbox's limit of {limit}")]
     Limit {
@@ -357,6 +362,7 @@ impl Sandbox {
         object: &Object,
         helpers: HelperSet,
     ) -> Result<Vec<ProgramId>, LoadError> {
+        self.check_not_clone()?;
         let maps = self.create_object_maps(object)?;
         let placement = self.place_data(object)?;
         self.create_data_maps(object, &placement)?;
@@ -395,6 +401,7 @@ impl Sandbox {
         name: Option<&str>,
         helpers: HelperSet,
     ) -> Result<ProgramId, LoadError> {
+        self.check_not_clone()?;
         let spec = object
             .find_program(name)
             .map_err(|e| LoadError::SelectProgram(Box::new(e)))?;
@@ -458,6 +465,7 @@ impl Sandbox {
         linked: LinkedProgram,
         helpers: HelperSet,
     ) -> Result<ProgramId, LoadError> {
+        self.check_not_clone()?;
         let code_offset = self.loaded.code_used.next_multiple_of(CODE_ALIGN);
         let entry = self.layout.code_start() + code_offset;
         let arena_upper = self.loaded.arena.as_ref().map_or(0, |a| a.upper());
@@ -560,6 +568,16 @@ impl Sandbox {
             if state == 0 {
                 self.memory.write_pod(slot, &random_seed())?;
             }
+        }
+        Ok(())
+    }
+
+    /// A clone's programs and maps are its snapshot's: what it loaded
+    /// later would be lost at its next reset, which returns it to the
+    /// snapshot (Note [Snapshots and clones]).
+    fn check_not_clone(&self) -> Result<(), LoadError> {
+        if self.memory.is_copy_on_write() {
+            return Err(LoadError::IntoClone);
         }
         Ok(())
     }

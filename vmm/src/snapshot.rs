@@ -19,9 +19,10 @@
 //! maps included) and its rings' memfds over their pages (rings keep their
 //! records, as a reset keeps any sandbox's rings).
 //!
-//! Not yet: sandboxes with an arena (its memory lives at a host address
-//! of its own, which a clone in the same process cannot share), and
-//! snapshots of clones.
+//! A clone loads nothing more (what it loaded would be gone at its next
+//! reset). Not yet: sandboxes with an arena (its memory lives at a host
+//! address of its own, which a clone in the same process cannot share),
+//! and snapshots of clones.
 
 use crate::memory::{GuestMemory, MemoryError};
 use crate::program::Loaded;
