@@ -6,6 +6,7 @@ use crate::kick::install_handler;
 use crate::kvm::{KvmError, kvm, supported_cpuid};
 use crate::machine::{MachineError, write_boot_image};
 use crate::memory::{GuestMemory, MemoryError};
+use crate::poll::{Polling, duration_to_cycles};
 use crate::program::Loaded;
 use crate::runtime::{RuntimeError, RuntimeImage};
 use crate::trap::Trap;
@@ -46,6 +47,12 @@ pub struct SandboxConfig {
     pub data_size: u64,
     /// Bytes for maps: each map's header and storage, page-aligned.
     pub maps_size: u64,
+    /// Polling invocation (`crate::poll`): after answering, a vCPU waits
+    /// this long in the guest for the next call, which then costs no VM
+    /// exit, before it exits and its thread sleeps. A waiting vCPU keeps a
+    /// host CPU busy. `None` exits after every call. Needs a known TSC
+    /// rate; without one polling stays off.
+    pub poll: Option<Duration>,
 }
 
 impl Default for SandboxConfig {
@@ -58,6 +65,7 @@ impl Default for SandboxConfig {
             rodata_size: DEFAULT_DATA_SIZE,
             data_size: DEFAULT_DATA_SIZE,
             maps_size: DEFAULT_MAPS_SIZE,
+            poll: None,
         }
     }
 }
@@ -302,7 +310,13 @@ impl Sandbox {
                 kick: Arc::default(),
             };
             vcpu.load_boot_state(runtime.dispatch_entry)?;
-            vcpus.push(Mutex::new(VcpuHandle::spawn(vcpu)?));
+            let polling = match config.poll {
+                Some(budget) if tsc_khz != 0 => {
+                    Some(Polling::new(&vm, cpu, duration_to_cycles(budget, tsc_khz))?)
+                }
+                _ => None,
+            };
+            vcpus.push(Mutex::new(VcpuHandle::spawn(vcpu, polling)?));
         }
         let sandbox = Sandbox {
             layout,
@@ -437,6 +451,8 @@ impl Sandbox {
                     ctx: call.ctx,
                     ctx_len: call.ctx_len,
                     repeat: call.repeat.max(1),
+                    // Set by the handle of a polling vCPU.
+                    poll_cycles: 0,
                 };
                 handle
                     .start_call(request)
@@ -508,6 +524,10 @@ impl Sandbox {
     /// and the poisoned mark is cleared. Loaded programs stay, and so does
     /// their global data, as the kernel keeps global data across runs.
     pub fn reset(&mut self) -> Result<(), SandboxError> {
+        // Polling vCPUs leave the guest before its memory is rewritten.
+        for vcpu in &self.vcpus {
+            vcpu.lock().unwrap_or_else(|p| p.into_inner()).park()?;
+        }
         write_boot_image(&self.memory, &self.layout, self.runtime)
             .map_err(SandboxError::PrepareMachine)?;
         if let Some(arena) = &self.loaded.arena {
