@@ -77,6 +77,14 @@ pub enum VcpuError {
 pub enum VcpuCommand {
     /// Write `request` into the mailbox and run the guest until it answers.
     Call(Request),
+    /// Open a polling session with `request` (`crate::poll`); the caller
+    /// runs on host CPU `caller_cpu` (-1 if unknown).
+    Poll {
+        /// The first request of the session; `poll_cycles > 0`.
+        request: Request,
+        /// Where the caller that will spin on the answer runs.
+        caller_cpu: i32,
+    },
     /// Put the vCPU back in its boot state.
     Reset,
     /// Leave the thread.
@@ -170,9 +178,10 @@ impl Vcpu {
         register_immediate_exit(&mut self.fd.get_kvm_run().immediate_exit);
         for command in commands.iter() {
             let event = match command {
-                VcpuCommand::Call(request) if request.poll_cycles != 0 => {
-                    VcpuEvent::Session(request.seq, self.session(&request))
-                }
+                VcpuCommand::Poll {
+                    request,
+                    caller_cpu,
+                } => VcpuEvent::Session(request.seq, self.session(&request, caller_cpu)),
                 VcpuCommand::Call(request) => VcpuEvent::Called(request.seq, self.call(&request)),
                 VcpuCommand::Reset => VcpuEvent::Reset(self.load_boot_state(self.dispatch_entry)),
                 VcpuCommand::Exit => break,
