@@ -5,11 +5,13 @@
 //!  caller thread (holds the vCPU's lock)      vCPU thread        guest runtime
 //!  ─────────────────────────────────────      ───────────        ─────────────
 //!  no session open, or claim fails:
-//!    Call(request) ──────────────────────────► writes request,
+//!    Poll(request) ──────────────────────────► moves off the
+//!                                               caller's CPU,
+//!                                               writes request,
 //!                                               KVM_RUN ─────────► serves it,
-//!  spins on response seq ◄──────────────────────────────────────── publishes,
-//!                                               (still inside      spins on the
-//!                                                KVM_RUN)          request seq
+//!  sleeps on the doorbell ◄───── ioeventfd ◄────────────────────── publishes,
+//!                                               (still inside      rings, spins
+//!                                                KVM_RUN)          on request seq
 //!  session open and claim WAITING→CLAIMED:
 //!    writes request, seq last ─────────────────────────────────────► serves it,
 //!  spins on response seq ◄──────────────────────────────────────── publishes
@@ -18,8 +20,7 @@
 //!  next call: Session event (try_recv) ◄─────── Session(seq, end)   IDLE_PORT
 //! ```
 //!
-//! A vCPU thread that receives a call with `poll_cycles > 0` runs a
-//! *session*: it stays inside `KVM_RUN` until the runtime leaves (idle,
+//! A vCPU thread that receives [`VcpuCommand::Poll`] runs a *session*: it stays inside `KVM_RUN` until the runtime leaves (idle,
 //! trap, deadline abort) and only then answers its command, with a
 //! [`VcpuEvent::Session`]. Meanwhile callers talk to the runtime through the
 //! mailbox alone. The caller side tracks which sessions it opened and has
@@ -31,12 +32,13 @@
 //! mailbox can cause it) is a failed vCPU, like a response that does not
 //! match its request.
 //!
-//! Waiting: the caller spins on the response's `seq` for [`HOST_SPIN`], then
-//! sleeps on the vCPU's doorbell eventfd, which the runtime rings through an
-//! ioeventfd (no exit to this process) and the vCPU thread writes after
-//! each session event. Every wait is bounded by the call's deadline; at the
-//! deadline the vCPU thread is kicked as in the exit path (Note [Kicking a
-//! vCPU]) and the runtime sent to its abort entry.
+//! Waiting (Note [Spinning callers]): a claimed call spins on the
+//! response's `seq`, then sleeps on the vCPU's doorbell eventfd, which the
+//! runtime rings through an ioeventfd (no exit to this process) and the
+//! vCPU thread writes after each session event; a call that opens a
+//! session sleeps at once. Every wait is bounded by the call's deadline; at
+//! the deadline the vCPU thread is kicked as in the exit path (Note
+//! [Kicking a vCPU]) and the runtime sent to its abort entry.
 
 use crate::memory::GuestMemory;
 use crate::vcpu::{CallEnd, CallReport, Vcpu, VcpuCommand, VcpuError, VcpuEvent, VcpuHandle};
@@ -65,14 +67,21 @@ const MIN_HOST_SPIN: Duration = Duration::from_micros(2);
 
 // Note [Spinning callers]
 // A caller that spins on the answer helps only while the vCPU thread runs
-// on another host CPU. A call sent through `KVM_RUN` wakes the vCPU
-// thread, and the scheduler likes to put a woken thread on its waker's
-// CPU: a caller spinning there would keep the vCPU from answering until
-// the spin ran out (measured: 150 µs instead of 20). So such a call sleeps
-// on the doorbell at once. A claimed call spins, for `HOST_SPIN` at first;
-// each spin that runs out halves the next (down to `MIN_HOST_SPIN`), and
-// an answer that arrives while spinning restores it: on a host with fewer
-// free CPUs than spinning threads, callers soon stop wasting their CPU.
+// on another host CPU. A call that opens a session wakes the vCPU thread,
+// and the scheduler likes to put a woken thread on its waker's CPU. Two
+// things follow. First, the caller of such a call sleeps on the doorbell
+// at once: spinning there kept the vCPU from running until the spin ran
+// out (measured on the 2-CPU development machine: about 390 µs for the
+// first call of a session, against 120–140 µs sleeping). Second, once
+// there, the pair stays: the caller sleeps while the vCPU answers and the
+// vCPU waits while the caller runs, so the scheduler never sees two
+// runnable threads to spread, and every claimed call cost a spin and a
+// doorbell (58 µs instead of 0.4). So the vCPU thread, at the start of a
+// session, moves itself off the caller's CPU (`move_off_cpu`). A claimed
+// call spins for `HOST_SPIN` at first; each spin that runs out halves the
+// next (down to `MIN_HOST_SPIN`), and an answer that arrives while
+// spinning restores it: on a host with fewer free CPUs than spinning
+// threads, callers soon stop wasting their CPU.
 
 /// Longest single sleep on the doorbell. An honest runtime always rings;
 /// this only bounds how long a program that overwrote the waiter word can
@@ -116,7 +125,7 @@ impl Polling {
     pub fn new(vm: &VmFd, cpu: usize, cycles: u64) -> Result<Polling, VcpuError> {
         let err = |e| VcpuError::Doorbell(cpu, e);
         let doorbell = EventFd::new(EFD_CLOEXEC | EFD_NONBLOCK).map_err(err)?;
-        let id = u8::try_from(cpu).map_err(|_| err(std::io::Error::from_raw_os_error(22)))?;
+        let id = u8::try_from(cpu).map_err(|_| err(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
         vm.register_ioevent(
             &doorbell,
             &IoEventAddress::Pio(u64::from(DOORBELL_PORT)),
