@@ -125,7 +125,8 @@ impl Polling {
     pub fn new(vm: &VmFd, cpu: usize, cycles: u64) -> Result<Polling, VcpuError> {
         let err = |e| VcpuError::Doorbell(cpu, e);
         let doorbell = EventFd::new(EFD_CLOEXEC | EFD_NONBLOCK).map_err(err)?;
-        let id = u8::try_from(cpu).map_err(|_| err(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
+        let id =
+            u8::try_from(cpu).map_err(|_| err(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
         vm.register_ioevent(
             &doorbell,
             &IoEventAddress::Pio(u64::from(DOORBELL_PORT)),
