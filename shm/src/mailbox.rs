@@ -6,6 +6,52 @@
 //! writes a [`Response`] before leaving through [`crate::ports`]. The host
 //! treats every response field as untrusted data: it reports the numbers, it
 //! never uses them as lengths or addresses into its own memory.
+//!
+//! ```text
+//!  mailbox page
+//!  +0x000  Request (seq, kind, entry, ctx, ctx_len, repeat,    host writes
+//!          poll_cycles)
+//!  +0x038  poll state word (POLL_*)                  both, compare-exchange
+//!  +0x040  waiter word (WAITER_*)                           host writes
+//!  +0x100  Response (seq, status, retval, cycles, runs,     guest writes
+//!          trap record)
+//! ```
+//!
+//! Note [Polling invocation]
+//! A request with `poll_cycles > 0` asks the runtime not to leave after
+//! answering. It writes the response's body, sets the state word to
+//! [`POLL_WAITING`], and publishes the response's `seq` last (release).
+//! Then, for up to `poll_cycles` TSC cycles, it spins (`pause`) on the
+//! request's `seq`, serving each new request in place, each answer
+//! restarting the budget with the new request's `poll_cycles`. When the
+//! budget runs out it moves the state word from `POLL_WAITING` to
+//! [`POLL_IDLE`] with a compare-exchange and, if that succeeded, leaves
+//! through [`crate::ports::IDLE_PORT`]; the next request comes through
+//! `KVM_RUN` again.
+//!
+//! A host that knows the vCPU's thread is inside `KVM_RUN` (it keeps that
+//! knowledge itself; the state word is guest-writable) claims the vCPU by
+//! moving the state word from `POLL_WAITING` to [`POLL_CLAIMED`], then
+//! writes the request's body and its `seq` last (release), and spins on
+//! the response's `seq` (acquire). The two compare-exchanges decide every
+//! race with the idle transition: either the host's claim wins, and the
+//! runtime, whose own exchange then fails, waits for the `seq` (which comes
+//! right after the claim) with no budget; or the runtime's wins, and the
+//! host's claim fails and the host sends the request through `KVM_RUN`,
+//! which the vCPU thread enters once it is back from the idle exit. The
+//! host can also end the polling at once (before a reset) by moving the
+//! state word from `POLL_WAITING` to `POLL_IDLE` itself: the runtime reads
+//! the word on every iteration and leaves when it sees `POLL_IDLE`.
+//!
+//! A host that stops spinning to sleep sets the waiter word to
+//! [`WAITER_ASLEEP`] (sequentially consistent) and reads the response's
+//! `seq` again before it sleeps; the runtime, after publishing a
+//! response's `seq` (sequentially consistent), reads the waiter word and,
+//! when it says asleep, rings [`crate::ports::DOORBELL_PORT`] with its CPU
+//! id, which KVM turns into an eventfd signal without leaving `KVM_RUN`.
+//! One of the two always sees the other's write, so no answer is slept
+//! through. A trap still leaves through `TRAP_PORT` (after writing the
+//! response), and ends the polling.
 
 use crate::pod::Pod;
 
@@ -25,6 +71,10 @@ pub struct Request {
     pub ctx_len: u64,
     /// How many times to call `entry`; the response carries the last result.
     pub repeat: u64,
+    /// After answering, wait this many TSC cycles in the guest for the next
+    /// request instead of leaving (Note [Polling invocation]); 0 leaves
+    /// through `RUN_DONE_PORT` at once.
+    pub poll_cycles: u64,
 }
 
 /// Call `entry(ctx, ctx_len)` `repeat` times.
@@ -32,6 +82,29 @@ pub const REQUEST_CALL: u64 = 1;
 /// Answer at once with the vCPU's id as the return value, running no code
 /// of the host's: a liveness check and the floor of the invocation cost.
 pub const REQUEST_PING: u64 = 2;
+
+/// Offset of the request's `seq` in the mailbox page.
+pub const REQUEST_SEQ_OFFSET: u64 = core::mem::offset_of!(Request, seq) as u64;
+
+/// Offset of the poll state word (Note [Polling invocation]): in the
+/// request's cache line, so that a claim and the request it announces
+/// travel together.
+pub const POLL_STATE_OFFSET: u64 = 56;
+/// The runtime is not waiting for requests in the mailbox: send the next
+/// one through `KVM_RUN`. Also the host's order to stop waiting.
+pub const POLL_IDLE: u64 = 0;
+/// The runtime spins on the request's `seq`; the host may claim it.
+pub const POLL_WAITING: u64 = 1;
+/// The host claimed the spinning runtime and is writing a request.
+pub const POLL_CLAIMED: u64 = 2;
+
+/// Offset of the waiter word: whether the host sleeps waiting for the
+/// answer (Note [Polling invocation]).
+pub const WAITER_OFFSET: u64 = 64;
+/// The host spins on the response: no doorbell needed.
+pub const WAITER_AWAKE: u64 = 0;
+/// The host sleeps on the doorbell.
+pub const WAITER_ASLEEP: u64 = 1;
 
 /// What the guest answers.
 #[repr(C)]
@@ -77,6 +150,8 @@ pub struct TrapRecord {
 /// Offset of the response inside the mailbox page: its own cache lines, so a
 /// polling host and the guest do not share a line.
 pub const RESPONSE_OFFSET: u64 = 256;
+/// Offset of the response's `seq` in the mailbox page.
+pub const RESPONSE_SEQ_OFFSET: u64 = RESPONSE_OFFSET + core::mem::offset_of!(Response, seq) as u64;
 
 // SAFETY: repr(C), all fields u64, no padding.
 unsafe impl Pod for Request {}
@@ -85,7 +160,9 @@ unsafe impl Pod for Response {}
 // SAFETY: repr(C), all fields u64, no padding.
 unsafe impl Pod for TrapRecord {}
 
-const _: () = assert!(core::mem::size_of::<Request>() <= RESPONSE_OFFSET as usize);
+const _: () = assert!(core::mem::size_of::<Request>() <= POLL_STATE_OFFSET as usize);
+const _: () = assert!(POLL_STATE_OFFSET / 64 == REQUEST_SEQ_OFFSET / 64);
+const _: () = assert!(WAITER_OFFSET + 8 <= RESPONSE_OFFSET);
 const _: () = assert!(
     RESPONSE_OFFSET as usize + core::mem::size_of::<Response>()
         <= crate::layout::PAGE_SIZE as usize

@@ -32,10 +32,22 @@ pub const KERNEL_FAULT_PORT: u16 = PORT_BASE + 3;
 /// only an id no ring has reaches the vCPU loop, which resumes.
 pub const WAKEUP_PORT: u16 = PORT_BASE + 4;
 
+/// The runtime stopped waiting for requests in the mailbox (Note [Polling
+/// invocation] in `crate::mailbox`): the vCPU thread may block; the next
+/// request comes through `KVM_RUN`. Past the wakeup port's four.
+pub const IDLE_PORT: u16 = PORT_BASE + 8;
+
+/// An answer is in the mailbox and the host sleeps waiting for it: the
+/// runtime writes its CPU id (1 byte). The host registers an ioeventfd per
+/// vCPU for its id, so KVM signals the waiting host and resumes the vCPU
+/// without returning to the VMM; only an id no vCPU has reaches the vCPU
+/// loop, which resumes.
+pub const DOORBELL_PORT: u16 = PORT_BASE + 9;
+
 /// The ports CPL 3 code may write (Note [Port permissions]): a 4-byte
 /// `out` needs all four of its ports granted, so the wakeup port takes
 /// four.
-pub const USER_PORTS: [u16; 7] = [
+pub const USER_PORTS: [u16; 9] = [
     RUN_DONE_PORT,
     TRAP_PORT,
     ABORTED_PORT,
@@ -43,11 +55,13 @@ pub const USER_PORTS: [u16; 7] = [
     WAKEUP_PORT + 1,
     WAKEUP_PORT + 2,
     WAKEUP_PORT + 3,
+    IDLE_PORT,
+    DOORBELL_PORT,
 ];
 
 /// Bytes of I/O permission bitmap that cover every port up to the highest of
 /// [`USER_PORTS`], plus the all-ones byte the CPU requires after it.
-pub const IO_BITMAP_SIZE: usize = ((WAKEUP_PORT + 3) as usize / 8) + 2;
+pub const IO_BITMAP_SIZE: usize = (DOORBELL_PORT as usize / 8) + 2;
 
 /// The I/O permission bitmap: a clear bit grants its port.
 pub const fn io_bitmap() -> [u8; IO_BITMAP_SIZE] {

@@ -44,6 +44,35 @@ fn a_thousand_sandboxes_leave_no_fd_mapping_or_thread_behind() {
         "(fds, threads, mappings)"
     );
     arenas_leave_no_fd_or_mapping_behind();
+    polling_sandboxes_leave_nothing_behind();
+}
+
+/// A polling sandbox adds a doorbell eventfd per vCPU, registered with
+/// KVM; each sandbox is dropped while its vCPUs wait in the guest.
+fn polling_sandboxes_leave_nothing_behind() {
+    let build_and_drop = |count: usize| {
+        for i in 0..count {
+            let sandbox = Sandbox::new(SandboxConfig {
+                cpus: 1 + i % 2,
+                poll: Some(std::time::Duration::from_secs(10)),
+                ..SandboxConfig::default()
+            })
+            .unwrap();
+            let entry = load_cpu_id_code(&sandbox);
+            for _ in 0..2 {
+                let report = sandbox.call(0, &Call::new(entry)).unwrap();
+                assert_eq!((report.outcome, report.exits), (Outcome::Returned(0), 0));
+            }
+        }
+    };
+    build_and_drop(20);
+    let before = (open_fds(), threads(), mappings());
+    build_and_drop(200);
+    assert_eq!(
+        (open_fds(), threads(), mappings()),
+        before,
+        "(fds, threads, mappings) after polling sandboxes"
+    );
 }
 
 fn create_run_and_drop(count: usize) {

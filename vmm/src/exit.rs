@@ -1,7 +1,10 @@
 //! Why `KVM_RUN` returned, as an owned value decoded by a pure function.
 
 use kvm_ioctls::VcpuExit;
-use shm::ports::{ABORTED_PORT, KERNEL_FAULT_PORT, RUN_DONE_PORT, TRAP_PORT, WAKEUP_PORT};
+use shm::ports::{
+    ABORTED_PORT, DOORBELL_PORT, IDLE_PORT, KERNEL_FAULT_PORT, RUN_DONE_PORT, TRAP_PORT,
+    WAKEUP_PORT,
+};
 
 /// One return from `KVM_RUN`, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +15,12 @@ pub enum VmExit {
     Trapped,
     /// The runtime's abort entry ran ([`ABORTED_PORT`]).
     Aborted,
+    /// The runtime stopped waiting for requests in the mailbox
+    /// ([`IDLE_PORT`]; Note [Polling invocation] in `shm::mailbox`).
+    Idle,
+    /// A doorbell ([`DOORBELL_PORT`]) whose id no vCPU's ioeventfd
+    /// matched: the vCPU resumes.
+    StrayDoorbell,
     /// The CPL 0 exception stub faulted ([`KERNEL_FAULT_PORT`]).
     KernelFault,
     /// A ring buffer wakeup ([`WAKEUP_PORT`]) whose id no ring's
@@ -64,6 +73,8 @@ pub fn decode(result: Result<VcpuExit<'_>, kvm_ioctls::Error>) -> VmExit {
         VcpuExit::IoOut(RUN_DONE_PORT, _) => VmExit::RunDone,
         VcpuExit::IoOut(TRAP_PORT, _) => VmExit::Trapped,
         VcpuExit::IoOut(ABORTED_PORT, _) => VmExit::Aborted,
+        VcpuExit::IoOut(IDLE_PORT, _) => VmExit::Idle,
+        VcpuExit::IoOut(DOORBELL_PORT, _) => VmExit::StrayDoorbell,
         VcpuExit::IoOut(KERNEL_FAULT_PORT, _) => VmExit::KernelFault,
         VcpuExit::IoOut(WAKEUP_PORT, _) => VmExit::StrayWakeup,
         VcpuExit::IoOut(port, _) => VmExit::UnknownPort { port, write: true },
@@ -90,6 +101,15 @@ mod tests {
             (Ok(VcpuExit::IoOut(RUN_DONE_PORT, &[0])), VmExit::RunDone),
             (Ok(VcpuExit::IoOut(TRAP_PORT, &[0])), VmExit::Trapped),
             (Ok(VcpuExit::IoOut(ABORTED_PORT, &[0])), VmExit::Aborted),
+            (Ok(VcpuExit::IoOut(IDLE_PORT, &[0])), VmExit::Idle),
+            (
+                Ok(VcpuExit::IoOut(DOORBELL_PORT, &[9])),
+                VmExit::StrayDoorbell,
+            ),
+            (
+                Ok(VcpuExit::IoOut(WAKEUP_PORT, &[0; 4])),
+                VmExit::StrayWakeup,
+            ),
             (
                 Ok(VcpuExit::IoOut(KERNEL_FAULT_PORT, &[0])),
                 VmExit::KernelFault,

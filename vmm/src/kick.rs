@@ -83,6 +83,10 @@ pub struct KickState {
     pub stop_seq: AtomicU64,
     /// Number of kicks sent; lets an abort in progress notice a second kick.
     pub kicks: AtomicU64,
+    /// Returns from `KVM_RUN` so far, counted by the vCPU thread: a call
+    /// answered in the guest without the thread (Note [Polling invocation]
+    /// in `shm::mailbox`) reports how many happened while it ran.
+    pub exits: AtomicU64,
 }
 
 impl KickState {

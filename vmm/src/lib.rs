@@ -13,6 +13,7 @@ pub mod machine;
 pub mod map_api;
 pub mod maps;
 pub mod memory;
+pub mod poll;
 pub mod pool;
 pub mod program;
 pub mod ringbuf;

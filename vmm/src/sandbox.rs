@@ -6,6 +6,7 @@ use crate::kick::install_handler;
 use crate::kvm::{KvmError, kvm, supported_cpuid};
 use crate::machine::{MachineError, write_boot_image};
 use crate::memory::{GuestMemory, MemoryError};
+use crate::poll::{Polling, duration_to_cycles};
 use crate::program::Loaded;
 use crate::runtime::{RuntimeError, RuntimeImage};
 use crate::trap::Trap;
@@ -48,6 +49,12 @@ pub struct SandboxConfig {
     pub maps_size: u64,
     /// What the sandbox enforces (nothing, by default).
     pub limits: Limits,
+    /// Polling invocation (`crate::poll`): after answering, a vCPU waits
+    /// this long in the guest for the next call, which then costs no VM
+    /// exit, before it exits and its thread sleeps. A waiting vCPU keeps a
+    /// host CPU busy. `None` exits after every call. Needs a known TSC
+    /// rate; without one polling stays off.
+    pub poll: Option<Duration>,
 }
 
 /// Limits a sandbox enforces; `None` is no limit. Exceeding one is a clear
@@ -88,6 +95,7 @@ impl Default for SandboxConfig {
             data_size: DEFAULT_DATA_SIZE,
             maps_size: DEFAULT_MAPS_SIZE,
             limits: Limits::default(),
+            poll: None,
         }
     }
 }
@@ -283,6 +291,8 @@ pub(crate) type VcpuGuard<'a> = MutexGuard<'a, VcpuHandle>;
 pub struct Sandbox {
     pub(crate) layout: Layout,
     pub(crate) limits: Limits,
+    /// [`SandboxConfig::poll`].
+    pub(crate) poll: Option<Duration>,
     pub(crate) runtime: &'static RuntimeImage,
     // Field order is drop order: vCPU threads first, then the VM, then memory.
     vcpus: Vec<Mutex<VcpuHandle>>,
@@ -315,7 +325,14 @@ impl Sandbox {
         let memory =
             Arc::new(GuestMemory::new(layout.memory_size()).map_err(SandboxError::CreateMemory)?);
         write_boot_image(&memory, &layout, runtime).map_err(SandboxError::PrepareMachine)?;
-        Sandbox::boot(layout, config.limits, memory, Loaded::default(), 1)
+        Sandbox::boot(
+            layout,
+            config.limits,
+            config.poll,
+            memory,
+            Loaded::default(),
+            1,
+        )
     }
 
     /// The VM and its vCPUs over `memory`, which holds a boot image for
@@ -324,6 +341,7 @@ impl Sandbox {
     pub(crate) fn boot(
         layout: Layout,
         limits: Limits,
+        poll: Option<Duration>,
         memory: Arc<GuestMemory>,
         loaded: Loaded,
         next_seq: u64,
@@ -373,11 +391,18 @@ impl Sandbox {
                 kick: Arc::default(),
             };
             vcpu.load_boot_state(runtime.dispatch_entry)?;
-            vcpus.push(Mutex::new(VcpuHandle::spawn(vcpu)?));
+            let polling = match poll {
+                Some(budget) if tsc_khz != 0 => {
+                    Some(Polling::new(&vm, cpu, duration_to_cycles(budget, tsc_khz))?)
+                }
+                _ => None,
+            };
+            vcpus.push(Mutex::new(VcpuHandle::spawn(vcpu, polling)?));
         }
         let sandbox = Sandbox {
             layout,
             limits,
+            poll,
             runtime,
             vcpus,
             vm,
@@ -515,6 +540,8 @@ impl Sandbox {
                     ctx: call.ctx,
                     ctx_len: call.ctx_len,
                     repeat: call.repeat.max(1),
+                    // Set by the handle of a polling vCPU.
+                    poll_cycles: 0,
                 };
                 handle
                     .start_call(request)
@@ -601,6 +628,10 @@ impl Sandbox {
     /// instead, global data and maps included (its rings keep their
     /// records).
     pub fn reset(&mut self) -> Result<(), SandboxError> {
+        // Polling vCPUs leave the guest before its memory is rewritten.
+        for vcpu in &self.vcpus {
+            vcpu.lock().unwrap_or_else(|p| p.into_inner()).park()?;
+        }
         if self.memory.is_copy_on_write() {
             // A clone: its snapshot again (Note [Snapshots and clones]).
             self.memory

@@ -60,6 +60,7 @@ pub enum SnapshotError {
 pub struct Snapshot {
     layout: Layout,
     limits: crate::sandbox::Limits,
+    poll: Option<std::time::Duration>,
     memfd: File,
     loaded: Loaded,
     rings: Vec<RingSpec>,
@@ -82,13 +83,20 @@ impl Sandbox {
         let source = self.memory.memfd().ok_or(SnapshotError::Clone)?;
         let all: Vec<usize> = (0..self.nr_cpus()).collect();
         // No call runs while the memory is copied.
-        let _idle = self.lock_cpus(&all).map_err(SnapshotError::Vcpu)?;
+        let idle = self.lock_cpus(&all).map_err(SnapshotError::Vcpu)?;
+        // A vCPU waiting in the guest for its next call (polling) leaves
+        // it first: the copy is of a guest that runs nothing.
+        for vcpu in &idle {
+            vcpu.park()
+                .map_err(|e| SnapshotError::Vcpu(crate::sandbox::RunError::from(e)))?;
+        }
         let memfd = memfd("bpfvisor-snapshot", self.memory.size()).map_err(SnapshotError::Copy)?;
         let bytes =
             copy_extents(source, &memfd, self.memory.size()).map_err(SnapshotError::Copy)?;
         Ok(Snapshot {
             layout: self.layout,
             limits: self.limits,
+            poll: self.poll,
             memfd,
             loaded: self.loaded.for_clone(),
             rings: self.loaded.rings.specs(),
@@ -107,6 +115,7 @@ impl Snapshot {
         let mut sandbox = Sandbox::boot(
             self.layout,
             self.limits,
+            self.poll,
             Arc::new(memory),
             self.loaded.for_clone(),
             self.next_seq,

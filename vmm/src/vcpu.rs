@@ -5,11 +5,14 @@
 //! thread that issued a command waits for the matching [`VcpuEvent`] with a
 //! deadline; when the deadline passes it kicks the vCPU (Note [Kicking a
 //! vCPU]) and the vCPU thread sends the guest to the runtime's abort entry.
+//! A vCPU with polling on answers most calls without its thread at all
+//! (`crate::poll`).
 
 use crate::arch::regs::{boot_fpu, entry_regs};
 use crate::exit::{VmExit, decode};
 use crate::kick::{KickState, register_immediate_exit, unregister_immediate_exit};
 use crate::memory::{GuestMemory, MemoryError};
+use crate::poll::{MailboxView, PollLink, Polling, SessionEnd};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use kvm_bindings::kvm_sregs;
 use kvm_ioctls::VcpuFd;
@@ -64,6 +67,9 @@ pub enum VcpuError {
     /// The vCPU thread could not be started.
     #[error("Failed to start the thread of vCPU {0}")]
     SpawnThread(usize, #[source] std::io::Error),
+    /// The doorbell of a polling vCPU could not be set up.
+    #[error("Failed to set up the doorbell of vCPU {0}")]
+    Doorbell(usize, #[source] std::io::Error),
 }
 
 /// What a vCPU thread is asked to do.
@@ -71,6 +77,14 @@ pub enum VcpuError {
 pub enum VcpuCommand {
     /// Write `request` into the mailbox and run the guest until it answers.
     Call(Request),
+    /// Open a polling session with `request` (`crate::poll`); the caller
+    /// runs on host CPU `caller_cpu` (-1 if unknown).
+    Poll {
+        /// The first request of the session; `poll_cycles > 0`.
+        request: Request,
+        /// Where the caller that will spin on the answer runs.
+        caller_cpu: i32,
+    },
     /// Put the vCPU back in its boot state.
     Reset,
     /// Leave the thread.
@@ -108,6 +122,9 @@ pub enum VcpuEvent {
     Called(u64, Result<CallReport, VcpuError>),
     /// Answer to [`VcpuCommand::Reset`].
     Reset(Result<(), VcpuError>),
+    /// Answer to a [`VcpuCommand::Call`] with `poll_cycles > 0`, sent when
+    /// the polling session it opened ends (`crate::poll`).
+    Session(u64, Result<SessionEnd, VcpuError>),
 }
 
 /// Everything a vCPU thread needs.
@@ -152,16 +169,30 @@ impl Vcpu {
             .map_err(err)
     }
 
-    fn run(mut self, commands: Receiver<VcpuCommand>, events: Sender<VcpuEvent>) {
+    fn run(
+        mut self,
+        commands: Receiver<VcpuCommand>,
+        events: Sender<VcpuEvent>,
+        doorbell: Option<Arc<vmm_sys_util::eventfd::EventFd>>,
+    ) {
         register_immediate_exit(&mut self.fd.get_kvm_run().immediate_exit);
         for command in commands.iter() {
             let event = match command {
+                VcpuCommand::Poll {
+                    request,
+                    caller_cpu,
+                } => VcpuEvent::Session(request.seq, self.session(&request, caller_cpu)),
                 VcpuCommand::Call(request) => VcpuEvent::Called(request.seq, self.call(&request)),
                 VcpuCommand::Reset => VcpuEvent::Reset(self.load_boot_state(self.dispatch_entry)),
                 VcpuCommand::Exit => break,
             };
+            let session = matches!(event, VcpuEvent::Session(..));
             if events.send(event).is_err() {
                 break;
+            }
+            // A caller may sleep on the doorbell rather than the channel.
+            if let (true, Some(doorbell)) = (session, &doorbell) {
+                let _ = doorbell.write(1);
             }
         }
         // The kvm_run mapping goes away with `self.fd`.
@@ -185,13 +216,13 @@ impl Vcpu {
             if self.kick.should_stop(seq) {
                 return self.abort(exits);
             }
-            let exit = decode(self.fd.run());
+            let exit = self.run_guest();
             exits += 1;
             match exit {
                 VmExit::RunDone | VmExit::Trapped => return self.read_answer(seq, exit, exits),
                 // A kick, or a stray signal: `should_stop` decides.
                 VmExit::Interrupted => self.fd.set_kvm_immediate_exit(0),
-                VmExit::StrayWakeup => {}
+                VmExit::StrayWakeup | VmExit::StrayDoorbell => {}
                 exit => {
                     return Err(VcpuError::UnexpectedExit {
                         cpu: self.cpu,
@@ -231,14 +262,22 @@ impl Vcpu {
         })
     }
 
+    /// Enters the guest once and decodes why it came back, counting the
+    /// exit in `kick.exits`.
+    pub(crate) fn run_guest(&mut self) -> VmExit {
+        let exit = decode(self.fd.run());
+        self.kick.exits.fetch_add(1, Ordering::SeqCst);
+        exit
+    }
+
     /// Sends the guest to the runtime's abort entry with every register in
     /// its boot state, so nothing the program did to them matters.
-    fn abort(&mut self, mut exits: u64) -> Result<CallReport, VcpuError> {
+    pub(crate) fn abort(&mut self, mut exits: u64) -> Result<CallReport, VcpuError> {
         let kicks = self.kick.kicks.load(Ordering::SeqCst);
         self.fd.set_kvm_immediate_exit(0);
         self.load_boot_state(self.abort_entry)?;
         loop {
-            let exit = decode(self.fd.run());
+            let exit = self.run_guest();
             exits += 1;
             match exit {
                 VmExit::Aborted => {
@@ -267,24 +306,43 @@ impl Vcpu {
 /// The host's side of one vCPU thread.
 #[derive(Debug)]
 pub struct VcpuHandle {
-    cpu: usize,
-    commands: Sender<VcpuCommand>,
-    events: Receiver<VcpuEvent>,
-    kick: Arc<KickState>,
+    pub(crate) cpu: usize,
+    pub(crate) commands: Sender<VcpuCommand>,
+    pub(crate) events: Receiver<VcpuEvent>,
+    pub(crate) kick: Arc<KickState>,
     thread: Option<JoinHandle<()>>,
+    /// The caller side of polling, when the vCPU polls.
+    poll: Option<PollLink>,
 }
 
 impl VcpuHandle {
-    /// Starts the thread of `vcpu`.
-    pub fn spawn(vcpu: Vcpu) -> Result<VcpuHandle, VcpuError> {
+    /// Starts the thread of `vcpu`; with `polling`, calls are answered in
+    /// the guest while it waits for them (`crate::poll`).
+    pub fn spawn(vcpu: Vcpu, polling: Option<Polling>) -> Result<VcpuHandle, VcpuError> {
         let cpu = vcpu.cpu;
         let kick = Arc::clone(&vcpu.kick);
+        let poll = match &polling {
+            Some(polling) => {
+                let mailbox = MailboxView::new(Arc::clone(&vcpu.memory), vcpu.mailbox).ok_or(
+                    VcpuError::Mailbox(
+                        cpu,
+                        MemoryError::OutOfBounds {
+                            addr: vcpu.mailbox,
+                            len: shm::layout::PAGE_SIZE as usize,
+                        },
+                    ),
+                )?;
+                Some(PollLink::new(polling, mailbox))
+            }
+            None => None,
+        };
+        let doorbell = polling.map(|p| p.doorbell);
         let (commands, command_rx) = crossbeam_channel::bounded(1);
         let (event_tx, events) = crossbeam_channel::bounded(1);
         let thread = std::thread::Builder::new()
             .name(format!("bpfvisor-vcpu{cpu}"))
             .stack_size(256 * 1024)
-            .spawn(move || vcpu.run(command_rx, event_tx))
+            .spawn(move || vcpu.run(command_rx, event_tx, doorbell))
             .map_err(|e| VcpuError::SpawnThread(cpu, e))?;
         Ok(VcpuHandle {
             cpu,
@@ -292,11 +350,15 @@ impl VcpuHandle {
             events,
             kick,
             thread: Some(thread),
+            poll,
         })
     }
 
     /// Sends a call; answer it with [`VcpuHandle::wait_call`].
     pub fn start_call(&self, request: Request) -> Result<(), VcpuError> {
+        if let Some(link) = &self.poll {
+            return self.start_polled(link, request);
+        }
         self.commands
             .send(VcpuCommand::Call(request))
             .map_err(|_| VcpuError::ThreadGone(self.cpu))
@@ -304,6 +366,9 @@ impl VcpuHandle {
 
     /// Waits for the answer to call `seq`, stopping it at `deadline`.
     pub fn wait_call(&self, seq: u64, deadline: Option<Instant>) -> Result<CallReport, VcpuError> {
+        if let Some(link) = &self.poll {
+            return self.wait_polled(link, seq, deadline);
+        }
         let first = match deadline {
             Some(deadline) => self.events.recv_deadline(deadline),
             None => self
@@ -339,8 +404,20 @@ impl VcpuHandle {
         }
     }
 
+    /// Brings a polling vCPU's thread out of `KVM_RUN` (the runtime stops
+    /// waiting for requests), so that guest memory and registers can be
+    /// rewritten; the next call goes through `KVM_RUN`. A no-op without
+    /// polling. Every command other than a call must come after it.
+    pub fn park(&self) -> Result<(), VcpuError> {
+        match &self.poll {
+            Some(link) => self.park_polled(link),
+            None => Ok(()),
+        }
+    }
+
     /// Puts the vCPU back into its boot state.
     pub fn reset(&self) -> Result<(), VcpuError> {
+        self.park()?;
         self.commands
             .send(VcpuCommand::Reset)
             .map_err(|_| VcpuError::ThreadGone(self.cpu))?;
@@ -350,7 +427,7 @@ impl VcpuHandle {
         }
     }
 
-    fn pthread(&self) -> Option<libc::pthread_t> {
+    pub(crate) fn pthread(&self) -> Option<libc::pthread_t> {
         self.thread.as_ref().map(|t| t.as_pthread_t())
     }
 }

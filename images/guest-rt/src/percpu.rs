@@ -1,6 +1,7 @@
 //! Access to this vCPU's per-CPU block through GS.
 
-use shm::mailbox::{RESPONSE_OFFSET, Request, Response};
+use core::sync::atomic::{AtomicU64, Ordering};
+use shm::mailbox::{RESPONSE_OFFSET, RESPONSE_SEQ_OFFSET, Request, Response};
 use shm::percpu::MAILBOX_OFFSET;
 
 /// Reads the u64 at `gs:[offset]`.
@@ -24,4 +25,30 @@ pub fn request_ptr() -> *const Request {
 /// This vCPU's mailbox response.
 pub fn response_ptr() -> *mut Response {
     (gs_read(MAILBOX_OFFSET) + RESPONSE_OFFSET) as *mut Response
+}
+
+/// The u64 at `offset` in this vCPU's mailbox page, shared with the host.
+pub fn mailbox_word(offset: u64) -> &'static AtomicU64 {
+    let addr = gs_read(MAILBOX_OFFSET) + offset;
+    // SAFETY: the mailbox page is mapped read-write for this vCPU for as
+    // long as the vCPU runs; callers pass 8-aligned offsets of words that
+    // the host, too, accesses only atomically.
+    unsafe { AtomicU64::from_ptr(addr as *mut u64) }
+}
+
+/// Writes `response` into the mailbox, its `seq` last: a host spinning on
+/// the `seq` reads a complete answer (Note [Polling invocation] in
+/// `shm::mailbox`). Sequentially consistent, so that a following read of
+/// the waiter word cannot pass it.
+pub fn publish_response(response: &Response) {
+    let ptr = response_ptr();
+    // SAFETY: the response half of the mailbox page is mapped read-write
+    // for this vCPU. The seq is written separately below.
+    unsafe {
+        ptr.write_volatile(Response {
+            seq: core::ptr::addr_of!((*ptr).seq).read_volatile(),
+            ..*response
+        });
+    }
+    mailbox_word(RESPONSE_SEQ_OFFSET).store(response.seq, Ordering::SeqCst);
 }

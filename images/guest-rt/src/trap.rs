@@ -1,6 +1,6 @@
 //! CPU exceptions at CPL 3: fix up arena accesses, report everything else.
 
-use crate::percpu::{gs_read, request_ptr, response_ptr};
+use crate::percpu::{gs_read, publish_response, request_ptr};
 use shm::extable::{ExTableEntry, Fixup, decide};
 use shm::layout::BOOT_INFO_START;
 use shm::mailbox::{Response, STATUS_TRAPPED, TrapRecord};
@@ -73,18 +73,18 @@ fn decide_fixup(rip: u64, fault_addr: u64) -> Fixup {
 }
 
 /// Writes the trap into the mailbox, leaves to the host, and then serves the
-/// next request from a fresh stack.
+/// next request from a fresh stack. In polling mode too: a trap ends the
+/// polling (the state word is left as it is, never `POLL_WAITING`), and
+/// the next request comes through `KVM_RUN`.
 fn report_trap(trap: TrapRecord) -> ! {
     // SAFETY: the mailbox page is mapped read-write for this vCPU.
-    unsafe {
-        let seq = core::ptr::addr_of!((*request_ptr()).seq).read_volatile();
-        response_ptr().write_volatile(Response {
-            seq,
-            status: STATUS_TRAPPED,
-            trap,
-            ..Response::default()
-        });
-    }
+    let seq = unsafe { core::ptr::addr_of!((*request_ptr()).seq).read_volatile() };
+    publish_response(&Response {
+        seq,
+        status: STATUS_TRAPPED,
+        trap,
+        ..Response::default()
+    });
     // SAFETY: abandons the trap stack for this vCPU's runtime stack and
     // re-enters the dispatch loop, which never returns; nothing on either
     // stack is used again.
