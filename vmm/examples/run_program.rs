@@ -131,7 +131,7 @@ pub fn run() -> Result<(), Box<dyn Error>> {
 
     // spin never returns: the deadline stops it. A stopped run leaves the
     // sandbox poisoned (the program was cut off anywhere) until a reset,
-    // which keeps the loaded programs and their maps.
+    // which keeps the loaded programs and their global data.
     let spin = sandbox.find_program("spin").ok_or("no program `spin`")?;
     let run = sandbox.run_program(
         spin,
