@@ -38,7 +38,7 @@ pub struct PerCpu {
     pub trap: TrapSlots,
     /// Stack pointer of the runtime's program-call frame while a program
     /// runs, so that a helper can end the whole program at once (Note
-    /// [Unwinding] in the guest runtime).
+    /// \[Unwinding\] in the guest runtime's `program.rs`).
     pub unwind_rsp: u64,
     /// Tail calls taken since the program was entered; the runtime zeroes it
     /// before each run, the JIT's tail-call sequence counts it against

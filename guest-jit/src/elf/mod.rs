@@ -22,6 +22,8 @@
 //! each data section or map header at ([`Placed`]), plus the offset. Calls
 //! to extern functions become kfunc calls; extern variables are refused.
 //!
+//! [`Placed`]: crate::elf::Placed
+//!
 //! Maps come from BTF (`.maps`, see `btf_maps`) or legacy `struct
 //! bpf_map_def`s (`maps`), checked against the kernel's rules for their
 //! type (`maps`). Global variables are found by name through their

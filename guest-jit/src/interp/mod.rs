@@ -41,6 +41,8 @@
 //! * Every executed instruction counts against [`RunOptions::step_limit`].
 //!
 //! [`mem`]: crate::interp::mem
+//! [`Helpers`]: crate::interp::Helpers
+//! [`run_with_programs`]: crate::interp::run_with_programs
 //! [`ExecError::AccessMemory`]: crate::interp::ExecError::AccessMemory
 //! [`ExecError::ResolveLdImm64`]: crate::interp::ExecError::ResolveLdImm64
 //! [`MAX_CALL_FRAMES`]: crate::interp::MAX_CALL_FRAMES

@@ -11,6 +11,10 @@
 //! the reference interpreter's ([`crate::interp`], the oracle of the
 //! differential tests).
 //!
+//! [`Program`]: crate::insn::Program
+//! [`regs`]: crate::jit::regs
+//! [`tail_call`]: crate::jit::tail_call
+//!
 //! Every function (the entry at slot 0, and each subprogram a `call local`
 //! or a `func` pseudo load names) gets the same SysV-conforming frame:
 //!

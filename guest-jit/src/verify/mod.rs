@@ -20,6 +20,8 @@
 //!
 //! Errors read like a compiler's: what is wrong, the instruction, and the
 //! C source line when line info is there (see [`VerifyError`]).
+//!
+//! [`VerifyError`]: crate::verify::VerifyError
 
 mod check;
 mod error;

@@ -45,7 +45,7 @@ use super::lru;
 use super::{BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, MapDef, MapError, MapMemory};
 
 /// Most elements a hash map may hold, so that an end marker (`END |
-/// bucket`) never looks like [`IN_USE`] or [`FREE_END`].
+/// bucket`) never looks like `IN_USE` or `FREE_END`.
 pub const MAX_HASH_ENTRIES: u32 = 1 << 30;
 
 /// Bit set in a link that is not an element index (Note [Hash chains]).

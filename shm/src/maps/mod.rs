@@ -20,7 +20,7 @@
 //!
 //! An `ld_imm64` naming a map loads its header's guest address, as the
 //! kernel loads a `struct bpf_map *`. Each storage layout is drawn in the
-//! module that builds it ([`array`], [`hash`], [`queue`]).
+//! module that builds it ([`array`](mod@array), [`hash`], [`queue`]).
 //!
 //! Note [Trusting map memory]
 //! The header and the storage are guest memory: any program may scribble

@@ -247,7 +247,7 @@ impl RingBufConsumer {
     ///
     /// While it polls, the consumer tells producers it is awake, so their
     /// commits cost no wakeup (a VM exit each: Note [Consumer state] in
-    /// `shm::ringbuf`); it spins for [`POLL_SPIN`] before it sleeps on the
+    /// `shm::ringbuf`); it spins for `POLL_SPIN` (50 µs) before it sleeps on the
     /// eventfd, so a steady stream of records is followed without any.
     /// [`RingBufConsumer::consume`] alone leaves producers to the kernel's
     /// rule, for event loops that wait on [`RingBufConsumer::wakeup_fd`].
