@@ -67,6 +67,25 @@ pub fn run_named(sandbox: &vmm::Sandbox, name: &str, cpu: usize, data: &[u8]) ->
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// Runs the sample `ringbuf.bpf.o`'s `stall` (loaded in `sandbox`) on vCPU
+/// 0 until its deadline of `ms` milliseconds, which it never meets: checks
+/// that it was stopped and the sandbox is poisoned.
+pub fn stall_until_deadline(sandbox: &vmm::Sandbox, ms: u64) {
+    let id = sandbox.find_program("stall").expect("the stall program");
+    let input = vmm::ProgramInput {
+        data: &[0; 8],
+        repeat: 1,
+        timeout: Some(std::time::Duration::from_millis(ms)),
+    };
+    let run = sandbox.run_program(id, 0, &input).expect("stall");
+    assert!(
+        matches!(run.report.outcome, vmm::Outcome::DeadlineExceeded(_)),
+        "{:?}",
+        run.report.outcome
+    );
+    assert!(sandbox.is_poisoned());
+}
+
 /// [`run_named`] for a program that must return: r0 and the context
 /// after the run.
 pub fn run_returning(

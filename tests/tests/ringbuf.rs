@@ -252,21 +252,7 @@ fn records_outlive_the_sandbox_and_a_reset_discards_abandoned_ones() {
     let mut consumer = sandbox.ring_buffer("events").unwrap();
     run_returning(&sandbox, "fill", 0, &3u32.to_le_bytes());
     // A run stopped at its deadline leaves a record reserved for good.
-    let stalled = sandbox
-        .run_program(
-            sandbox.find_program("stall").unwrap(),
-            0,
-            &ProgramInput {
-                data: &[0; 8],
-                repeat: 1,
-                timeout: Some(Duration::from_millis(50)),
-            },
-        )
-        .unwrap();
-    assert!(matches!(
-        stalled.report.outcome,
-        Outcome::DeadlineExceeded(_)
-    ));
+    integration_tests::stall_until_deadline(&sandbox, 50);
     assert_eq!(consumer.consume(|_| {}).unwrap(), 3);
     assert!(
         consumer.available() > 0,

@@ -7,9 +7,8 @@
     reason = "a test fails loudly on any unexpected error"
 )]
 
-use integration_tests::{kvm_available, run_returning, sandbox_with};
-use std::time::Duration;
-use vmm::{Outcome, ProgramInput, Sandbox, SnapshotError};
+use integration_tests::{kvm_available, run_returning, sandbox_with, stall_until_deadline};
+use vmm::{Outcome, Sandbox, SnapshotError};
 
 const GLOBALS: &[u8] = include_bytes!("../../images/progs/globals.bpf.o");
 const WORDCOUNT: &[u8] = include_bytes!("../../images/progs/wordcount.bpf.o");
@@ -115,21 +114,7 @@ fn a_reset_takes_a_poisoned_clone_back_to_its_snapshot() {
     let mut clone = snapshot.sandbox().unwrap();
     let before = run_returning(&clone, "globals", 0, &1u32.to_le_bytes()).0;
     run_returning(&clone, "count_words", 0, &text("a b c"));
-    let stalled = clone
-        .run_program(
-            clone.find_program("stall").unwrap(),
-            0,
-            &ProgramInput {
-                data: &[0; 8],
-                repeat: 1,
-                timeout: Some(Duration::from_millis(30)),
-            },
-        )
-        .unwrap();
-    assert!(matches!(
-        stalled.report.outcome,
-        Outcome::DeadlineExceeded(_)
-    ));
+    stall_until_deadline(&clone, 30);
     assert!(clone.is_poisoned());
     clone.reset().unwrap();
     assert!(!clone.is_poisoned());
@@ -188,21 +173,7 @@ fn snapshots_refuse_what_they_cannot_copy() {
     let clone = snapshot.sandbox().unwrap();
     assert!(matches!(clone.snapshot(), Err(SnapshotError::Clone)));
     let mut poisoned = sandbox_with(1, &[RINGBUF]);
-    let stalled = poisoned
-        .run_program(
-            poisoned.find_program("stall").unwrap(),
-            0,
-            &ProgramInput {
-                data: &[0; 8],
-                repeat: 1,
-                timeout: Some(Duration::from_millis(30)),
-            },
-        )
-        .unwrap();
-    assert!(matches!(
-        stalled.report.outcome,
-        Outcome::DeadlineExceeded(_)
-    ));
+    stall_until_deadline(&poisoned, 30);
     assert!(matches!(poisoned.snapshot(), Err(SnapshotError::Poisoned)));
     poisoned.reset().unwrap();
     assert!(poisoned.snapshot().is_ok());
@@ -235,19 +206,7 @@ fn the_pool_hands_out_warm_clones_and_never_a_poisoned_one() {
         run_returning(&sandbox, "count_words", 0, &text("w w w"));
         if round % 2 == 0 {
             // Poisoned at a deadline, then given back.
-            let run = sandbox
-                .run_program(
-                    sandbox.find_program("stall").unwrap(),
-                    0,
-                    &ProgramInput {
-                        data: &[0; 8],
-                        repeat: 1,
-                        timeout: Some(Duration::from_millis(20)),
-                    },
-                )
-                .unwrap();
-            assert!(matches!(run.report.outcome, Outcome::DeadlineExceeded(_)));
-            assert!(sandbox.is_poisoned());
+            stall_until_deadline(&sandbox, 20);
         }
     }
     let stats = pool.stats();
@@ -274,18 +233,7 @@ fn the_pool_hands_out_warm_clones_and_never_a_poisoned_one() {
     {
         let sandbox = keep.get().unwrap();
         assert_eq!(run_returning(&sandbox, "word_count", 0, &word("k")).0, 2);
-        let run = sandbox
-            .run_program(
-                sandbox.find_program("stall").unwrap(),
-                0,
-                &ProgramInput {
-                    data: &[0; 8],
-                    repeat: 1,
-                    timeout: Some(Duration::from_millis(20)),
-                },
-            )
-            .unwrap();
-        assert!(matches!(run.report.outcome, Outcome::DeadlineExceeded(_)));
+        stall_until_deadline(&sandbox, 20);
     }
     let sandbox = keep.get().unwrap();
     assert!(!sandbox.is_poisoned());
