@@ -1,7 +1,10 @@
-//! Guest memory: one memfd-backed region, mapped once in the host.
+//! Guest memory: one memfd-backed region, mapped once in the host — shared
+//! with a memfd of its own, or privately (copy-on-write) over a snapshot's
+//! memfd, with shared overlays for what host threads map again (ring
+//! buffers: Note [Snapshots and clones]).
 //!
-//! The memfd lets later features map the same pages again (copy-on-write
-//! clones, a second view for another process). All host access goes through
+//! The memfd lets the host map the same pages again (ring buffers, clones,
+//! a second view for another process). All host access goes through
 //! `vm-memory`'s volatile copies: the guest may be writing the same bytes, so
 //! the host never forms a reference into guest memory.
 

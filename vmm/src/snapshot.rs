@@ -24,7 +24,7 @@
 //! address of its own, which a clone in the same process cannot share),
 //! and snapshots of clones.
 
-use crate::memory::{GuestMemory, MemoryError};
+use crate::memory::GuestMemory;
 use crate::program::Loaded;
 use crate::ringbuf::RingSpec;
 use crate::sandbox::{Sandbox, SandboxError};
@@ -204,10 +204,4 @@ fn copy_extents(src: &File, dst: &File, size: u64) -> std::io::Result<u64> {
         at = end;
     }
     Ok(copied)
-}
-
-impl From<MemoryError> for SnapshotError {
-    fn from(e: MemoryError) -> Self {
-        SnapshotError::Copy(std::io::Error::other(e))
-    }
 }
