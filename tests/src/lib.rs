@@ -57,11 +57,7 @@ pub fn run_named(sandbox: &vmm::Sandbox, name: &str, cpu: usize, data: &[u8]) ->
     let id = sandbox
         .find_program(name)
         .unwrap_or_else(|| panic!("no program {name}"));
-    let input = vmm::ProgramInput {
-        data,
-        repeat: 1,
-        timeout: Some(std::time::Duration::from_secs(20)),
-    };
+    let input = vmm::ProgramInput::new(data).with_timeout(std::time::Duration::from_secs(20));
     sandbox
         .run_program(id, cpu, &input)
         .unwrap_or_else(|e| panic!("{name}: {e}"))
@@ -72,11 +68,7 @@ pub fn run_named(sandbox: &vmm::Sandbox, name: &str, cpu: usize, data: &[u8]) ->
 /// that it was stopped and the sandbox is poisoned.
 pub fn stall_until_deadline(sandbox: &vmm::Sandbox, ms: u64) {
     let id = sandbox.find_program("stall").expect("the stall program");
-    let input = vmm::ProgramInput {
-        data: &[0; 8],
-        repeat: 1,
-        timeout: Some(std::time::Duration::from_millis(ms)),
-    };
+    let input = vmm::ProgramInput::new(&[0; 8]).with_timeout(std::time::Duration::from_millis(ms));
     let run = sandbox.run_program(id, 0, &input).expect("stall");
     assert!(
         matches!(run.report.outcome, vmm::Outcome::DeadlineExceeded(_)),

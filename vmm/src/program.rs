@@ -331,8 +331,33 @@ pub struct ProgramInput<'a> {
     pub data: &'a [u8],
     /// Times to run the program inside the guest without leaving it.
     pub repeat: u64,
-    /// Wall-clock budget for all the runs; `None` waits forever.
+    /// Wall-clock budget for all the runs; `None` waits forever (or for
+    /// the sandbox's `Limits::max_run_time`).
     pub timeout: Option<Duration>,
+}
+
+impl<'a> ProgramInput<'a> {
+    /// One run with `data` as its context and no deadline of its own.
+    pub fn new(data: &'a [u8]) -> ProgramInput<'a> {
+        ProgramInput {
+            data,
+            repeat: 1,
+            timeout: None,
+        }
+    }
+
+    /// The same input with a wall-clock budget for all the runs.
+    pub fn with_timeout(self, timeout: Duration) -> ProgramInput<'a> {
+        ProgramInput {
+            timeout: Some(timeout),
+            ..self
+        }
+    }
+
+    /// The same input run `repeat` times inside the guest (0 counts as 1).
+    pub fn with_repeat(self, repeat: u64) -> ProgramInput<'a> {
+        ProgramInput { repeat, ..self }
+    }
 }
 
 /// What a program run produced.
@@ -942,6 +967,19 @@ pub fn plan_data(
 mod tests {
     use super::*;
     use shm::layout::LayoutConfig;
+
+    #[test]
+    fn program_input_builds_one_field_at_a_time() {
+        let input = ProgramInput::new(b"ctx");
+        assert_eq!(
+            (input.data, input.repeat, input.timeout),
+            (&b"ctx"[..], 1, None)
+        );
+        let input = input.with_repeat(5).with_timeout(Duration::from_millis(7));
+        assert_eq!(input.repeat, 5);
+        assert_eq!(input.timeout, Some(Duration::from_millis(7)));
+        assert_eq!(input.data, b"ctx");
+    }
 
     fn section(name: &str, kind: DataKind, len: usize) -> DataSection {
         DataSection {
