@@ -257,3 +257,45 @@ fn a_clone_loads_nothing_more() {
     assert!(clone.find_map("events").is_none());
     run_returning(&clone, "globals", 0, &1u32.to_le_bytes());
 }
+
+#[test]
+fn a_refilled_pool_hands_out_warm_sandboxes_only() {
+    if !kvm_available("a_refilled_pool_hands_out_warm_sandboxes_only") {
+        return;
+    }
+    use std::sync::Arc;
+    use vmm::{Reuse, SandboxPool};
+    let snapshot = Arc::new(sandbox_with(1, &[WORDCOUNT]).snapshot().unwrap());
+    let pool = Arc::new(SandboxPool::new(snapshot, 0, 2, Reuse::ResetToSnapshot).unwrap());
+    let refiller = pool.refill_in_background().unwrap();
+    let wait_warm = |n: usize| {
+        let start = std::time::Instant::now();
+        while pool.warm() < n {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "never refilled"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    };
+    for _ in 0..3 {
+        wait_warm(2);
+        // Two held at once: both warm; the refiller makes two more.
+        let (a, b) = (pool.get().unwrap(), pool.get().unwrap());
+        assert_eq!(run_returning(&a, "word_count", 0, &word("x")).0, 0);
+        assert_eq!(run_returning(&b, "word_count", 0, &word("x")).0, 0);
+        wait_warm(2);
+        // Given back to a full pool: dropped, not kept.
+        drop((a, b));
+        assert_eq!(pool.warm(), 2);
+    }
+    assert_eq!(pool.stats().cold_clones, 0, "{:?}", pool.stats());
+    assert_eq!(
+        Arc::strong_count(&pool),
+        3,
+        "the test, the refiller, its thread"
+    );
+    drop(refiller);
+    // The refill thread ended (joined) and let go of the pool.
+    assert_eq!(Arc::strong_count(&pool), 1);
+}

@@ -125,7 +125,7 @@ pub use helpers::HelperSet;
 pub use map_api::{Entry, MapHandle, Slot};
 pub use maps::{MapId, MapInfo};
 pub use memory::GuestMemory;
-pub use pool::{PoolStats, PooledSandbox, Reuse, SandboxPool};
+pub use pool::{PoolStats, PooledSandbox, Refiller, Reuse, SandboxPool};
 pub use program::{
     LoadError, LoadedProgram, ProgramId, ProgramInput, ProgramRun, SourceLine, TrapSite,
 };

@@ -13,7 +13,9 @@
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::snapshot::Snapshot;
 use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 /// What happens to a sandbox given back to the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,6 +54,8 @@ pub struct SandboxPool {
     keep: usize,
     reuse: Reuse,
     state: Mutex<State>,
+    /// Signalled when a warm sandbox is taken, for a [`Refiller`].
+    taken: Condvar,
 }
 
 impl SandboxPool {
@@ -68,6 +72,7 @@ impl SandboxPool {
             keep,
             reuse,
             state: Mutex::default(),
+            taken: Condvar::new(),
         };
         pool.fill(warm.min(keep))?;
         Ok(pool)
@@ -89,6 +94,7 @@ impl SandboxPool {
         let warm = {
             let mut state = self.lock();
             let sandbox = state.warm.pop();
+            self.taken.notify_all();
             if sandbox.is_some() {
                 state.stats.warm_hits += 1;
             } else {
@@ -104,6 +110,46 @@ impl SandboxPool {
             pool: self,
             sandbox: Some(sandbox),
         })
+    }
+
+    /// Keeps the pool full from a thread of its own, so that `get` finds
+    /// a warm sandbox instead of paying for a clone: the thread clones
+    /// whenever fewer than `keep` are warm, until the [`Refiller`] is
+    /// dropped. A clone that fails is retried after a pause.
+    pub fn refill_in_background(self: &Arc<Self>) -> std::io::Result<Refiller> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (pool, stopped) = (Arc::clone(self), Arc::clone(&stop));
+        let thread = std::thread::Builder::new()
+            .name("bpfvisor-pool".into())
+            .spawn(move || pool.refill_until(&stopped))?;
+        Ok(Refiller {
+            pool: Arc::clone(self),
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn refill_until(&self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Acquire) {
+            {
+                let state = self.lock();
+                if state.warm.len() >= self.keep {
+                    // Woken by a `get`, or by the Refiller's drop; the
+                    // timeout only bounds a missed wakeup.
+                    let _ = self.taken.wait_timeout(state, Duration::from_millis(100));
+                    continue;
+                }
+            }
+            match self.snapshot.sandbox() {
+                Ok(sandbox) => {
+                    let mut state = self.lock();
+                    if state.warm.len() < self.keep {
+                        state.warm.push(sandbox);
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
     }
 
     /// Warm sandboxes now.
@@ -143,6 +189,30 @@ impl SandboxPool {
         let mut state = self.lock();
         if state.warm.len() < self.keep {
             state.warm.push(sandbox);
+        }
+    }
+}
+
+/// The thread [`SandboxPool::refill_in_background`] started; stops it
+/// (and waits for it) when dropped.
+#[derive(Debug)]
+pub struct Refiller {
+    pool: Arc<SandboxPool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Refiller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        {
+            // Under the lock, so the thread is either before its check of
+            // `stop` or waiting, and sees the notification.
+            let _state = self.pool.lock();
+            self.pool.taken.notify_all();
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
