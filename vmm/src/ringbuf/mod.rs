@@ -11,9 +11,10 @@
 //! same order, then the data pages again, so that records that wrap are
 //! contiguous. The header's `data` is the ring's start in the window,
 //! which is where the runtime's helpers work. The host maps the same
-//! pages of the guest memory memfd, data twice, into a range of its own
-//! for each consumer or producer (`mapping`), which therefore outlives
-//! the sandbox if need be. The window's page tables are the sandbox's
+//! pages of the guest memory memfd (in a clone: of the ring's own memfd,
+//! Note [Snapshots and clones]), data twice, into a range of its own for
+//! each consumer or producer (`mapping`), which therefore outlives the
+//! sandbox if need be. The window's page tables are the sandbox's
 //! base tables plus the ring's pages: tables the host builds, in the
 //! page-table region the guest cannot see, written when a ring is created
 //! and again after every reset.
