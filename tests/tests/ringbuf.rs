@@ -269,13 +269,54 @@ fn records_outlive_the_sandbox_and_a_reset_discards_abandoned_ones() {
 }
 
 #[test]
+fn poll_keeps_its_timeout_behind_a_record_never_committed() {
+    if !kvm_available("poll_keeps_its_timeout_behind_a_record_never_committed") {
+        return;
+    }
+    // What a program can leave: the producer position past a header that
+    // stays busy. The consumer cannot move, but its poll still returns at
+    // its timeout.
+    let sandbox = sandbox_with(1, &[RINGBUF]);
+    let header = sandbox.find_map("events").unwrap().info().header();
+    let mut consumer = sandbox.ring_buffer("events").unwrap();
+    sandbox
+        .memory()
+        .write(header + 0x3000, &(8u32 | (1 << 31)).to_le_bytes())
+        .unwrap();
+    sandbox
+        .memory()
+        .write(header + 0x2000, &16u64.to_le_bytes())
+        .unwrap();
+    for timeout in [0, 1, 20] {
+        let start = std::time::Instant::now();
+        let got = consumer
+            .poll(Some(Duration::from_millis(timeout)), |_| {})
+            .unwrap();
+        assert_eq!(got, 0);
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+    assert_eq!(consumer.available(), 16);
+}
+
+#[test]
 fn a_program_scribbling_over_its_ring_never_hurts_the_consumer() {
     if !kvm_available("a_program_scribbling_over_its_ring_never_hurts_the_consumer") {
         return;
     }
-    let sandbox = sandbox_with(1, &[RINGBUF]);
+    let mut sandbox = sandbox_with(1, &[RINGBUF]);
     let mut consumer = sandbox.ring_buffer("events").unwrap();
     let done = AtomicBool::new(false);
+    /// Ends the reader when dropped, even if a run panics.
+    struct Done<'a>(&'a AtomicBool);
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
     let (records, corrupt) = std::thread::scope(|s| {
         let reader = s.spawn(|| {
             let (mut records, mut corrupt) = (0u64, 0u64);
@@ -302,10 +343,21 @@ fn a_program_scribbling_over_its_ring_never_hurts_the_consumer() {
                 }
             }
         });
+        let finished = Done(&done);
+        let scribble = sandbox.find_program("scribble").unwrap();
+        let rounds = 5000u32.to_le_bytes();
         for _ in 0..20 {
-            run_returning(&sandbox, "scribble", 0, &5000u32.to_le_bytes());
+            let input = ProgramInput::new(&rounds).with_timeout(Duration::from_millis(100));
+            let run = sandbox.run_program(scribble, 0, &input).unwrap();
+            match run.report.outcome {
+                Outcome::Returned(_) => {}
+                // A scribbled lock word stalls the program's own reserves
+                // (the kernel's would deadlock): a reset frees it.
+                Outcome::DeadlineExceeded(_) => sandbox.reset().unwrap(),
+                other => panic!("{other:?}"),
+            }
         }
-        done.store(true, Ordering::SeqCst);
+        drop(finished);
         reader.join().unwrap()
     });
     assert!(

@@ -263,11 +263,20 @@ impl RingBufConsumer {
             if n > 0 {
                 return Ok(n);
             }
-            let spin_until = Instant::now() + POLL_SPIN;
-            while self.available() == 0 && Instant::now() < spin_until {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(0);
+            }
+            // Spin while nothing new comes. What is already there but not
+            // consumed sits behind a record still being written: only a
+            // change means news.
+            let pending = self.available();
+            let spin_until = deadline.map_or(Instant::now() + POLL_SPIN, |d| {
+                d.min(Instant::now() + POLL_SPIN)
+            });
+            while self.available() == pending && Instant::now() < spin_until {
                 pause();
             }
-            if self.available() > 0 {
+            if self.available() != pending {
                 continue;
             }
             self.set_state(ringbuf::CONSUMER_ASLEEP)?;

@@ -111,11 +111,18 @@ impl<'f> RingBufPoller<'f> {
             if n > 0 || self.rings.is_empty() {
                 return Ok(n);
             }
-            let spin_until = Instant::now() + POLL_SPIN;
-            while !self.any_available() && Instant::now() < spin_until {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(0);
+            }
+            // As in RingBufConsumer::poll: only a change is news.
+            let pending = self.available();
+            let spin_until = deadline.map_or(Instant::now() + POLL_SPIN, |d| {
+                d.min(Instant::now() + POLL_SPIN)
+            });
+            while self.available() == pending && Instant::now() < spin_until {
                 pause();
             }
-            if self.any_available() {
+            if self.available() != pending {
                 continue;
             }
             self.set_states(ringbuf::CONSUMER_ASLEEP)?;
@@ -136,8 +143,12 @@ impl<'f> RingBufPoller<'f> {
         }
     }
 
-    fn any_available(&self) -> bool {
-        self.rings.iter().any(|(c, _)| c.available() > 0)
+    /// Bytes produced and not consumed, all rings together.
+    fn available(&self) -> u64 {
+        self.rings
+            .iter()
+            .map(|(c, _)| c.available())
+            .fold(0, u64::wrapping_add)
     }
 
     fn set_states(&mut self, state: u32) -> Result<(), RingBufError> {
