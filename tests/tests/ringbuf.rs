@@ -184,9 +184,10 @@ fn four_vcpus_produce_at_once_while_the_host_consumes_each_record_once() {
             },
         );
         done.store(true, Ordering::SeqCst);
-        let (got, wakeups) = reader.join().unwrap();
+        // Wakeups (if the consumer slept at all: a polling consumer that
+        // keeps up needs none) went to the ioeventfd: see exits below.
+        let (got, _wakeups) = reader.join().unwrap();
         next = got;
-        assert!(wakeups > 0, "the consumer was woken up");
         runs
     });
     let sent = global(&sandbox, "per_cpu_sent");
