@@ -26,7 +26,7 @@ fn list_args(n: u32) -> [u8; 24] {
 }
 
 /// The example; an error if a result is not what the samples say.
-pub fn run() -> Result<(), Box<dyn Error>> {
+fn run() -> Result<(), Box<dyn Error>> {
     let object = Object::parse(ARENA_LIST)?;
     let mut sandbox = Sandbox::new(SandboxConfig::default())?;
     // An object with a BPF_MAP_TYPE_ARENA map gets the sandbox's arena.
@@ -209,8 +209,8 @@ fn ensure(ok: bool, what: &str) -> Result<(), Box<dyn Error>> {
     }
 }
 
-/// Runs the example, or says why not. (`pub`, as `run`: vmm/tests/examples.rs
-/// runs both.)
+/// Runs the example, or says why not. (`pub`: vmm/tests/examples.rs runs
+/// it, with KVM and without.)
 pub fn main() -> ExitCode {
     if !vmm::kvm::is_available() {
         println!("Skipped: /dev/kvm is not usable here, and bpfvisor needs KVM.");

@@ -20,7 +20,7 @@ const PERCPU_DATA: &[u8] = include_bytes!("../../images/progs/percpu_data.bpf.o"
 const CPUS: usize = 4;
 
 /// The example; an error if a result is not what the samples say.
-pub fn run() -> Result<(), Box<dyn Error>> {
+fn run() -> Result<(), Box<dyn Error>> {
     // Four vCPUs; each has its own copy of every per-CPU value.
     let mut sandbox = Sandbox::new(SandboxConfig {
         cpus: CPUS,
@@ -171,8 +171,8 @@ fn ensure(ok: bool, what: &str) -> Result<(), Box<dyn Error>> {
     }
 }
 
-/// Runs the example, or says why not. (`pub`, as `run`: vmm/tests/examples.rs
-/// runs both.)
+/// Runs the example, or says why not. (`pub`: vmm/tests/examples.rs runs
+/// it, with KVM and without.)
 pub fn main() -> ExitCode {
     if !vmm::kvm::is_available() {
         println!("Skipped: /dev/kvm is not usable here, and bpfvisor needs KVM.");

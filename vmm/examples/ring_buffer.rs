@@ -40,7 +40,7 @@ struct Rec {
 unsafe impl shm::pod::Pod for Rec {}
 
 /// The example; an error if a result is not what the samples say.
-pub fn run() -> Result<(), Box<dyn Error>> {
+fn run() -> Result<(), Box<dyn Error>> {
     consume_on_another_thread()?;
     poll_several_rings()?;
     requests_and_responses()?;
@@ -346,8 +346,8 @@ fn ensure(ok: bool, what: &str) -> Result<(), Box<dyn Error>> {
     }
 }
 
-/// Runs the example, or says why not. (`pub`, as `run`: vmm/tests/examples.rs
-/// runs both.)
+/// Runs the example, or says why not. (`pub`: vmm/tests/examples.rs runs
+/// it, with KVM and without.)
 pub fn main() -> ExitCode {
     if !vmm::kvm::is_available() {
         println!("Skipped: /dev/kvm is not usable here, and bpfvisor needs KVM.");

@@ -26,7 +26,7 @@ const SPIN: &[u8] = include_bytes!("../../images/progs/spin.bpf.o");
 const HASH_ARGS_SIZE: usize = 16 + 4096;
 
 /// The example; an error if a result is not what the samples say.
-pub fn run() -> Result<(), Box<dyn Error>> {
+fn run() -> Result<(), Box<dyn Error>> {
     // One micro-VM with one vCPU; every other size has a sensible default.
     let mut sandbox = Sandbox::new(SandboxConfig {
         cpus: 1,
@@ -217,8 +217,8 @@ fn ensure(ok: bool, what: &str) -> Result<(), Box<dyn Error>> {
     }
 }
 
-/// Runs the example, or says why not. (`pub`, as `run`: vmm/tests/examples.rs
-/// runs both.)
+/// Runs the example, or says why not. (`pub`: vmm/tests/examples.rs runs
+/// it, with KVM and without.)
 pub fn main() -> ExitCode {
     if !vmm::kvm::is_available() {
         println!("Skipped: /dev/kvm is not usable here, and bpfvisor needs KVM.");

@@ -25,7 +25,7 @@ const SPIN: &[u8] = include_bytes!("../../images/progs/spin.bpf.o");
 const MAX_RUN_TIME: Duration = Duration::from_millis(200);
 
 /// The example; an error if a result is not what the samples say.
-pub fn run() -> Result<(), Box<dyn Error>> {
+fn run() -> Result<(), Box<dyn Error>> {
     // Limits are set when the sandbox is made, and its clones keep them.
     let config = SandboxConfig {
         cpus: 1,
@@ -210,8 +210,8 @@ fn ensure(ok: bool, what: &str) -> Result<(), Box<dyn Error>> {
     }
 }
 
-/// Runs the example, or says why not. (`pub`, as `run`: vmm/tests/examples.rs
-/// runs both.)
+/// Runs the example, or says why not. (`pub`: vmm/tests/examples.rs runs
+/// it, with KVM and without.)
 pub fn main() -> ExitCode {
     if !vmm::kvm::is_available() {
         println!("Skipped: /dev/kvm is not usable here, and bpfvisor needs KVM.");
