@@ -102,9 +102,9 @@ pub const CONSUMER_ASLEEP: u32 = 2;
 pub const PRODUCER_POS_OFFSET: usize = 2 * PAGE_SIZE as usize;
 /// The first data byte.
 pub const DATA_OFFSET: usize = 3 * PAGE_SIZE as usize;
-/// The kernel's `DYNPTR_MAX_SIZE`: a user ring buffer's samples reach
+/// The kernel's `DYNPTR_MAX_SIZE` (`crate::dynptr`): a user ring buffer's samples reach
 /// programs as dynptrs, which cannot be larger.
-pub const DYNPTR_MAX_SIZE: u64 = (1 << 24) - 1;
+const DYNPTR_MAX_SIZE: u64 = crate::dynptr::DYNPTR_MAX_SIZE as u64;
 /// Largest ring: the maps region holds at most 1 GiB, and the ring takes
 /// its data once there (and twice in the address space).
 pub const MAX_RING_SIZE: u64 = 1 << 28;

@@ -54,15 +54,7 @@ pub struct GuestMemory {
 impl GuestMemory {
     /// Creates `size` bytes of zeroed guest memory backed by a fresh memfd.
     pub fn new(size: u64) -> Result<GuestMemory, MemoryError> {
-        let name = c"bpfvisor-guest";
-        // SAFETY: `name` is a valid NUL-terminated string; the call has no
-        // other memory effects.
-        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(MemoryError::CreateMemfd(std::io::Error::last_os_error()));
-        }
-        // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
-        let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let file = memfd(c"bpfvisor-guest").map_err(MemoryError::CreateMemfd)?;
         file.set_len(size)
             .map_err(|e| MemoryError::SetLen(size, e))?;
         let len = usize::try_from(size).map_err(|_| MemoryError::OutOfBounds {
@@ -274,9 +266,123 @@ impl GuestMemory {
     }
 }
 
+/// A new, empty memfd (close-on-exec) named `name`: size it with
+/// `set_len`, which leaves it all a hole.
+pub(crate) fn memfd(name: &std::ffi::CStr) -> std::io::Result<File> {
+    // SAFETY: `name` is a valid NUL-terminated string; the call has no
+    // other memory effects.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Copies the extents of `src` that hold data (`SEEK_DATA` / `SEEK_HOLE`)
+/// within `src_off .. src_off + len` to `dst`, `src_off` landing at
+/// `dst_off`: holes stay holes. Returns the bytes copied.
+pub(crate) fn copy_extents(
+    src: &File,
+    src_off: u64,
+    dst: &File,
+    dst_off: u64,
+    len: u64,
+) -> std::io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    let offset = |v: u64| i64::try_from(v).map_err(|_| std::io::ErrorKind::InvalidInput);
+    let end = offset(
+        src_off
+            .checked_add(len)
+            .ok_or(std::io::ErrorKind::InvalidInput)?,
+    )?;
+    let shift = offset(dst_off)? - offset(src_off)?;
+    let mut copied = 0;
+    let mut at = offset(src_off)?;
+    while at < end {
+        // SAFETY: plain descriptor calls; no memory is passed.
+        let start = unsafe { libc::lseek(src.as_raw_fd(), at, libc::SEEK_DATA) };
+        if start < 0 {
+            let e = std::io::Error::last_os_error();
+            // ENXIO: no data after `at`.
+            return if e.raw_os_error() == Some(libc::ENXIO) {
+                Ok(copied)
+            } else {
+                Err(e)
+            };
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(src.as_raw_fd(), start, libc::SEEK_HOLE) };
+        if hole < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stop = hole.min(end);
+        let (mut off_in, mut off_out) = (start, start + shift);
+        while off_in < stop {
+            // SAFETY: the offsets are valid for writes of one i64 each.
+            let n = unsafe {
+                libc::copy_file_range(
+                    src.as_raw_fd(),
+                    &raw mut off_in,
+                    dst.as_raw_fd(),
+                    &raw mut off_out,
+                    (stop - off_in) as usize,
+                    0,
+                )
+            };
+            if n <= 0 {
+                return Err(if n == 0 {
+                    std::io::ErrorKind::UnexpectedEof.into()
+                } else {
+                    std::io::Error::last_os_error()
+                });
+            }
+            copied += n as u64;
+        }
+        at = stop;
+    }
+    Ok(copied)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::FileExt;
+
+    #[test]
+    fn extents_are_copied_shifted_and_holes_stay_holes() {
+        let src = memfd(c"test-src").unwrap();
+        src.set_len(16 * 4096).unwrap();
+        src.write_all_at(&[1; 4096], 4096).unwrap();
+        src.write_all_at(&[2; 10], 10 * 4096).unwrap();
+        src.write_all_at(&[3; 10], 15 * 4096).unwrap();
+        let dst = memfd(c"test-dst").unwrap();
+        dst.set_len(16 * 4096).unwrap();
+        // Pages 1..=12 of src land at page 0 of dst; page 15 is outside.
+        let copied = copy_extents(&src, 4096, &dst, 0, 12 * 4096).unwrap();
+        assert_eq!(copied, 2 * 4096, "the two pages with data, whole");
+        let mut page = vec![0u8; 4096];
+        dst.read_exact_at(&mut page, 0).unwrap();
+        assert!(page.iter().all(|&b| b == 1));
+        dst.read_exact_at(&mut page, 9 * 4096).unwrap();
+        assert_eq!(&page[..11], &[2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0]);
+        dst.read_exact_at(&mut page, 14 * 4096).unwrap();
+        assert!(
+            page.iter().all(|&b| b == 0),
+            "page 15 was outside the range"
+        );
+        // The rest is still a hole: only two pages hold memory.
+        // SAFETY: fstat fills `st` on success.
+        let blocks = unsafe {
+            let mut st = std::mem::zeroed::<libc::stat>();
+            assert_eq!(
+                libc::fstat(std::os::fd::AsRawFd::as_raw_fd(&dst), &raw mut st),
+                0
+            );
+            st.st_blocks
+        };
+        assert_eq!(blocks * 512, 2 * 4096);
+    }
 
     #[test]
     fn reads_back_writes_and_refuses_out_of_bounds() {

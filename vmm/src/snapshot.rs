@@ -24,13 +24,12 @@
 //! address of its own, which a clone in the same process cannot share),
 //! and snapshots of clones.
 
-use crate::memory::GuestMemory;
+use crate::memory::{self, GuestMemory};
 use crate::program::Loaded;
 use crate::ringbuf::RingSpec;
 use crate::sandbox::{Sandbox, SandboxError};
 use shm::layout::Layout;
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -90,9 +89,11 @@ impl Sandbox {
             vcpu.park()
                 .map_err(|e| SnapshotError::Vcpu(crate::sandbox::RunError::from(e)))?;
         }
-        let memfd = memfd("bpfvisor-snapshot", self.memory.size()).map_err(SnapshotError::Copy)?;
+        let size = self.memory.size();
+        let memfd = memory::memfd(c"bpfvisor-snapshot").map_err(SnapshotError::Copy)?;
+        memfd.set_len(size).map_err(SnapshotError::Copy)?;
         let bytes =
-            copy_extents(source, &memfd, self.memory.size()).map_err(SnapshotError::Copy)?;
+            memory::copy_extents(source, 0, &memfd, 0, size).map_err(SnapshotError::Copy)?;
         Ok(Snapshot {
             layout: self.layout,
             limits: self.limits,
@@ -140,68 +141,4 @@ impl Snapshot {
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
-}
-
-/// A memfd of `size` bytes, all a hole.
-fn memfd(name: &str, size: u64) -> std::io::Result<File> {
-    let name = std::ffi::CString::new(name).map_err(|_| std::io::ErrorKind::InvalidInput)?;
-    // SAFETY: a valid NUL-terminated name; no other memory effects.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor nobody else owns.
-    let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    file.set_len(size)?;
-    Ok(file)
-}
-
-/// Copies the extents of `src` that hold data (`SEEK_DATA` / `SEEK_HOLE`)
-/// to the same offsets of `dst`, up to `size`; the bytes copied.
-fn copy_extents(src: &File, dst: &File, size: u64) -> std::io::Result<u64> {
-    let mut copied = 0;
-    let mut at = 0i64;
-    let size = i64::try_from(size).map_err(|_| std::io::ErrorKind::InvalidInput)?;
-    while at < size {
-        // SAFETY: plain descriptor calls; no memory is passed.
-        let start = unsafe { libc::lseek(src.as_raw_fd(), at, libc::SEEK_DATA) };
-        if start < 0 {
-            let e = std::io::Error::last_os_error();
-            // ENXIO: no data after `at`.
-            return if e.raw_os_error() == Some(libc::ENXIO) {
-                Ok(copied)
-            } else {
-                Err(e)
-            };
-        }
-        // SAFETY: as above.
-        let end = unsafe { libc::lseek(src.as_raw_fd(), start, libc::SEEK_HOLE) }.min(size);
-        if end < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let (mut off_in, mut off_out) = (start, start);
-        while off_in < end {
-            // SAFETY: the offsets are valid for writes of one i64 each.
-            let n = unsafe {
-                libc::copy_file_range(
-                    src.as_raw_fd(),
-                    &raw mut off_in,
-                    dst.as_raw_fd(),
-                    &raw mut off_out,
-                    (end - off_in) as usize,
-                    0,
-                )
-            };
-            if n <= 0 {
-                return Err(if n == 0 {
-                    std::io::ErrorKind::UnexpectedEof.into()
-                } else {
-                    std::io::Error::last_os_error()
-                });
-            }
-            copied += n as u64;
-        }
-        at = end;
-    }
-    Ok(copied)
 }

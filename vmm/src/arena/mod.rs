@@ -464,14 +464,7 @@ unsafe fn volatile_copy_to(dst: *mut u8, src: &[u8]) {
 
 /// The arena's memfd, `size` bytes, sparse.
 fn create_memfd(size: u64) -> Result<File, ArenaSetupError> {
-    use std::os::fd::{FromRawFd, OwnedFd};
-    // SAFETY: a valid NUL-terminated name; no other memory effects.
-    let fd = unsafe { libc::memfd_create(c"bpfvisor-arena".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(ArenaSetupError::CreateMemfd(std::io::Error::last_os_error()));
-    }
-    // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
-    let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let file = crate::memory::memfd(c"bpfvisor-arena").map_err(ArenaSetupError::CreateMemfd)?;
     file.set_len(size)
         .map_err(|e| ArenaSetupError::SetLen(size, e))?;
     Ok(file)

@@ -494,27 +494,8 @@ fn write_tables(
 
 /// A memfd with the `len` bytes of `snapshot` from `offset` on.
 fn ring_memfd(snapshot: &std::fs::File, offset: u64, len: u64) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::FileExt;
-    // SAFETY: a valid NUL-terminated name; no other memory effects.
-    let fd = unsafe { libc::memfd_create(c"bpfvisor-ring".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor nobody else owns.
-    let file = std::fs::File::from(unsafe {
-        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
-    });
+    let file = crate::memory::memfd(c"bpfvisor-ring")?;
     file.set_len(len)?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut done = 0;
-    while done < len {
-        let n = (len - done).min(buf.len() as u64) as usize;
-        snapshot.read_exact_at(&mut buf[..n], offset + done)?;
-        // Holes stay holes: most of a ring is usually untouched.
-        if buf[..n].iter().any(|&b| b != 0) {
-            file.write_all_at(&buf[..n], done)?;
-        }
-        done += n as u64;
-    }
+    crate::memory::copy_extents(snapshot, offset, &file, 0, len)?;
     Ok(file)
 }
