@@ -399,3 +399,36 @@ fn bad_cpu_numbers_are_refused() {
         "Invalid sandbox configuration: CPU count 65 is not in 1..=64"
     );
 }
+
+#[test]
+fn every_vcpu_starts_with_the_reset_x87_and_sse_control_words() {
+    if !kvm_available("every_vcpu_starts_with_the_reset_x87_and_sse_control_words") {
+        return;
+    }
+    // A new vCPU's FPU is KVM's reset state, which the host does not set
+    // again (VcpuSetup::create): FCW 0x37f, MXCSR 0x1f80.
+    let sandbox = setup_sandbox(2);
+    let control_words = |sandbox: &Sandbox, cpu: usize| {
+        let entry = load(sandbox, |a| {
+            a.sub(rsp, 16).unwrap();
+            a.fnstcw(word_ptr(rsp)).unwrap();
+            a.stmxcsr(dword_ptr(rsp + 4)).unwrap();
+            a.movzx(eax, word_ptr(rsp)).unwrap();
+            a.mov(ecx, dword_ptr(rsp + 4)).unwrap();
+            a.shl(rcx, 16).unwrap();
+            a.or(rax, rcx).unwrap();
+            a.add(rsp, 16).unwrap();
+            a.ret().unwrap();
+        });
+        match sandbox.call(cpu, &Call::new(entry)).unwrap().outcome {
+            Outcome::Returned(words) => words,
+            other => panic!("vCPU {cpu}: {other:?}"),
+        }
+    };
+    let expected = 0x37f | (0x1f80 << 16);
+    assert_eq!(control_words(&sandbox, 0), expected);
+    assert_eq!(control_words(&sandbox, 1), expected);
+    let clone = sandbox.snapshot().unwrap().sandbox().unwrap();
+    assert_eq!(control_words(&clone, 0), expected);
+    assert_eq!(control_words(&clone, 1), expected);
+}

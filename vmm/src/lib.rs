@@ -120,6 +120,7 @@ pub mod sandbox;
 pub mod snapshot;
 pub mod trap;
 pub mod vcpu;
+pub mod vcpu_threads;
 
 pub use helpers::HelperSet;
 pub use map_api::{Entry, MapHandle, Slot};

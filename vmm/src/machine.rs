@@ -44,16 +44,8 @@ pub fn write_boot_image(
     for cpu in 0..layout.nr_cpus() {
         write(layout.tss(cpu), &build_tss(layout, cpu))?;
     }
-    let boot_info = BootInfo {
-        magic: BOOT_INFO_MAGIC,
-        nr_cpus: layout.nr_cpus() as u64,
-        code_start: layout.code_start(),
-        code_size: layout.code_size(),
-        extable: layout.extable_start(),
-        ..BootInfo::default()
-    };
     memory
-        .write_pod(BOOT_INFO_START, &boot_info)
+        .write_pod(BOOT_INFO_START, &boot_info(layout))
         .map_err(MachineError::WriteMemory)?;
     for cpu in 0..layout.nr_cpus() {
         memory
@@ -66,6 +58,19 @@ pub fn write_boot_image(
     let tables = cached_page_tables(layout, runtime).map_err(MachineError::BuildPageTables)?;
     write(PAGE_TABLES_START, tables.bytes())?;
     Ok(tables.root())
+}
+
+/// The boot info of `layout`, before anything is loaded (the host fills in
+/// the rest: `crate::program::BootState`).
+pub(crate) fn boot_info(layout: &Layout) -> BootInfo {
+    BootInfo {
+        magic: BOOT_INFO_MAGIC,
+        nr_cpus: layout.nr_cpus() as u64,
+        code_start: layout.code_start(),
+        code_size: layout.code_size(),
+        extable: layout.extable_start(),
+        ..BootInfo::default()
+    }
 }
 
 /// Page tables depend only on the layout and the (one, embedded) runtime,

@@ -7,8 +7,9 @@
 //! in the read-only and read-write data regions before linking, so that
 //! `ld_imm64` of a global becomes a plain guest address.
 
+use crate::clock::ClockSync;
 use crate::helpers::HelperSet;
-use crate::memory::MemoryError;
+use crate::memory::{GuestMemory, MemoryError};
 use crate::runtime::{RuntimeError, RuntimeImage};
 use crate::sandbox::{Call, Outcome, RunError, RunReport, Sandbox, SandboxConfig, clone_run_error};
 use crate::trap::Trap;
@@ -24,7 +25,7 @@ use guest_jit::verify::{VerifyContext, VerifyError, verify};
 use shm::extable::ExTableEntry;
 use shm::layout::{BOOT_INFO_START, Layout, LayoutError, PAGE_SIZE, area};
 use shm::mailbox::REQUEST_CALL;
-use shm::percpu::{BootInfo, PRNG_STATE_OFFSET};
+use shm::percpu::PRNG_STATE_OFFSET;
 use shm::trace::{TRACE_HEADER_SIZE, TraceHeader, read_trace};
 use std::time::Duration;
 
@@ -576,25 +577,9 @@ impl Sandbox {
     /// exception-table entries are valid, the clock, and each vCPU's random
     /// seed. Called at creation, after every load and after a reset.
     pub(crate) fn publish_boot_state(&self) -> Result<(), MemoryError> {
-        let mut info: BootInfo = self.memory.read_pod(BOOT_INFO_START)?;
-        info.extable_len = self.loaded.extable_len;
-        info.clock_tsc = self.clock.tsc;
-        info.clock_ns = self.clock.ns;
-        info.tsc_khz = self.clock.tsc_khz;
-        (info.fixup_start, info.fixup_end) = self
-            .loaded
-            .arena
-            .as_ref()
-            .map_or((0, 0), |arena| arena.fixup_window());
-        self.memory.write_pod(BOOT_INFO_START, &info)?;
-        for cpu in 0..self.layout.nr_cpus() {
-            let slot = self.layout.percpu_block(cpu) + PRNG_STATE_OFFSET as u64;
-            let state: u64 = self.memory.read_pod(slot)?;
-            if state == 0 {
-                self.memory.write_pod(slot, &random_seed())?;
-            }
-        }
-        Ok(())
+        self.loaded
+            .boot_state(self.clock)
+            .write(&self.memory, &self.layout, Seeds::Missing)
     }
 
     /// A clone's programs and maps are its snapshot's: what it loaded
@@ -603,16 +588,6 @@ impl Sandbox {
     fn check_not_clone(&self) -> Result<(), LoadError> {
         if self.memory.is_copy_on_write() {
             return Err(LoadError::IntoClone);
-        }
-        Ok(())
-    }
-
-    /// Gives every vCPU a new pseudo-random seed: a clone must not repeat
-    /// its snapshot's (or its siblings') `bpf_get_prandom_u32` sequence.
-    pub(crate) fn reseed(&self) -> Result<(), MemoryError> {
-        for cpu in 0..self.layout.nr_cpus() {
-            let slot = self.layout.percpu_block(cpu) + PRNG_STATE_OFFSET as u64;
-            self.memory.write_pod(slot, &random_seed())?;
         }
         Ok(())
     }
@@ -782,6 +757,66 @@ impl Loaded {
             arena: None,
             rings: self.rings.for_clone(),
         }
+    }
+}
+
+/// What the runtime learns from the host beside the boot image: how many
+/// exception-table entries are valid, the arena's fixup window, the clock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BootState {
+    extable_len: u64,
+    fixup: (u64, u64),
+    clock: ClockSync,
+}
+
+/// Which vCPUs get a new random seed with a [`BootState`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seeds {
+    /// Those that have none yet.
+    Missing,
+    /// Every one: a clone must not repeat its snapshot's (or its
+    /// siblings') `bpf_get_prandom_u32` sequence.
+    All,
+}
+
+impl Loaded {
+    /// The boot state for what is loaded, with `clock`.
+    pub(crate) fn boot_state(&self, clock: ClockSync) -> BootState {
+        BootState {
+            extable_len: self.extable_len,
+            fixup: self
+                .arena
+                .as_ref()
+                .map_or((0, 0), |arena| arena.fixup_window()),
+            clock,
+        }
+    }
+}
+
+impl BootState {
+    /// Writes it into the boot-info page and the vCPUs' seeds. Reads
+    /// nothing first where it need not: in a clone, a read before a write
+    /// is one more page fault.
+    pub(crate) fn write(
+        &self,
+        memory: &GuestMemory,
+        layout: &Layout,
+        seeds: Seeds,
+    ) -> Result<(), MemoryError> {
+        let mut info = crate::machine::boot_info(layout);
+        info.extable_len = self.extable_len;
+        (info.fixup_start, info.fixup_end) = self.fixup;
+        info.clock_tsc = self.clock.tsc;
+        info.clock_ns = self.clock.ns;
+        info.tsc_khz = self.clock.tsc_khz;
+        memory.write_pod(BOOT_INFO_START, &info)?;
+        for cpu in 0..layout.nr_cpus() {
+            let slot = layout.percpu_block(cpu) + PRNG_STATE_OFFSET as u64;
+            if seeds == Seeds::All || memory.read_pod::<u64>(slot)? == 0 {
+                memory.write_pod(slot, &random_seed())?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -194,6 +194,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_runtime_uses_no_instruction_that_depends_on_guest_cpuid() {
+        // vCPUs get no CPUID (Note [Guest CPUID] in crate::vcpu).
+        let image = RuntimeImage::embedded().unwrap();
+        let mut decoded = 0;
+        for text in image
+            .segments
+            .iter()
+            .filter(|s| s.access == Access::ReadExec)
+        {
+            let found = guest_jit::jit::beyond_baseline(text.data, text.addr);
+            assert!(found.is_empty(), "{}", found.join("\n"));
+            decoded += text.data.len();
+        }
+        assert!(decoded > 4096, "only {decoded} bytes of runtime code");
+    }
+
+    #[test]
     fn embedded_runtime_parses_with_code_and_entry_points() {
         let image = RuntimeImage::embedded().unwrap();
         let text = image

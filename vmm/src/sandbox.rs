@@ -1,22 +1,25 @@
 //! The sandbox: one KVM VM with its guest memory, runtime and vCPU threads.
 
-use crate::arch::{cpuid, regs::boot_sregs};
+use crate::arch::regs::boot_sregs;
 use crate::clock::ClockSync;
 use crate::kick::install_handler;
-use crate::kvm::{KvmError, kvm, supported_cpuid};
+use crate::kvm::{KvmError, kvm};
 use crate::machine::{MachineError, write_boot_image};
 use crate::memory::{GuestMemory, MemoryError};
 use crate::poll::{Polling, duration_to_cycles};
 use crate::program::Loaded;
+use crate::program::{BootState, Seeds};
 use crate::runtime::{RuntimeError, RuntimeImage};
 use crate::trap::Trap;
-use crate::vcpu::{CallEnd, CallReport, Vcpu, VcpuError, VcpuHandle};
+use crate::vcpu::{CallEnd, CallReport, VcpuError, VcpuHandle, VcpuSetup};
+use crate::vcpu_threads;
+use crossbeam_channel::Receiver;
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
 use shm::layout::{Layout, LayoutConfig, LayoutError};
 use shm::mailbox::{REQUEST_CALL, REQUEST_PING, Request};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// A ping runs no user code; if it takes this long, the vCPU is stuck.
@@ -142,12 +145,6 @@ pub enum SandboxError {
     /// `KVM_SET_USER_MEMORY_REGION` failed.
     #[error("Failed to register guest memory with KVM")]
     SetUserMemoryRegion(#[source] kvm_ioctls::Error),
-    /// `KVM_CREATE_VCPU` failed.
-    #[error("Failed to create vCPU {0}")]
-    CreateVcpu(usize, #[source] kvm_ioctls::Error),
-    /// `KVM_SET_CPUID2` failed.
-    #[error("Failed to set CPUID of vCPU {0}")]
-    SetCpuid(usize, #[source] kvm_ioctls::Error),
     /// The kick signal handler could not be installed.
     #[error("Failed to install the vCPU kick signal handler")]
     InstallSignalHandler(#[source] std::io::Error),
@@ -296,7 +293,7 @@ pub struct Sandbox {
     pub(crate) runtime: &'static RuntimeImage,
     // Field order is drop order: vCPU threads first, then the VM, then memory.
     vcpus: Vec<Mutex<VcpuHandle>>,
-    pub(crate) vm: VmFd,
+    pub(crate) vm: Arc<VmFd>,
     pub(crate) memory: Arc<GuestMemory>,
     pub(crate) loaded: Loaded,
     tsc_khz: u32,
@@ -332,12 +329,25 @@ impl Sandbox {
             memory,
             Loaded::default(),
             1,
+            Seeds::Missing,
         )
     }
 
     /// The VM and its vCPUs over `memory`, which holds a boot image for
     /// `layout` (written, or a snapshot's), with `loaded` already in it;
     /// calls are numbered from `next_seq`.
+    ///
+    /// Note [Parallel boot]
+    /// Each step of making a VM is an ioctl or a page fault that costs
+    /// tens of microseconds on a nested host, and most do not depend on
+    /// each other. A worker thread (`crate::vcpu_threads`), woken first so
+    /// that its wakeup overlaps `KVM_CREATE_VM`, writes the boot state (the
+    /// first write to each page of a clone copies it) and then registers
+    /// guest memory with the VM this thread hands it; other workers create
+    /// vCPUs 1.., and this thread creates vCPU 0 (which also measures the
+    /// clock). Then the clock is written, into a page the worker has
+    /// already made the clone's own, and each vCPU goes to a worker to be
+    /// served; nobody waits for that worker to start.
     pub(crate) fn boot(
         layout: Layout,
         limits: Limits,
@@ -345,61 +355,73 @@ impl Sandbox {
         memory: Arc<GuestMemory>,
         loaded: Loaded,
         next_seq: u64,
+        seeds: Seeds,
     ) -> Result<Sandbox, SandboxError> {
         install_handler().map_err(SandboxError::InstallSignalHandler)?;
         let kvm = kvm()?;
         let runtime = RuntimeImage::embedded()?;
         let cr3 = shm::layout::PAGE_TABLES_START;
 
-        let vm = kvm.create_vm().map_err(SandboxError::CreateVm)?;
+        let (vm_tx, vm_rx) = crossbeam_channel::bounded::<Arc<VmFd>>(1);
+        let prepare = {
+            let memory = Arc::clone(&memory);
+            let state = loaded.boot_state(ClockSync::default());
+            vcpu_threads::spawn(move || prepare_memory(vm_rx, &memory, &layout, state, seeds))
+                .map_err(|e| SandboxError::Vcpu(VcpuError::SpawnThread(0, e)))?
+        };
+        let vm = Arc::new(kvm.create_vm().map_err(SandboxError::CreateVm)?);
         vm.set_tss_address(KVM_TSS_ADDRESS)
             .map_err(SandboxError::SetTssAddress)?;
-        let region = kvm_userspace_memory_region {
-            slot: 0,
-            flags: 0,
-            guest_phys_addr: 0,
-            memory_size: memory.size(),
-            userspace_addr: memory.host_base(),
-        };
-        // SAFETY: the region is the mapping owned by `memory`, which outlives
-        // the VM: the Sandbox drops `vm` before `memory`, and vCPU threads
-        // (which hold their own Arc) are joined before either.
-        unsafe { vm.set_user_memory_region(region) }.map_err(SandboxError::SetUserMemoryRegion)?;
-
-        let mut vcpus = Vec::with_capacity(layout.nr_cpus());
-        let mut tsc_khz = 0;
-        let mut clock = ClockSync::default();
-        for cpu in 0..layout.nr_cpus() {
-            let fd = vm
-                .create_vcpu(cpu as u64)
-                .map_err(|e| SandboxError::CreateVcpu(cpu, e))?;
-            fd.set_cpuid2(&cpuid::for_cpu(supported_cpuid()?, cpu))
-                .map_err(|e| SandboxError::SetCpuid(cpu, e))?;
-            if cpu == 0 {
-                tsc_khz = cached_tsc_khz(&fd);
-                clock = ClockSync::measure(&fd, tsc_khz).unwrap_or_default();
-            }
-            let vcpu = Vcpu {
+        // It cannot be full: this is the only send.
+        let _ = vm_tx.send(Arc::clone(&vm));
+        let setup = |cpu: usize| -> Result<VcpuSetup, SandboxError> {
+            Ok(VcpuSetup {
+                vm: Arc::clone(&vm),
                 cpu,
-                fd,
                 memory: Arc::clone(&memory),
                 mailbox: layout.mailbox(cpu),
                 sregs: boot_sregs(&layout, cpu, cr3),
                 dispatch_entry: runtime.dispatch_entry,
                 abort_entry: runtime.abort_entry,
                 stack_top: layout.stack_top(cpu),
-                kick: Arc::default(),
-            };
-            vcpu.load_boot_state(runtime.dispatch_entry)?;
+                measure_clock: cpu == 0,
+            })
+        };
+        let mut others = Vec::with_capacity(layout.nr_cpus());
+        for cpu in 1..layout.nr_cpus() {
+            let setup = setup(cpu)?;
+            others.push(
+                vcpu_threads::spawn(move || setup.create())
+                    .map_err(|e| SandboxError::Vcpu(VcpuError::SpawnThread(cpu, e)))?,
+            );
+        }
+        let (first, ready) = setup(0)?.create()?;
+        let mut created = vec![first];
+        for (cpu, other) in (1..).zip(others) {
+            let (vcpu, _) = other.join().ok_or(VcpuError::ThreadGone(cpu))??;
+            created.push(vcpu);
+        }
+        prepare.join().ok_or(VcpuError::ThreadGone(0))??;
+        let clock = ready.clock.unwrap_or_default();
+        loaded
+            .boot_state(clock)
+            .write(&memory, &layout, Seeds::Missing)
+            .map_err(|e| SandboxError::PrepareMachine(MachineError::WriteMemory(e)))?;
+
+        let tsc_khz = ready.tsc_khz;
+        let mut vcpus = Vec::with_capacity(created.len());
+        for vcpu in created {
             let polling = match poll {
-                Some(budget) if tsc_khz != 0 => {
-                    Some(Polling::new(&vm, cpu, duration_to_cycles(budget, tsc_khz))?)
-                }
+                Some(budget) if tsc_khz != 0 => Some(Polling::new(
+                    &vm,
+                    vcpu.cpu,
+                    duration_to_cycles(budget, tsc_khz),
+                )?),
                 _ => None,
             };
             vcpus.push(Mutex::new(VcpuHandle::spawn(vcpu, polling)?));
         }
-        let sandbox = Sandbox {
+        Ok(Sandbox {
             layout,
             limits,
             poll,
@@ -412,11 +434,7 @@ impl Sandbox {
             clock,
             next_seq: AtomicU64::new(next_seq),
             poisoned: AtomicBool::new(false),
-        };
-        sandbox
-            .publish_boot_state()
-            .map_err(|e| SandboxError::PrepareMachine(MachineError::WriteMemory(e)))?;
-        Ok(sandbox)
+        })
     }
 
     /// The sandbox's address map.
@@ -695,11 +713,33 @@ pub(crate) fn clone_run_error(e: &RunError) -> RunError {
     }
 }
 
-/// The guest TSC frequency, asked of KVM once per process (every vCPU of
-/// every sandbox runs at the host's TSC rate).
-fn cached_tsc_khz(vcpu: &kvm_ioctls::VcpuFd) -> u32 {
-    static TSC_KHZ: OnceLock<u32> = OnceLock::new();
-    *TSC_KHZ.get_or_init(|| vcpu.get_tsc_khz().unwrap_or(0))
+/// Writes the boot state into `memory`, then registers it as guest memory
+/// of the VM that comes through `vm` (a worker's part of Note [Parallel
+/// boot]). `Ok` without a VM if none comes: the boot failed before.
+fn prepare_memory(
+    vm: Receiver<Arc<VmFd>>,
+    memory: &GuestMemory,
+    layout: &Layout,
+    state: BootState,
+    seeds: Seeds,
+) -> Result<(), SandboxError> {
+    state
+        .write(memory, layout, seeds)
+        .map_err(|e| SandboxError::PrepareMachine(MachineError::WriteMemory(e)))?;
+    let Ok(vm) = vm.recv() else {
+        return Ok(());
+    };
+    let region = kvm_userspace_memory_region {
+        slot: 0,
+        flags: 0,
+        guest_phys_addr: 0,
+        memory_size: memory.size(),
+        userspace_addr: memory.host_base(),
+    };
+    // SAFETY: the region is the mapping owned by `memory`, which outlives
+    // the VM: the Sandbox drops `vm` before `memory`, and vCPU threads
+    // (which hold their own Arc) are done before either.
+    unsafe { vm.set_user_memory_region(region) }.map_err(SandboxError::SetUserMemoryRegion)
 }
 
 fn cycles_to_duration(cycles: u64, tsc_khz: u32) -> Duration {

@@ -25,7 +25,7 @@
 //! and snapshots of clones.
 
 use crate::memory::{self, GuestMemory};
-use crate::program::Loaded;
+use crate::program::{Loaded, Seeds};
 use crate::ringbuf::RingSpec;
 use crate::sandbox::{Sandbox, SandboxError};
 use shm::layout::Layout;
@@ -120,15 +120,13 @@ impl Snapshot {
             Arc::new(memory),
             self.loaded.for_clone(),
             self.next_seq,
+            Seeds::All,
         )?;
         for spec in &self.rings {
             sandbox
                 .adopt_ring(spec.clone(), &self.memfd)
                 .map_err(SandboxError::InstallRings)?;
         }
-        sandbox.reseed().map_err(|e| {
-            SandboxError::PrepareMachine(crate::machine::MachineError::WriteMemory(e))
-        })?;
         Ok(sandbox)
     }
 

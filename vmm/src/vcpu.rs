@@ -9,20 +9,21 @@
 //! (`crate::poll`).
 
 use crate::arch::regs::{boot_fpu, entry_regs};
+use crate::clock::ClockSync;
 use crate::exit::{VmExit, decode};
 use crate::kick::{KickState, register_immediate_exit, unregister_immediate_exit};
 use crate::memory::{GuestMemory, MemoryError};
 use crate::poll::{MailboxView, PollLink, Polling, SessionEnd};
+use crate::vcpu_threads;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use kvm_bindings::kvm_sregs;
 use kvm_ioctls::VcpuFd;
+use kvm_ioctls::VmFd;
 use shm::mailbox::{
     RESPONSE_OFFSET, Request, Response, STATUS_RETURNED, STATUS_TRAPPED, TrapRecord,
 };
-use std::os::unix::thread::JoinHandleExt;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::thread::JoinHandle;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long a stopped vCPU gets to reach the abort entry before it is kicked
@@ -32,6 +33,9 @@ const ABORT_GRACE: Duration = Duration::from_secs(1);
 /// Why a vCPU could not complete a command.
 #[derive(Debug, thiserror::Error)]
 pub enum VcpuError {
+    /// `KVM_CREATE_VCPU` failed.
+    #[error("Failed to create vCPU {0}")]
+    Create(usize, #[source] kvm_ioctls::Error),
     /// A vCPU register ioctl failed.
     #[error("Failed to set vCPU {0} registers")]
     SetRegisters(usize, #[source] kvm_ioctls::Error),
@@ -161,9 +165,17 @@ impl Vcpu {
     /// Loads the boot state: every register as the runtime expects at
     /// `rip`, with a fresh stack.
     pub fn load_boot_state(&self, rip: u64) -> Result<(), VcpuError> {
+        self.fd
+            .set_fpu(&boot_fpu())
+            .map_err(|e| VcpuError::SetRegisters(self.cpu, e))?;
+        self.load_boot_registers(rip)
+    }
+
+    /// The boot state but the FPU's, which a new vCPU already has: KVM
+    /// starts it as the CPU's reset does (`boot_fpu`).
+    fn load_boot_registers(&self, rip: u64) -> Result<(), VcpuError> {
         let err = |e| VcpuError::SetRegisters(self.cpu, e);
         self.fd.set_sregs(&self.sregs).map_err(err)?;
-        self.fd.set_fpu(&boot_fpu()).map_err(err)?;
         self.fd
             .set_regs(&entry_regs(rip, self.stack_top))
             .map_err(err)
@@ -310,14 +322,94 @@ pub struct VcpuHandle {
     pub(crate) commands: Sender<VcpuCommand>,
     pub(crate) events: Receiver<VcpuEvent>,
     pub(crate) kick: Arc<KickState>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<vcpu_threads::Running>,
     /// The caller side of polling, when the vCPU polls.
     poll: Option<PollLink>,
 }
 
+/// What it takes to create a vCPU in its boot state.
+///
+/// Note [Guest CPUID]
+/// vCPUs get no CPUID (no `KVM_SET_CPUID2`, which costs ~45 µs per vCPU on
+/// a nested host, a third of a clone's own work). Nothing in the guest asks:
+/// its code is the runtime's and the JIT's, which use the x86-64 baseline
+/// with SSE2 and `rdtsc`, and none of the instructions KVM gates on the
+/// guest's CPUID (`rdtscp`, `rdpid`, XSAVE and AVX, `rdrand`, ...); tests
+/// decode the runtime and every JIT form to keep it so
+/// (`guest_jit::jit::beyond_baseline`). Without CPUID, KVM gives the vCPU
+/// a MAXPHYADDR of 36 bits, which guest-physical memory stays below
+/// (`crate::arena::MAX_PHYS_BITS`).
+#[derive(Debug)]
+pub struct VcpuSetup {
+    /// The VM to create the vCPU in.
+    pub vm: Arc<VmFd>,
+    /// Index of this vCPU.
+    pub cpu: usize,
+    /// Guest memory (for the mailbox).
+    pub memory: Arc<GuestMemory>,
+    /// Guest address of this vCPU's mailbox.
+    pub mailbox: u64,
+    /// Special registers at boot.
+    pub sregs: kvm_sregs,
+    /// Where the vCPU starts.
+    pub dispatch_entry: u64,
+    /// Where a stopped vCPU is sent.
+    pub abort_entry: u64,
+    /// Initial stack pointer.
+    pub stack_top: u64,
+    /// Whether to read the TSC rate and tie the vCPU's TSC to the host's
+    /// clock (one vCPU per sandbox does: they share the VM's TSC).
+    pub measure_clock: bool,
+}
+
+/// What creating a vCPU found out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VcpuReady {
+    /// The guest TSC rate, 0 if unknown or not measured.
+    pub tsc_khz: u32,
+    /// The guest TSC against the host clock, if measured.
+    pub clock: Option<ClockSync>,
+}
+
+impl VcpuSetup {
+    /// Creates the vCPU and loads its boot state.
+    pub fn create(self) -> Result<(Vcpu, VcpuReady), VcpuError> {
+        let cpu = self.cpu;
+        let fd = self
+            .vm
+            .create_vcpu(cpu as u64)
+            .map_err(|e| VcpuError::Create(cpu, e))?;
+        let mut ready = VcpuReady::default();
+        if self.measure_clock {
+            ready.tsc_khz = cached_tsc_khz(&fd);
+            ready.clock = ClockSync::measure(&fd, ready.tsc_khz);
+        }
+        let vcpu = Vcpu {
+            cpu,
+            fd,
+            memory: self.memory,
+            mailbox: self.mailbox,
+            sregs: self.sregs,
+            dispatch_entry: self.dispatch_entry,
+            abort_entry: self.abort_entry,
+            stack_top: self.stack_top,
+            kick: Arc::default(),
+        };
+        vcpu.load_boot_registers(vcpu.dispatch_entry)?;
+        Ok((vcpu, ready))
+    }
+}
+
+/// The guest TSC rate, read once per process (every VM gets the host's).
+fn cached_tsc_khz(vcpu: &VcpuFd) -> u32 {
+    static TSC_KHZ: OnceLock<u32> = OnceLock::new();
+    *TSC_KHZ.get_or_init(|| vcpu.get_tsc_khz().unwrap_or(0))
+}
+
 impl VcpuHandle {
-    /// Starts the thread of `vcpu`; with `polling`, calls are answered in
-    /// the guest while it waits for them (`crate::poll`).
+    /// Starts serving `vcpu` on a thread (from `crate::vcpu_threads`);
+    /// with `polling`, calls are answered in the guest while it waits for
+    /// them (`crate::poll`).
     pub fn spawn(vcpu: Vcpu, polling: Option<Polling>) -> Result<VcpuHandle, VcpuError> {
         let cpu = vcpu.cpu;
         let kick = Arc::clone(&vcpu.kick);
@@ -339,10 +431,7 @@ impl VcpuHandle {
         let doorbell = polling.map(|p| p.doorbell);
         let (commands, command_rx) = crossbeam_channel::bounded(1);
         let (event_tx, events) = crossbeam_channel::bounded(1);
-        let thread = std::thread::Builder::new()
-            .name(format!("bpfvisor-vcpu{cpu}"))
-            .stack_size(256 * 1024)
-            .spawn(move || vcpu.run(command_rx, event_tx, doorbell))
+        let thread = vcpu_threads::run(move || vcpu.run(command_rx, event_tx, doorbell))
             .map_err(|e| VcpuError::SpawnThread(cpu, e))?;
         Ok(VcpuHandle {
             cpu,
@@ -428,7 +517,7 @@ impl VcpuHandle {
     }
 
     pub(crate) fn pthread(&self) -> Option<libc::pthread_t> {
-        self.thread.as_ref().map(|t| t.as_pthread_t())
+        self.thread.as_ref().map(|t| t.pthread())
     }
 }
 
@@ -440,10 +529,10 @@ impl Drop for VcpuHandle {
         // Stop whatever the guest may still be running (a call whose answer
         // nobody waited for), then close both channels so the thread leaves
         // its loop whether it is idle or about to answer.
-        self.kick.stop_all(thread.as_pthread_t());
+        self.kick.stop_all(thread.pthread());
         let _ = self.commands.try_send(VcpuCommand::Exit);
         self.commands = crossbeam_channel::bounded(0).0;
         self.events = crossbeam_channel::never();
-        let _ = thread.join();
+        thread.wait();
     }
 }

@@ -8,7 +8,9 @@
 
 use std::fmt::Write as _;
 
-use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter};
+use iced_x86::{
+    CpuidFeature, Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter, Mnemonic,
+};
 
 use super::JitOutput;
 use crate::insn::Program;
@@ -82,6 +84,48 @@ fn write_code(out: &mut String, formatter: &mut IntelFormatter, bytes: &[u8], ip
             width = BYTES_WIDTH
         );
     }
+}
+
+/// CPU features code that runs in the guest may use: the x86-64 baseline
+/// with SSE2 and `rdtsc` (Note [Guest CPUID] in `vmm::vcpu`). Nothing here
+/// depends on what the guest's CPUID reports; KVM gates other instructions
+/// (`rdtscp`, `rdpid`, XSAVE and AVX, `rdrand`, ...) on it.
+const BASELINE: &[CpuidFeature] = &[
+    CpuidFeature::INTEL8086,
+    CpuidFeature::INTEL186,
+    CpuidFeature::INTEL286,
+    CpuidFeature::INTEL386,
+    CpuidFeature::INTEL486,
+    CpuidFeature::X64,
+    CpuidFeature::CMOV,
+    CpuidFeature::CX8,
+    CpuidFeature::SSE,
+    CpuidFeature::SSE2,
+    CpuidFeature::TSC,
+    CpuidFeature::MULTIBYTENOP,
+    CpuidFeature::PAUSE,
+];
+
+/// Every instruction of `code` (decoded from `ip`) that needs a CPU
+/// feature beyond [`BASELINE`], as "address: instruction (features)".
+pub fn beyond_baseline(code: &[u8], ip: u64) -> Vec<String> {
+    let mut formatter = formatter();
+    let mut decoder = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
+    let mut found = Vec::new();
+    for instruction in &mut decoder {
+        let features = instruction.cpuid_features();
+        // `tzcnt` is `rep bsf`, which compilers emit for baseline targets:
+        // a CPU without BMI1 runs it as `bsf`.
+        if instruction.mnemonic() == Mnemonic::Tzcnt
+            || features.iter().all(|f| BASELINE.contains(f))
+        {
+            continue;
+        }
+        let mut text = String::new();
+        formatter.format(&instruction, &mut text);
+        found.push(format!("{:#x}: {text} ({features:?})", instruction.ip()));
+    }
+    found
 }
 
 #[cfg(test)]

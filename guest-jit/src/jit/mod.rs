@@ -64,7 +64,7 @@ use thiserror::Error;
 
 use crate::insn::Program;
 
-pub use disasm::disassemble;
+pub use disasm::{beyond_baseline, disassemble};
 
 /// What the JIT needs to know about where the code runs.
 pub struct JitConfig<'a> {

@@ -1,6 +1,5 @@
 //! x86-64 machine state the host builds for the guest.
 
-pub mod cpuid;
 pub mod gdt;
 pub mod paging;
 pub mod regs;

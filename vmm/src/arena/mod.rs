@@ -66,6 +66,9 @@ use shm::maps::{StorageView, flags};
 use std::fs::File;
 use window::Window;
 
+/// The vCPUs' MAXPHYADDR: KVM's when the guest has no CPUID leaf
+/// 0x8000_0008 (Note [Guest CPUID] in `crate::vcpu`).
+pub const MAX_PHYS_BITS: u32 = 36;
 /// The KVM memslot of the arena (slot 0 is the low region).
 pub const ARENA_SLOT: u32 = 1;
 /// Bytes of the window: every 32-bit offset.
@@ -179,12 +182,11 @@ impl Arena {
     ) -> Result<Arena, ArenaSetupError> {
         let size = u64::from(pages) * PAGE_SIZE;
         let gpa = layout.memory_size().next_multiple_of(WINDOW_SIZE);
-        let bits = max_phys_bits();
-        if gpa + size > 1u64 << bits {
+        if gpa + size > 1u64 << MAX_PHYS_BITS {
             return Err(ArenaSetupError::PhysicalAddress {
                 gpa,
                 end: gpa + size,
-                bits,
+                bits: MAX_PHYS_BITS,
             });
         }
         let memfd = create_memfd(size)?;
@@ -468,22 +470,6 @@ fn create_memfd(size: u64) -> Result<File, ArenaSetupError> {
     file.set_len(size)
         .map_err(|e| ArenaSetupError::SetLen(size, e))?;
     Ok(file)
-}
-
-/// The vCPU's MAXPHYADDR (CPUID 0x8000_0008 EAX[7:0]), 36 if KVM does
-/// not say.
-fn max_phys_bits() -> u32 {
-    crate::kvm::supported_cpuid()
-        .ok()
-        .and_then(|cpuid| {
-            cpuid
-                .as_slice()
-                .iter()
-                .find(|e| e.function == 0x8000_0008)
-                .map(|e| e.eax & 0xff)
-        })
-        .filter(|&bits| bits >= 32)
-        .unwrap_or(36)
 }
 
 /// The pages `first..end` that `len` bytes at `addr` span, if all lie in
