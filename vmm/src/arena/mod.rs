@@ -1,7 +1,9 @@
 //! The sandbox's arena (`BPF_MAP_TYPE_ARENA`): memory mapped at the same
 //! virtual address in the guest and in the host, so a pointer a program
 //! stores is one the host can follow (issue 5; design and measurements in
-//! docs/arena-experiments.md; page bookkeeping in `shm::arena`).
+//! docs/arena-experiments.md; page bookkeeping in `shm::arena`). A clone
+//! of a snapshot keeps the guest addresses but maps the arena at a host
+//! address of its own, a fixed offset away (Note [Arena clones]).
 //!
 //! Note [Arena window]
 //! ```text
@@ -38,6 +40,12 @@
 //! dropped store (Note [Arena pointers] in the JIT), as the kernel's
 //! `BPF_PROBE_MEM32`. On the host an access outside the arena's pages
 //! faults (SIGSEGV) instead of reaching other memory.
+//!
+//! All of this holds for a clone of a snapshot (Note [Arena clones]) with
+//! "host" read as its own window `W'`: the guest side (W, user_vm_start,
+//! memslot GPA, tables, fixup window) is the template's; the host maps the
+//! snapshot's memfd privately at `user_vm_start + (W' - W)` and memslot 1
+//! points there.
 //!
 //! Note [Arena map header]
 //! A program names the arena with an `ld_imm64` of the map, as any map:
