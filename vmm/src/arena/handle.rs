@@ -114,8 +114,8 @@ impl<'a> ArenaHandle<'a> {
     ///   any memory shared with the guest.
     /// * A page a program frees may be released at the end of the next
     ///   invocation: afterwards it reads as zeros.
-    /// * The pointer is valid while the sandbox lives, and, for a clone,
-    ///   until its next reset maps the snapshot over the arena again.
+    /// * The pointer is valid while the sandbox lives (a clone's reset
+    ///   keeps the address and brings back the snapshot's bytes).
     pub fn as_ptr(&self) -> *mut u8 {
         self.host_base() as *mut u8
     }
