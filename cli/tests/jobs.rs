@@ -512,3 +512,46 @@ fn an_empty_input_runs_nothing_and_an_unreadable_file_is_a_host_failure() {
     let out = bpfvisor(&["jobs", "-", "--parallel", "0"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn jobs_with_an_arena_each_start_from_the_loaded_object() {
+    if !kvm_available("jobs_with_an_arena_each_start_from_the_loaded_object") {
+        return;
+    }
+    // Pooled clones of the loaded arena_list (the default): each build
+    // starts from an empty list, so every one returns 3 with the same
+    // pages and head (clones keep their snapshot's arena addresses), and
+    // every sum finds nothing a build before it left.
+    let object = sample("arena_list");
+    let text: String = (0..20)
+        .map(|i| {
+            let (program, n) = if i % 2 == 0 {
+                ("list_build", "03")
+            } else {
+                ("list_sum", "00")
+            };
+            let data = format!("{n}{}", "00".repeat(23));
+            format!(
+                "{}\n",
+                json!({"id": i, "object": object, "program": program, "data": data})
+            )
+        })
+        .collect();
+    let out = jobs_from_stdin(&["-", "--parallel", "2"], &text);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let results = results(&out);
+    assert_eq!(results.len(), 20, "{stderr}");
+    let first_build = results[0]["data_out"].as_str().unwrap().to_owned();
+    // n = 3, pages = 16, head somewhere in the arena.
+    assert!(first_build.starts_with("0300000010000000"), "{first_build}");
+    for (i, result) in results.iter().enumerate() {
+        assert_eq!(result["status"], "ok", "{result}");
+        if i % 2 == 0 {
+            assert_eq!(result["retval"], 3, "{result}");
+            assert_eq!(result["data_out"], first_build.as_str(), "{result}");
+        } else {
+            assert_eq!(result["retval"], 0, "{result}");
+        }
+    }
+}

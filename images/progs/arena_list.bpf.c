@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * A linked list built in an arena and summed: nodes are carved from pages
- * the program allocates, linked through `__arena` pointers, which are
- * ordinary host addresses the host can follow with plain dereferences.
+ * the program allocates, linked through `__arena` pointers, which the host
+ * follows with plain dereferences (a clone's host translates them first).
  *
  * list_build: the context is a struct list_args; pushes nodes with values
  * 1..n (n = args->n, at most 1 << 20) in front of the list and returns the

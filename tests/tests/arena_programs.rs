@@ -52,7 +52,7 @@ unsafe fn deref(addr: u64) -> u64 {
 /// Blocks the arena's memfd holds, in 4 KiB pages.
 fn arena_pages_held(sandbox: &Sandbox) -> u64 {
     use std::os::fd::AsRawFd;
-    let fd = sandbox.arena().unwrap().as_fd().as_raw_fd();
+    let fd = sandbox.arena().unwrap().as_fd().unwrap().as_raw_fd();
     let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: fstat fills the buffer on success.
     assert_eq!(unsafe { libc::fstat(fd, st.as_mut_ptr()) }, 0);
@@ -104,7 +104,7 @@ fn a_list_built_in_the_guest_is_summed_there_and_walked_by_the_host() {
                 len,
                 libc::PROT_READ,
                 libc::MAP_SHARED,
-                arena.as_fd().as_raw_fd(),
+                arena.as_fd().unwrap().as_raw_fd(),
                 0,
             );
             assert_ne!(p, libc::MAP_FAILED);

@@ -13,7 +13,6 @@ use vmm::{Outcome, Sandbox, SnapshotError};
 const GLOBALS: &[u8] = include_bytes!("../../images/progs/globals.bpf.o");
 const WORDCOUNT: &[u8] = include_bytes!("../../images/progs/wordcount.bpf.o");
 const RINGBUF: &[u8] = include_bytes!("../../images/progs/ringbuf.bpf.o");
-const ARENA: &[u8] = include_bytes!("../../images/progs/arena_list.bpf.o");
 
 fn text(s: &str) -> Vec<u8> {
     let mut ctx = (s.len() as u32).to_le_bytes().to_vec();
@@ -167,8 +166,6 @@ fn snapshots_refuse_what_they_cannot_copy() {
     if !kvm_available("snapshots_refuse_what_they_cannot_copy") {
         return;
     }
-    let arena = sandbox_with(1, &[ARENA]);
-    assert!(matches!(arena.snapshot(), Err(SnapshotError::Arena)));
     let snapshot = sandbox_with(1, &[GLOBALS]).snapshot().unwrap();
     let clone = snapshot.sandbox().unwrap();
     assert!(matches!(clone.snapshot(), Err(SnapshotError::Clone)));

@@ -90,31 +90,43 @@ fn create_run_and_drop(count: usize) {
 const ARENA_LIST: &[u8] = include_bytes!("../../images/progs/arena_list.bpf.o");
 
 /// An arena adds a memfd, a 4 GiB window reservation with the memfd
-/// mapped inside it, and a memslot: all of them go with the sandbox. Run
-/// from the test above, not beside it: counts of a whole process.
+/// mapped inside it, and a memslot: all of them go with the sandbox; a
+/// snapshot's copy of the arena and its clones' windows (reset once) go
+/// with them too. Run from the test above, not beside it: counts of a
+/// whole process.
 fn arenas_leave_no_fd_or_mapping_behind() {
     let object = guest_jit::elf::Object::parse(ARENA_LIST).unwrap();
+    let build = |sandbox: &Sandbox| {
+        let id = sandbox.find_program("list_build").unwrap();
+        let mut args = [0u8; 24];
+        args[..4].copy_from_slice(&100u32.to_le_bytes());
+        let run = sandbox
+            .run_program(
+                id,
+                0,
+                &vmm::ProgramInput {
+                    data: &args,
+                    repeat: 1,
+                    timeout: None,
+                },
+            )
+            .unwrap();
+        assert_eq!(run.report.outcome, Outcome::Returned(100));
+    };
     let build_and_drop = |count: usize| {
-        for _ in 0..count {
+        for i in 0..count {
             let mut sandbox = setup_sandbox(1);
             sandbox
                 .load_object(&object, vmm::HelperSet::Standard)
                 .unwrap();
-            let id = sandbox.find_program("list_build").unwrap();
-            let mut args = [0u8; 24];
-            args[..4].copy_from_slice(&100u32.to_le_bytes());
-            let run = sandbox
-                .run_program(
-                    id,
-                    0,
-                    &vmm::ProgramInput {
-                        data: &args,
-                        repeat: 1,
-                        timeout: None,
-                    },
-                )
-                .unwrap();
-            assert_eq!(run.report.outcome, Outcome::Returned(100));
+            build(&sandbox);
+            if i % 5 == 0 {
+                let snapshot = sandbox.snapshot().unwrap();
+                let mut clone = snapshot.sandbox().unwrap();
+                build(&clone);
+                clone.reset().unwrap();
+                build(&clone);
+            }
         }
     };
     build_and_drop(5);

@@ -75,9 +75,11 @@
 //!   [`UserRingBufProducer`] of a `USER_RINGBUF`.
 //! * **Arena** (`arena.rs`): [`Sandbox::arena`] gives the
 //!   [`arena::ArenaHandle`]: the arena is mapped at the same address in the
-//!   host and the guest, so pointers programs store in it can be followed
-//!   with checked [`read`](arena::ArenaHandle::read)s or, under the rules
-//!   of [`as_ptr`](arena::ArenaHandle::as_ptr), plain dereferences.
+//!   host and the guest (a clone's host view is a fixed offset away), so
+//!   pointers programs store in it can be followed with checked
+//!   [`read`](arena::ArenaHandle::read)s or, under the rules of
+//!   [`as_ptr`](arena::ArenaHandle::as_ptr), plain dereferences of
+//!   [`host_ptr`](arena::ArenaHandle::host_ptr)s.
 //! * **Per-CPU data** (`per_cpu.rs`): each vCPU has its own copy of every
 //!   per-CPU map value and `.percpu` global; [`MapHandle::lookup_percpu`]
 //!   and [`MapHandle::update_percpu`] read and write each CPU's copy.

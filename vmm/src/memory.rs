@@ -291,33 +291,15 @@ pub(crate) fn copy_extents(
 ) -> std::io::Result<u64> {
     use std::os::fd::AsRawFd;
     let offset = |v: u64| i64::try_from(v).map_err(|_| std::io::ErrorKind::InvalidInput);
-    let end = offset(
-        src_off
-            .checked_add(len)
-            .ok_or(std::io::ErrorKind::InvalidInput)?,
-    )?;
+    let end = src_off
+        .checked_add(len)
+        .ok_or(std::io::ErrorKind::InvalidInput)?;
     let shift = offset(dst_off)? - offset(src_off)?;
     let mut copied = 0;
-    let mut at = offset(src_off)?;
-    while at < end {
-        // SAFETY: plain descriptor calls; no memory is passed.
-        let start = unsafe { libc::lseek(src.as_raw_fd(), at, libc::SEEK_DATA) };
-        if start < 0 {
-            let e = std::io::Error::last_os_error();
-            // ENXIO: no data after `at`.
-            return if e.raw_os_error() == Some(libc::ENXIO) {
-                Ok(copied)
-            } else {
-                Err(e)
-            };
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(src.as_raw_fd(), start, libc::SEEK_HOLE) };
-        if hole < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let stop = hole.min(end);
-        let (mut off_in, mut off_out) = (start, start + shift);
+    let mut at = src_off;
+    while let Some((start, stop)) = next_extent(src, at, end)? {
+        let (mut off_in, stop) = (offset(start)?, offset(stop)?);
+        let mut off_out = off_in + shift;
         while off_in < stop {
             // SAFETY: the offsets are valid for writes of one i64 each.
             let n = unsafe {
@@ -339,9 +321,40 @@ pub(crate) fn copy_extents(
             }
             copied += n as u64;
         }
-        at = stop;
+        at = stop as u64;
     }
     Ok(copied)
+}
+
+/// The first extent of `file` that holds data at or after `at`, cut at
+/// `end`: `start .. stop`, or `None` if there is none before `end`.
+pub(crate) fn next_extent(file: &File, at: u64, end: u64) -> std::io::Result<Option<(u64, u64)>> {
+    use std::os::fd::AsRawFd;
+    if at >= end {
+        return Ok(None);
+    }
+    let at = i64::try_from(at).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: plain descriptor calls; no memory is passed.
+    let start = unsafe { libc::lseek(file.as_raw_fd(), at, libc::SEEK_DATA) };
+    if start < 0 {
+        let e = std::io::Error::last_os_error();
+        // ENXIO: no data after `at`.
+        return if e.raw_os_error() == Some(libc::ENXIO) {
+            Ok(None)
+        } else {
+            Err(e)
+        };
+    }
+    let start = start as u64;
+    if start >= end {
+        return Ok(None);
+    }
+    // SAFETY: as above.
+    let hole = unsafe { libc::lseek(file.as_raw_fd(), start as i64, libc::SEEK_HOLE) };
+    if hole < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Some((start, (hole as u64).min(end))))
 }
 
 #[cfg(test)]

@@ -743,7 +743,8 @@ pub(crate) struct Loaded {
 impl Loaded {
     /// What a sandbox cloned from a snapshot of this one starts with:
     /// everything but the host resources of rings (their eventfds, which
-    /// belong to a VM) and the arena (snapshots refuse sandboxes with one).
+    /// belong to a VM) and the arena (its memslot belongs to a VM too: the
+    /// clone adopts the snapshot's image of it, Note [Arena clones]).
     pub(crate) fn for_clone(&self) -> Loaded {
         Loaded {
             programs: self.programs.clone(),

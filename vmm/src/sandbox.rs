@@ -643,7 +643,7 @@ impl Sandbox {
     /// and the poisoned mark is cleared. Loaded programs stay, and so does
     /// their global data, as the kernel keeps global data across runs.
     /// A sandbox cloned from a [`crate::Snapshot`] returns to the snapshot
-    /// instead, global data and maps included (its rings keep their
+    /// instead, global data, maps and arena included (its rings keep their
     /// records).
     pub fn reset(&mut self) -> Result<(), SandboxError> {
         // Polling vCPUs leave the guest before its memory is rewritten.
@@ -656,6 +656,9 @@ impl Sandbox {
                 .revert()
                 .map_err(|e| SandboxError::PrepareMachine(MachineError::WriteMemory(e)))?;
             self.overlay_rings().map_err(SandboxError::InstallRings)?;
+            if let Some(arena) = &self.loaded.arena {
+                arena.revert().map_err(SandboxError::InstallArena)?;
+            }
         } else {
             write_boot_image(&self.memory, &self.layout, self.runtime)
                 .map_err(SandboxError::PrepareMachine)?;

@@ -4,8 +4,9 @@
 //! Note [Snapshots and clones]
 //! A snapshot is a memfd holding a copy of the sandbox's guest memory
 //! (only the extents that hold data: the memfd is sparse, as guest memory
-//! is) and the host's record of what is loaded (programs, maps, rings),
-//! taken while no vCPU runs. A clone maps that memfd privately
+//! is), another for its arena if it has one, and the host's record of
+//! what is loaded (programs, maps, rings, the arena's geometry), taken
+//! while no vCPU runs. A clone maps that memfd privately
 //! (`MAP_PRIVATE`): it starts with the snapshot's bytes without copying
 //! any, and a page is copied only when the clone first writes it. Its
 //! vCPUs start from the boot registers at the dispatch loop, as after a
@@ -19,11 +20,15 @@
 //! maps included) and its rings' memfds over their pages (rings keep their
 //! records, as a reset keeps any sandbox's rings).
 //!
+//! An arena is cloned the same way, its snapshot memfd mapped privately,
+//! at the template's guest addresses but at a host address of the clone's
+//! own, which the host API translates (Note [Arena clones] in
+//! `crate::arena`); a reset maps the snapshot over it again too.
+//!
 //! A clone loads nothing more (what it loaded would be gone at its next
-//! reset). Not yet: sandboxes with an arena (its memory lives at a host
-//! address of its own, which a clone in the same process cannot share),
-//! and snapshots of clones.
+//! reset). Not yet: snapshots of clones.
 
+use crate::arena::ArenaImage;
 use crate::memory::{self, GuestMemory};
 use crate::program::{Loaded, Seeds};
 use crate::ringbuf::RingSpec;
@@ -39,9 +44,6 @@ pub enum SnapshotError {
     /// A run hit its deadline and the sandbox was not reset since.
     #[error("The sandbox is poisoned (a run hit its deadline); reset it before taking a snapshot")]
     Poisoned,
-    /// The sandbox has an arena.
-    #[error("Sandboxes with an arena cannot be snapshotted yet")]
-    Arena,
     /// The sandbox is itself a clone.
     #[error("A sandbox cloned from a snapshot cannot be snapshotted again; snapshot the original")]
     Clone,
@@ -51,6 +53,9 @@ pub enum SnapshotError {
     /// Copying guest memory failed.
     #[error("Failed to copy guest memory into the snapshot")]
     Copy(#[source] std::io::Error),
+    /// Copying the arena failed.
+    #[error("Failed to copy the arena into the snapshot")]
+    CopyArena(#[source] std::io::Error),
 }
 
 /// A frozen sandbox to clone from. Cheap to share (`Arc`) between
@@ -61,6 +66,7 @@ pub struct Snapshot {
     limits: crate::sandbox::Limits,
     poll: Option<std::time::Duration>,
     memfd: File,
+    arena: Option<ArenaImage>,
     loaded: Loaded,
     rings: Vec<RingSpec>,
     next_seq: u64,
@@ -69,15 +75,12 @@ pub struct Snapshot {
 
 impl Sandbox {
     /// Freezes this sandbox as it is now — guest memory, maps, global data,
-    /// loaded programs, rings — into a [`Snapshot`] to clone sandboxes from
+    /// loaded programs, rings, arena — into a [`Snapshot`] to clone sandboxes from
     /// (Note [Snapshots and clones]). Waits for running calls to end; costs
     /// a copy of the memory in use (not of the whole address map).
     pub fn snapshot(&self) -> Result<Snapshot, SnapshotError> {
         if self.is_poisoned() {
             return Err(SnapshotError::Poisoned);
-        }
-        if self.loaded.arena.is_some() {
-            return Err(SnapshotError::Arena);
         }
         let source = self.memory.memfd().ok_or(SnapshotError::Clone)?;
         let all: Vec<usize> = (0..self.nr_cpus()).collect();
@@ -92,13 +95,19 @@ impl Sandbox {
         let size = self.memory.size();
         let memfd = memory::memfd(c"bpfvisor-snapshot").map_err(SnapshotError::Copy)?;
         memfd.set_len(size).map_err(SnapshotError::Copy)?;
-        let bytes =
+        let mut bytes =
             memory::copy_extents(source, 0, &memfd, 0, size).map_err(SnapshotError::Copy)?;
+        let arena = match &self.loaded.arena {
+            Some(arena) => Some(arena.image().map_err(SnapshotError::CopyArena)?),
+            None => None,
+        };
+        bytes += arena.as_ref().map_or(0, ArenaImage::bytes);
         Ok(Snapshot {
             layout: self.layout,
             limits: self.limits,
             poll: self.poll,
             memfd,
+            arena,
             loaded: self.loaded.for_clone(),
             rings: self.loaded.rings.specs(),
             next_seq: self.next_seq.load(Ordering::SeqCst),
@@ -122,6 +131,11 @@ impl Snapshot {
             self.next_seq,
             Seeds::All,
         )?;
+        if let Some(image) = &self.arena {
+            sandbox
+                .adopt_arena(image)
+                .map_err(SandboxError::InstallArena)?;
+        }
         for spec in &self.rings {
             sandbox
                 .adopt_ring(spec.clone(), &self.memfd)
@@ -135,7 +149,8 @@ impl Snapshot {
         &self.layout
     }
 
-    /// Bytes of guest memory the snapshot holds (the extents with data).
+    /// Bytes the snapshot holds: the extents with data of guest memory
+    /// and of the arena.
     pub fn bytes(&self) -> u64 {
         self.bytes
     }

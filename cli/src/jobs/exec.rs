@@ -111,8 +111,8 @@ pub struct ObjectCache {
 type PoolKey = (PathBuf, usize, u64);
 
 /// A pool and the ids of the object's programs in its sandboxes; `None`
-/// when the object cannot be snapshotted (an arena) or not loaded, whose
-/// jobs get fresh sandboxes (which report the load error).
+/// when the object could not be loaded or snapshotted, whose jobs get
+/// fresh sandboxes (which report the load error).
 type CachedPool = OnceLock<Option<(SandboxPool, Vec<ProgramId>)>>;
 
 type CachedObject = OnceLock<Result<Arc<Object>, Arc<ObjectError>>>;

@@ -5,9 +5,11 @@
 //! docs/arena-experiments.md's.
 //!
 //! An arena is a window of `npages` pages at the same virtual address in
-//! guest and host, backed by a memfd; page j of the window is memfd page j
-//! and guest-physical `gpa_base + j * 4096`. Two guest regions, both
-//! user-RW and seen by the host, describe which pages are in use:
+//! guest and host (a clone's host maps it a fixed offset away: Note [Arena
+//! clones] in `vmm::arena`), backed by a memfd; page j of the window is
+//! memfd page j and guest-physical `gpa_base + j * 4096`. Two guest
+//! regions, both user-RW and seen by the host, describe which pages are in
+//! use:
 //!
 //! ```text
 //!  state region                                    (ArenaHeader, then u8s)
@@ -49,12 +51,14 @@
 //!
 //!  * the page may hold old data: the caller zeroes it
 //! ```
-//! FREE pages are holes of the memfd: they read as zeros, so an
-//! allocation hands them out as they are. A freed page keeps its memory
-//! (and any stale translation a vCPU has) until the host releases it:
-//! punching it out of the memfd frees the memory and makes KVM drop every
-//! vCPU's translation, which is the TLB shootdown the guest cannot do
-//! cheaply (docs/arena-experiments.md, "Release = punch = shootdown").
+//! FREE pages read as zeros (holes of the memfd, or a clone's zeroed
+//! pages), so an allocation hands them out as they are. A freed page keeps
+//! its memory (and any stale translation a vCPU has) until the host
+//! releases it: punching it out of the memfd frees the memory and makes
+//! KVM drop every vCPU's translation, which is the TLB shootdown the guest
+//! cannot do cheaply (docs/arena-experiments.md, "Release = punch = shootdown"; a
+//! clone, whose memfd is its snapshot's, drops its copies and zeroes them
+//! instead, Note [Arena clones] in `vmm::arena`).
 //! Until then an allocation may take it back; it still holds old data,
 //! so [`AllocResult::needs_zeroing`] lists it. A byte that is none of the
 //! five states reads as ALLOCATED: never handed out, never released.
@@ -79,10 +83,10 @@
 //! state bytes and PTEs written under it. The host does not hold it while
 //! punching: [`take_freed_for_release`] moves FREED pages to RELEASING
 //! under the lock and lists them; the host punches them
-//! (`fallocate(PUNCH_HOLE)`) with the lock free, then
-//! [`finish_release`] makes them FREE. Nobody else touches a RELEASING
-//! page (an allocation skips it, as an allocated page), so a punch never
-//! races a re-allocation. The guest could break this only by writing
+//! (`fallocate(PUNCH_HOLE)`; a clone discards them its own way) with the
+//! lock free, then [`finish_release`] makes them FREE. Nobody else
+//! touches a RELEASING page (an allocation skips it, as an allocated
+//! page), so a punch never races a re-allocation. The guest could break this only by writing
 //! state bytes itself, which can only zero its own pages.
 //!
 //! The kfuncs translate addresses with [`ArenaGeometry::page_index`] and

@@ -42,8 +42,12 @@ pub enum ArenaAccessError {
     Setup(#[from] ArenaSetupError),
 }
 
-/// The sandbox's arena, seen from the host: the same bytes at the same
-/// addresses as programs see them.
+/// The sandbox's arena, seen from the host. Addresses are those programs
+/// see and store (the arena's guest addresses). In a sandbox that was not
+/// cloned the host maps the arena at the same addresses, so they are also
+/// host addresses; a clone maps it elsewhere, at a fixed offset
+/// ([`ArenaHandle::host_base`] - [`ArenaHandle::base`]), and
+/// [`ArenaHandle::host_ptr`] translates (Note [Arena clones]).
 #[derive(Debug, Clone, Copy)]
 pub struct ArenaHandle<'a> {
     pub(crate) arena: &'a Arena,
@@ -56,10 +60,25 @@ impl<'a> ArenaHandle<'a> {
         self.arena.name()
     }
 
-    /// Address of page 0 (the kernel's `user_vm_start`), the same in the
-    /// host and in the guest.
+    /// Address of page 0 as programs see it (the kernel's
+    /// `user_vm_start`): pointers programs store are relative to it.
     pub fn base(&self) -> u64 {
         self.arena.geometry().user_vm_start()
+    }
+
+    /// Host address of page 0: [`ArenaHandle::base`] unless the sandbox
+    /// is a clone, whose arena the host maps elsewhere (Note [Arena
+    /// clones]). The two differ by a multiple of 4 GiB.
+    pub fn host_base(&self) -> u64 {
+        self.arena.host_start()
+    }
+
+    /// The host pointer to arena address `addr` (as programs see and
+    /// store it), or `None` if `addr` is not in the arena. The rules of
+    /// [`ArenaHandle::as_ptr`] hold for dereferencing it.
+    pub fn host_ptr(&self, addr: u64) -> Option<*mut u8> {
+        super::check_page_range(self.arena.geometry(), addr, 1)?;
+        Some(self.arena.host_addr(addr) as *mut u8)
     }
 
     /// Bytes of the arena: `max_entries` pages.
@@ -77,8 +96,10 @@ impl<'a> ArenaHandle<'a> {
         self.arena.map_flags()
     }
 
-    /// A pointer to page 0: host code may dereference it, and pointers
-    /// programs stored in the arena, directly.
+    /// The host pointer to page 0: host code may dereference it, and,
+    /// through [`ArenaHandle::host_ptr`], pointers programs stored in the
+    /// arena (in a sandbox that was not cloned they are host pointers as
+    /// they are; a clone's are offset, Note [Arena clones]).
     ///
     /// # Safety contract for dereferences
     /// * Only pages that are allocated ([`ArenaHandle::is_allocated`], or a
@@ -93,16 +114,19 @@ impl<'a> ArenaHandle<'a> {
     ///   any memory shared with the guest.
     /// * A page a program frees may be released at the end of the next
     ///   invocation: afterwards it reads as zeros.
-    /// * The pointer is valid while the sandbox lives.
+    /// * The pointer is valid while the sandbox lives (a clone's reset
+    ///   keeps the address and brings back the snapshot's bytes).
     pub fn as_ptr(&self) -> *mut u8 {
-        self.base() as *mut u8
+        self.host_base() as *mut u8
     }
 
     /// The arena's memory file (offset j * 4096 is page j), to map in
     /// another process. Holes read as zeros there, and touching one there
-    /// allocates it without the guest knowing.
-    pub fn as_fd(&self) -> BorrowedFd<'a> {
-        self.arena.memfd().as_fd()
+    /// allocates it without the guest knowing. `None` for a clone: its
+    /// arena is a private mapping of its snapshot's file, which does not
+    /// see the clone's writes.
+    pub fn as_fd(&self) -> Option<BorrowedFd<'a>> {
+        self.arena.memfd().map(AsFd::as_fd)
     }
 
     /// Whether the page holding `addr` is allocated (a snapshot: a program
@@ -118,12 +142,13 @@ impl<'a> ArenaHandle<'a> {
         shm::arena::is_allocated(geom, &states, page).unwrap_or(false)
     }
 
-    /// Copies `buf.len()` bytes at `addr` out of the arena. Pages that are
+    /// Copies `buf.len()` bytes at arena address `addr` (as programs see
+    /// it; translated for a clone) out of the arena. Pages that are
     /// not allocated are faulted in first (allocated, as the kernel does for
     /// user space), or, with `BPF_F_SEGV_ON_FAULT`, refused.
     pub fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), ArenaAccessError> {
         self.prepare(addr, buf.len())?;
-        let src = addr as *const u8;
+        let src = self.arena.host_addr(addr) as *const u8;
         for (i, b) in buf.iter_mut().enumerate() {
             // SAFETY: addr .. addr + len lies in the arena's pages (checked
             // by prepare), which are mapped while the handle borrows the
@@ -138,7 +163,7 @@ impl<'a> ArenaHandle<'a> {
     pub fn write(&self, addr: u64, data: &[u8]) -> Result<(), ArenaAccessError> {
         self.prepare(addr, data.len())?;
         // SAFETY: as in read.
-        unsafe { volatile_copy_to(addr as *mut u8, data) };
+        unsafe { volatile_copy_to(self.arena.host_addr(addr) as *mut u8, data) };
         Ok(())
     }
 
@@ -188,7 +213,12 @@ impl<'a> ArenaHandle<'a> {
             {
                 // SAFETY: the page is allocated now and lies in the arena
                 // mapping; it held a freed page's old data.
-                unsafe { volatile_copy_to(page_addr as *mut u8, &[0; PAGE_SIZE as usize]) };
+                unsafe {
+                    volatile_copy_to(
+                        self.arena.host_addr(page_addr) as *mut u8,
+                        &[0; PAGE_SIZE as usize],
+                    );
+                };
             }
         }
         Ok(())

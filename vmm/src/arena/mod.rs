@@ -1,7 +1,9 @@
 //! The sandbox's arena (`BPF_MAP_TYPE_ARENA`): memory mapped at the same
 //! virtual address in the guest and in the host, so a pointer a program
 //! stores is one the host can follow (issue 5; design and measurements in
-//! docs/arena-experiments.md; page bookkeeping in `shm::arena`).
+//! docs/arena-experiments.md; page bookkeeping in `shm::arena`). A clone
+//! of a snapshot keeps the guest addresses but maps the arena at a host
+//! address of its own, a fixed offset away (Note [Arena clones]).
 //!
 //! Note [Arena window]
 //! ```text
@@ -39,6 +41,12 @@
 //! `BPF_PROBE_MEM32`. On the host an access outside the arena's pages
 //! faults (SIGSEGV) instead of reaching other memory.
 //!
+//! All of this holds for a clone of a snapshot (Note [Arena clones]) with
+//! "host" read as its own window `W'`: the guest side (W, user_vm_start,
+//! memslot GPA, tables, fixup window) is the template's; the host maps the
+//! snapshot's memfd privately at `user_vm_start + (W' - W)` and memslot 1
+//! points there.
+//!
 //! Note [Arena map header]
 //! A program names the arena with an `ld_imm64` of the map, as any map:
 //! the guest address of a 64-byte `MapHeader` in the maps region, type
@@ -52,9 +60,11 @@
 //! regions through bounds-checked views; the host keeps its own geometry
 //! and never reads either header back (Note [Trusting arena memory]).
 
+mod clone;
 mod handle;
 mod window;
 
+pub(crate) use clone::ArenaImage;
 pub use handle::{ArenaAccessError, ArenaHandle};
 
 use crate::memory::{GuestMemory, MemoryError};
@@ -153,15 +163,28 @@ pub struct Arena {
     name: String,
     geom: ArenaGeometry,
     map_flags: u32,
-    /// `W`: the 4 GiB-aligned start of the window.
+    /// `W`: the 4 GiB-aligned start of the guest's window.
     window: u64,
+    /// Host address of page 0: `user_vm_start`, unless the sandbox is a
+    /// clone (Note [Arena clones]).
+    host_start: u64,
     /// Guest address of the state region.
     states: u64,
     /// Guest address of page 0's PTE.
     ptes: u64,
-    memfd: File,
-    /// Owns the reservation and the memfd mapping inside it.
-    _mapping: Window,
+    backing: Backing,
+    /// Owns the host reservation and the memfd mapping inside it.
+    mapping: Window,
+}
+
+/// What the arena's host mapping maps.
+#[derive(Debug)]
+enum Backing {
+    /// A memfd of its own, mapped shared: a hole is a page nobody holds.
+    Own(File),
+    /// A snapshot's memfd, mapped privately (a clone, Note [Arena
+    /// clones]): pages read the snapshot's bytes until written.
+    Snapshot(std::sync::Arc<File>),
 }
 
 impl Arena {
@@ -203,27 +226,33 @@ impl Arena {
             geom,
             map_flags,
             window,
+            host_start: user_vm_start,
             states: tables + arena_area::STATES_OFFSET,
             ptes: pts + 8 * ((user_vm_start - window) / PAGE_SIZE),
-            memfd,
-            _mapping: mapping,
+            backing: Backing::Own(memfd),
+            mapping,
         };
         arena.write_tables(memory, tables)?;
         shm::arena::init(&geom, &arena.states_view(memory)?, arena.ptes)
             .map_err(ArenaSetupError::States)?;
+        arena.register(vm)?;
+        Ok(arena)
+    }
+
+    /// Registers the arena's memslot: its guest-physical range, backed by
+    /// the host mapping of page 0 onwards.
+    fn register(&self, vm: &VmFd) -> Result<(), ArenaSetupError> {
         let region = kvm_userspace_memory_region {
             slot: ARENA_SLOT,
             flags: 0,
-            guest_phys_addr: gpa,
-            memory_size: size,
-            userspace_addr: user_vm_start,
+            guest_phys_addr: self.geom.gpa_base(),
+            memory_size: self.geom.size(),
+            userspace_addr: self.host_start,
         };
-        // SAFETY: the region is the memfd mapping `arena` owns; the Sandbox
-        // keeps the arena (in `Loaded`) until after the VM is dropped, and
-        // vCPU threads are joined before either.
-        unsafe { vm.set_user_memory_region(region) }
-            .map_err(ArenaSetupError::SetUserMemoryRegion)?;
-        Ok(arena)
+        // SAFETY: the region is the memfd mapping the arena owns (its
+        // `mapping`); the Sandbox keeps the arena (in `Loaded`) until after
+        // the VM is dropped, and vCPU threads are joined before either.
+        unsafe { vm.set_user_memory_region(region) }.map_err(ArenaSetupError::SetUserMemoryRegion)
     }
 
     /// The PDPT entries of the window and the PD entries of the 2 MiB
@@ -299,9 +328,22 @@ impl Arena {
         self.map_flags & flags::SEGV_ON_FAULT != 0
     }
 
-    /// `W`, the 4 GiB-aligned start of the window.
+    /// `W`, the 4 GiB-aligned start of the guest's window.
     pub fn window(&self) -> u64 {
         self.window
+    }
+
+    /// Host address of page 0: `user_vm_start` unless the sandbox is a
+    /// clone (Note [Arena clones]).
+    pub fn host_start(&self) -> u64 {
+        self.host_start
+    }
+
+    /// The host address of arena address `addr` (as programs see it),
+    /// which the caller checked lies in the arena.
+    pub(crate) fn host_addr(&self, addr: u64) -> u64 {
+        addr.wrapping_sub(self.geom.user_vm_start())
+            .wrapping_add(self.host_start)
     }
 
     /// What `JitConfig::arena_upper` must be: the window's upper half.
@@ -323,9 +365,13 @@ impl Arena {
         self.states
     }
 
-    /// The arena's memory file.
-    pub fn memfd(&self) -> &File {
-        &self.memfd
+    /// The arena's memory file; `None` for a clone, whose memory is a
+    /// private mapping of its snapshot's file (which does not see it).
+    pub fn memfd(&self) -> Option<&File> {
+        match &self.backing {
+            Backing::Own(memfd) => Some(memfd),
+            Backing::Snapshot(_) => None,
+        }
     }
 
     /// A host view of the state region (lock spins are the host's).
@@ -361,7 +407,7 @@ impl Arena {
         let ptes = self.ptes_view(memory)?;
         shm::arena::alloc(&self.geom, &states, &ptes, count, Some(first))
             .map_err(ArenaSetupError::States)?;
-        let dst = self.geom.user_vm_start() + offset;
+        let dst = self.host_start + offset;
         // SAFETY: the pages were just allocated, inside the arena mapping
         // this arena owns; copied volatile, as guest memory shared with
         // vCPUs (none runs these pages' programs yet).
@@ -370,8 +416,8 @@ impl Arena {
     }
 
     /// Releases FREED pages (Note [Releasing arena pages] in `shm::arena`):
-    /// moves them to RELEASING, punches them out of the memfd, makes them
-    /// FREE. Indices come from the host's geometry; the guest's FREED
+    /// moves them to RELEASING, discards their memory (punches them out of
+    /// the memfd; a clone's: Note [Arena clones]), makes them FREE. Indices come from the host's geometry; the guest's FREED
     /// counter only decides whether to look. Returns the pages released.
     pub(crate) fn release(&self, memory: &GuestMemory) -> Result<u32, ArenaSetupError> {
         let states = self.states_view(memory)?;
@@ -384,7 +430,7 @@ impl Arena {
             let batch = shm::arena::take_freed_for_release(&self.geom, &states, from, &mut ranges)
                 .map_err(ArenaSetupError::States)?;
             let taken = &ranges[..batch.ranges];
-            if taken.iter().all(|r| self.punch(*r).is_ok()) {
+            if taken.iter().all(|r| self.discard(*r).is_ok()) {
                 released += shm::arena::finish_release(&self.geom, &states, taken)
                     .map_err(ArenaSetupError::States)?;
             } else {
@@ -400,14 +446,18 @@ impl Arena {
 
     /// Frees the memory of `range`: afterwards its pages read as zeros and
     /// KVM has dropped every vCPU's translation of them.
-    fn punch(&self, range: PageRange) -> std::io::Result<()> {
+    fn discard(&self, range: PageRange) -> std::io::Result<()> {
         use std::os::fd::AsRawFd;
+        let memfd = match &self.backing {
+            Backing::Own(memfd) => memfd,
+            Backing::Snapshot(snapshot) => return self.discard_copies(snapshot, range),
+        };
         let offset = i64::from(range.first) * PAGE_SIZE as i64;
         let len = i64::from(range.count) * PAGE_SIZE as i64;
         // SAFETY: a plain syscall on a descriptor this arena owns.
         let r = unsafe {
             libc::fallocate(
-                self.memfd.as_raw_fd(),
+                memfd.as_raw_fd(),
                 libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
                 offset,
                 len,

@@ -1,6 +1,7 @@
 //! The host side of the arena window (Note [Arena window]): a `PROT_NONE`
 //! reservation of 4 GiB with guards, 4 GiB-aligned, and the memfd mapped
-//! inside it. Dropping it unmaps both.
+//! inside it (shared, or a snapshot's privately for a clone: Note [Arena
+//! clones]). Dropping it unmaps both.
 
 use super::{ArenaSetupError, HOST_GUARD, WINDOW_SIZE};
 use std::fs::File;
@@ -92,27 +93,55 @@ impl Window {
     }
 
     /// Maps `size` bytes of `memfd` (from offset 0) at `at`, inside the
-    /// window, shared.
+    /// window, shared: the arena of a sandbox that was not cloned.
     pub(super) fn map_memfd(
         &self,
         memfd: &File,
         at: u64,
         size: u64,
     ) -> Result<(), ArenaSetupError> {
-        let inside = at >= self.window && at + size <= self.window + WINDOW_SIZE;
+        self.map(memfd, at, size, libc::MAP_SHARED)
+    }
+
+    /// Maps `size` bytes of a snapshot's `memfd` (from offset 0) at `at`,
+    /// inside the window, privately: a clone's arena, which reads the
+    /// snapshot's bytes and copies a page when it first writes it. Over
+    /// an existing mapping, drops every page copied so far.
+    pub(super) fn map_private(
+        &self,
+        memfd: &File,
+        at: u64,
+        size: u64,
+    ) -> Result<(), ArenaSetupError> {
+        self.map(memfd, at, size, libc::MAP_PRIVATE | libc::MAP_NORESERVE)
+    }
+
+    fn map(
+        &self,
+        memfd: &File,
+        at: u64,
+        size: u64,
+        flags: libc::c_int,
+    ) -> Result<(), ArenaSetupError> {
+        let inside = at >= self.window
+            && at
+                .checked_add(size)
+                .is_some_and(|end| end <= self.window + WINDOW_SIZE);
         if !inside {
             return Err(ArenaSetupError::MapMemfd(
                 std::io::Error::from_raw_os_error(libc::EINVAL),
             ));
         }
         // SAFETY: MAP_FIXED over part of our own reservation (checked
-        // above), which nothing else uses.
+        // above), which nothing else uses; the host reaches arena memory
+        // only through raw pointers (never references), so replacing
+        // pages under them changes only the bytes they read.
         let p = unsafe {
             libc::mmap(
                 at as *mut libc::c_void,
                 size as usize,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_FIXED,
+                flags | libc::MAP_FIXED,
                 memfd.as_raw_fd(),
                 0,
             )
