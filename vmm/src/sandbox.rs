@@ -15,7 +15,7 @@ use crate::vcpu::{CallEnd, CallReport, VcpuError, VcpuHandle, VcpuSetup};
 use crate::vcpu_threads;
 use crossbeam_channel::Receiver;
 use kvm_bindings::kvm_userspace_memory_region;
-use kvm_ioctls::VmFd;
+use kvm_ioctls::{Kvm, VmFd};
 use shm::layout::{Layout, LayoutConfig, LayoutError};
 use shm::mailbox::{REQUEST_CALL, REQUEST_PING, Request};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -369,11 +369,16 @@ impl Sandbox {
             vcpu_threads::spawn(move || prepare_memory(vm_rx, &memory, &layout, state, seeds))
                 .map_err(|e| SandboxError::Vcpu(VcpuError::SpawnThread(0, e)))?
         };
-        let vm = Arc::new(kvm.create_vm().map_err(SandboxError::CreateVm)?);
-        vm.set_tss_address(KVM_TSS_ADDRESS)
-            .map_err(SandboxError::SetTssAddress)?;
-        // It cannot be full: this is the only send.
-        let _ = vm_tx.send(Arc::clone(&vm));
+        let vm = create_vm(kvm);
+        // The worker waits for the VM, and dropping `prepare` (on any early
+        // return below) waits for the worker: hand it the VM, or drop the
+        // sender so that it stops waiting, before anything can return.
+        if let Ok(vm) = &vm {
+            // It cannot be full: this is the only send.
+            let _ = vm_tx.send(Arc::clone(vm));
+        }
+        drop(vm_tx);
+        let vm = vm?;
         let setup = |cpu: usize| -> Result<VcpuSetup, SandboxError> {
             Ok(VcpuSetup {
                 vm: Arc::clone(&vm),
@@ -714,6 +719,13 @@ pub(crate) fn clone_run_error(e: &RunError) -> RunError {
         RunError::NoSuchProgram => RunError::NoSuchProgram,
         RunError::Vcpu(_) | RunError::Memory(_) => RunError::Poisoned,
     }
+}
+
+fn create_vm(kvm: &Kvm) -> Result<Arc<VmFd>, SandboxError> {
+    let vm = kvm.create_vm().map_err(SandboxError::CreateVm)?;
+    vm.set_tss_address(KVM_TSS_ADDRESS)
+        .map_err(SandboxError::SetTssAddress)?;
+    Ok(Arc::new(vm))
 }
 
 /// Writes the boot state into `memory`, then registers it as guest memory
