@@ -1,8 +1,9 @@
 //! Every way a sandbox start can fail part-way returns an error: none
-//! hangs, none leaks. File descriptors are the resource each boot step
-//! needs (memfd, VM, vCPUs), so running out of them at each step in turn
-//! exercises every early return of the boot. Alone in its own binary
-//! because it lowers this process's descriptor limit.
+//! hangs, none leaks. Most boot steps open a file descriptor (the VM,
+//! each vCPU), so allowing one more descriptor per attempt makes each of
+//! them fail in turn, on the caller's thread and on the boot workers.
+//! Alone in its own binary because it lowers this process's descriptor
+//! limit.
 #![allow(
     clippy::unwrap_used,
     reason = "a test fails loudly on any unexpected error"
@@ -95,7 +96,7 @@ fn running_out_of_descriptors_at_any_boot_step_is_an_error_not_a_hang() {
     assert!(started, "no start succeeded with 64 spare descriptors");
     assert!(
         failures.len() >= 4,
-        "every step needs a descriptor: {failures:?}"
+        "the VM and each of the 3 vCPUs failed in turn: {failures:?}"
     );
     assert!(
         failures.iter().any(|e| e.contains("VM")),

@@ -15,7 +15,9 @@ pub enum KvmError {
     )]
     OpenKvm(i32),
     /// `/dev/kvm` opened but does not answer as KVM does.
-    #[error("/dev/kvm is not a KVM device (KVM_GET_API_VERSION gave {0}, expected 12)")]
+    #[error(
+        "/dev/kvm is not a KVM device (KVM_GET_API_VERSION gave {0}, expected {KVM_API_VERSION})"
+    )]
     NotKvm(i32),
 }
 
