@@ -85,13 +85,15 @@ pub fn run(job: impl FnOnce() + Send + 'static) -> std::io::Result<Running> {
 /// `work` running on a worker; [`Pending::join`] gives its result.
 #[derive(Debug)]
 pub struct Pending<T> {
-    result: Option<Receiver<T>>,
+    running: Option<Running>,
+    result: Receiver<T>,
 }
 
 impl<T> Pending<T> {
     /// Waits for the result; `None` if `work` panicked.
     pub fn join(mut self) -> Option<T> {
-        self.result.take()?.recv().ok()
+        self.running.take()?.wait();
+        self.result.try_recv().ok()
     }
 }
 
@@ -99,8 +101,8 @@ impl<T> Drop for Pending<T> {
     fn drop(&mut self) {
         // What `work` holds (a VM, guest memory) is let go in order: not
         // while its owner goes on to drop its own references.
-        if let Some(result) = self.result.take() {
-            let _ = result.recv();
+        if let Some(running) = self.running.take() {
+            running.wait();
         }
     }
 }
@@ -110,11 +112,12 @@ pub fn spawn<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> std::io::Result<Pending<T>> {
     let (result_tx, result) = crossbeam_channel::bounded(1);
-    run(move || {
+    let running = run(move || {
         let _ = result_tx.send(work());
     })?;
     Ok(Pending {
-        result: Some(result),
+        running: Some(running),
+        result,
     })
 }
 
@@ -127,7 +130,10 @@ fn serve(me: libc::pthread_t, mut job: Job, mut done: Sender<()>) {
     let (jobs_tx, jobs) = crossbeam_channel::bounded(1);
     loop {
         job();
-        drop(done);
+        // Listed as idle before the job's waiter hears that it is done, so
+        // that whoever starts a job right after waiting finds this worker
+        // rather than starting a thread: the pool stays as large as the
+        // most jobs ever running at once, not that plus the races lost.
         {
             let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
             if idle.len() >= MAX_IDLE {
@@ -138,6 +144,7 @@ fn serve(me: libc::pthread_t, mut job: Job, mut done: Sender<()>) {
                 pthread: me,
             });
         }
+        drop(done);
         let next = match jobs.recv_timeout(IDLE_TIMEOUT) {
             Ok(next) => next,
             Err(RecvTimeoutError::Timeout) => {
