@@ -11,6 +11,27 @@ pub enum Group {
     PerCpu,
     /// Arena list build and walk.
     Arena,
+    /// Ring buffer records from producers to a host consumer.
+    RingBuf,
+    /// One invocation, host to program and back.
+    Invocation,
+    /// Making a sandbox ready to run an object.
+    Startup,
+}
+
+impl Group {
+    /// Its name in the table and the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::Compute => "compute",
+            Group::Maps => "maps",
+            Group::PerCpu => "per-cpu",
+            Group::Arena => "arena",
+            Group::RingBuf => "ringbuf",
+            Group::Invocation => "invocation",
+            Group::Startup => "startup",
+        }
+    }
 }
 
 /// One row: a program of a clang-built object in `images/progs/bench/`.

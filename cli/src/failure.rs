@@ -20,6 +20,8 @@ pub enum FailureKind {
     TestsFailed,
     /// Some jobs of `bpfvisor jobs` did not return.
     JobsFailed,
+    /// Some cells of `bpfvisor bench` failed.
+    BenchFailed,
 }
 
 impl FailureKind {
@@ -32,6 +34,7 @@ impl FailureKind {
             FailureKind::Deadline => 5,
             FailureKind::TestsFailed => 6,
             FailureKind::JobsFailed => 7,
+            FailureKind::BenchFailed => 8,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! `bpfvisor`: run eBPF programs inside KVM micro-VMs.
 
+mod bench;
 mod check;
 mod conformance;
 mod disasm;
@@ -39,6 +40,9 @@ enum Command {
     Conformance(conformance::ConformanceArgs),
     /// Check that this machine can run sandboxes: boot one and ping every vCPU.
     Check(check::CheckArgs),
+    /// Time the benchmark suite side by side: bpfvisor's VM and
+    /// interpreter, the host kernel's BPF, rbpf and native code.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Command::Disasm(args) => disasm::run(&args),
         Command::Conformance(args) => conformance::run(&args),
         Command::Check(args) => check::run(&args).map_err(|e| Failure::new(FailureKind::Host, e)),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,99 @@
+//! Making a sandbox ready to run an object: fresh (a new VM, the object
+//! loaded: maps created, programs verified and compiled) and cloned from
+//! a snapshot of one that is.
+
+use super::timed;
+use crate::engine::{BenchError, Prepared, Sample};
+use crate::row::{Cell, CellState, Row};
+use crate::suite::Group;
+use guest_jit::elf::Object;
+use vmm::{HelperSet, Sandbox, SandboxConfig, Snapshot};
+
+/// The object every start row loads: a realistic one, with maps, global
+/// data and several programs.
+pub(crate) const OBJECT: &[u8] = include_bytes!("../../../images/progs/wordcount.bpf.o");
+pub(crate) const OBJECT_NAME: &str = "wordcount.bpf.o";
+
+pub(super) fn rows() -> Vec<Row> {
+    let row = |name: &str, what: String, state: CellState| Row {
+        name: name.to_owned(),
+        group: Group::Startup,
+        what,
+        checked: false,
+        cells: vec![Cell { column: "vm", state }],
+    };
+    vec![
+        row(
+            "start, fresh",
+            format!(
+                "a sandbox ready to run {OBJECT_NAME}: a new VM with one vCPU, the object loaded \
+                 (kernel: its maps created and programs loaded with bpf())"
+            ),
+            CellState::from_prepared(Fresh::prepare()),
+        ),
+        row(
+            "start, clone",
+            format!("a sandbox ready to run {OBJECT_NAME}, cloned from a snapshot of one"),
+            CellState::from_prepared(Clone::prepare()),
+        ),
+    ]
+}
+
+fn failed(e: &dyn std::fmt::Display) -> BenchError {
+    BenchError::Failed(e.to_string())
+}
+
+/// The config `bpfvisor run` would use: sized for the object, as a
+/// smaller guest memory is a cheaper memslot.
+fn config(object: &Object) -> SandboxConfig {
+    SandboxConfig {
+        maps_size: vmm::maps::maps_size_needed(object, 1).max(0x1000),
+        ..SandboxConfig::default()
+    }
+}
+
+fn fresh(object: &Object) -> Result<Sandbox, BenchError> {
+    let mut sandbox = Sandbox::new(config(object)).map_err(|e| failed(&e))?;
+    sandbox
+        .load_object(object, HelperSet::Standard)
+        .map_err(|e| failed(&e))?;
+    Ok(sandbox)
+}
+
+struct Fresh {
+    object: Object,
+}
+
+impl Fresh {
+    fn prepare() -> Result<Box<dyn Prepared>, BenchError> {
+        let object = Object::parse(OBJECT).map_err(|e| failed(&e))?;
+        fresh(&object)?;
+        Ok(Box::new(Fresh { object }))
+    }
+}
+
+impl Prepared for Fresh {
+    fn run(&mut self, repeat: u32) -> Result<Sample, BenchError> {
+        timed(repeat, || fresh(&self.object).map(|_| 0))
+    }
+}
+
+struct Clone {
+    snapshot: Snapshot,
+}
+
+impl Clone {
+    fn prepare() -> Result<Box<dyn Prepared>, BenchError> {
+        let object = Object::parse(OBJECT).map_err(|e| failed(&e))?;
+        let snapshot = fresh(&object)?.snapshot().map_err(|e| failed(&e))?;
+        Ok(Box::new(Clone { snapshot }))
+    }
+}
+
+impl Prepared for Clone {
+    fn run(&mut self, repeat: u32) -> Result<Sample, BenchError> {
+        timed(repeat, || {
+            self.snapshot.sandbox().map(|_| 0).map_err(|e| failed(&e))
+        })
+    }
+}
