@@ -55,7 +55,9 @@ pub fn draw(report: &Report, columns: &[&'static str]) -> String {
             (label, bars)
         })
         .collect();
-    let logs = bars.iter().flat_map(|(_, b)| b.iter().map(|(_, r)| r.log10()));
+    let logs = bars
+        .iter()
+        .flat_map(|(_, b)| b.iter().map(|(_, r)| r.log10()));
     let (lo, hi) = logs.fold((0.0f64, 0.0f64), |(lo, hi), l| (lo.min(l), hi.max(l)));
     let (lo, hi) = (lo.floor().min(-1.0), hi.ceil().max(1.0));
     let x = |log: f64| LABEL_WIDTH + (log - lo) / (hi - lo) * PLOT_WIDTH;

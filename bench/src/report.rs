@@ -53,7 +53,11 @@ impl Report {
         COLUMNS
             .iter()
             .copied()
-            .filter(|c| self.rows.iter().any(|r| r.cells.iter().any(|(x, _)| x == c)))
+            .filter(|c| {
+                self.rows
+                    .iter()
+                    .any(|r| r.cells.iter().any(|(x, _)| x == c))
+            })
             .collect()
     }
 
@@ -76,7 +80,11 @@ impl Report {
             m.date,
             m.cpu,
             m.cpus,
-            if m.hypervisor { ", under a hypervisor" } else { "" },
+            if m.hypervisor {
+                ", under a hypervisor"
+            } else {
+                ""
+            },
             m.kernel,
             m.load
         );
@@ -116,7 +124,10 @@ impl Report {
                         format!("-[{}]", note(format!("{column}: {why}")))
                     }
                     Some((_, Outcome::Failed(why))) => {
-                        format!("FAILED[{}]", note(format!("{column} FAILED on {}: {why}", row.name)))
+                        format!(
+                            "FAILED[{}]",
+                            note(format!("{column} FAILED on {}: {why}", row.name))
+                        )
                     }
                 };
                 let _ = write!(out, "{text:>18}");

@@ -179,7 +179,9 @@ fn calibrate(prepared: &mut dyn crate::engine::Prepared, batch: Duration) -> Liv
         // time (a first run can be slow for reasons of its own).
         let per_run = took.as_secs_f64() / f64::from(live.repeat);
         let wanted = (batch.as_secs_f64() / per_run.max(1e-9)).ceil();
-        let next = wanted.min(f64::from(live.repeat) * 100.0).max(2.0 * f64::from(live.repeat));
+        let next = wanted
+            .min(f64::from(live.repeat) * 100.0)
+            .max(2.0 * f64::from(live.repeat));
         live.repeat = (next as u32).min(MAX_REPEAT);
     }
 }
@@ -193,7 +195,12 @@ fn finish(row: Row, live: Vec<Option<Live>>) -> RowResult {
             let outcome = match (cell.state, live) {
                 (CellState::Unsupported(why), _) => Outcome::Unsupported(why),
                 (CellState::Failed(why), _) => Outcome::Failed(why),
-                (CellState::Ready(_), Some(Live { failed: Some(why), .. })) => Outcome::Failed(why),
+                (
+                    CellState::Ready(_),
+                    Some(Live {
+                        failed: Some(why), ..
+                    }),
+                ) => Outcome::Failed(why),
                 (CellState::Ready(_), Some(live)) => figures(live),
                 (CellState::Ready(_), None) => Outcome::Failed("not measured".to_owned()),
             };

@@ -7,7 +7,7 @@ use crate::row::{Cell, CellState, Row};
 use crate::suite::Group;
 use guest_jit::elf::Object;
 use std::time::Duration;
-use vmm::{HelperSet, Outcome, ProgramInput, ProgramId, Sandbox, SandboxConfig};
+use vmm::{HelperSet, Outcome, ProgramId, ProgramInput, Sandbox, SandboxConfig};
 
 /// images/progs/bench/nop.bpf.o: `nop` returns XDP_PASS.
 pub(crate) const NOP: &[u8] = include_bytes!("../../../images/progs/bench/nop.bpf.o");

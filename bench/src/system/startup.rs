@@ -20,7 +20,10 @@ pub(super) fn rows() -> Vec<Row> {
         group: Group::Startup,
         what,
         checked: false,
-        cells: vec![Cell { column: "vm", state }],
+        cells: vec![Cell {
+            column: "vm",
+            state,
+        }],
     };
     vec![
         row(
