@@ -254,3 +254,148 @@ fn check_results(cells: &mut [(&'static str, Outcome)]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+    use crate::engine::{BenchError, Prepared};
+    use crate::row::Cell;
+    use crate::suite::Group;
+
+    /// A cell that sleeps `per_run` per run and answers `result`, or fails
+    /// on its `fail_on`-th call.
+    struct Fake {
+        per_run: Duration,
+        result: u64,
+        calls: u32,
+        fail_on: Option<u32>,
+    }
+
+    impl Prepared for Fake {
+        fn run(&mut self, repeat: u32) -> Result<Sample, BenchError> {
+            self.calls += 1;
+            if self.fail_on == Some(self.calls) {
+                return Err(BenchError::Failed("fake failure".to_owned()));
+            }
+            std::thread::sleep(self.per_run * repeat);
+            Ok(Sample {
+                per_run: self.per_run,
+                result: self.result,
+            })
+        }
+    }
+
+    fn cell(column: &'static str, per_run_us: u64, result: u64, fail_on: Option<u32>) -> Cell {
+        Cell {
+            column,
+            state: CellState::Ready(Box::new(Fake {
+                per_run: Duration::from_micros(per_run_us),
+                result,
+                calls: 0,
+                fail_on,
+            })),
+        }
+    }
+
+    fn row(checked: bool, cells: Vec<Cell>) -> Row {
+        Row {
+            name: "fake".to_owned(),
+            group: Group::Compute,
+            what: "sleeps".to_owned(),
+            checked,
+            cells,
+        }
+    }
+
+    fn options() -> Options {
+        Options {
+            rounds: 3,
+            batch: Duration::from_millis(2),
+        }
+    }
+
+    #[test]
+    fn cells_are_calibrated_to_the_batch_and_measured_every_round() {
+        let rows = vec![row(
+            true,
+            vec![cell("vm", 100, 7, None), cell("kernel", 1000, 7, None)],
+        )];
+        let mut rounds = Vec::new();
+        let results = measure(rows, &options(), &mut |p| {
+            if let Progress::Round { n, .. } = p {
+                rounds.push(n);
+            }
+        });
+        assert_eq!(rounds, [0, 1, 2, 3]);
+        let [(_, Outcome::Measured(vm)), (_, Outcome::Measured(kernel))] = &results[0].cells[..]
+        else {
+            panic!("{:?}", results[0].cells);
+        };
+        assert_eq!((vm.median, vm.result), (Duration::from_micros(100), 7));
+        // 2 ms batches: the faster cell runs more times per batch.
+        assert!(vm.repeat >= 10 && kernel.repeat >= 1 && vm.repeat > kernel.repeat);
+        assert_eq!(
+            results[0].median("kernel"),
+            Some(Duration::from_micros(1000))
+        );
+    }
+
+    #[test]
+    fn a_cell_that_computes_something_else_fails() {
+        let rows = vec![row(
+            true,
+            vec![cell("vm", 10, 7, None), cell("rbpf", 10, 8, None)],
+        )];
+        let results = measure(rows, &options(), &mut |_| {});
+        assert!(matches!(results[0].cells[0].1, Outcome::Measured(_)));
+        let Outcome::Failed(why) = &results[0].cells[1].1 else {
+            panic!("{:?}", results[0].cells[1]);
+        };
+        assert_eq!(why, "computed 0x8, vm computed 0x7");
+    }
+
+    #[test]
+    fn unchecked_rows_may_differ() {
+        let rows = vec![row(
+            false,
+            vec![cell("vm", 10, 7, None), cell("kernel", 10, 8, None)],
+        )];
+        let results = measure(rows, &options(), &mut |_| {});
+        assert!(
+            results[0]
+                .cells
+                .iter()
+                .all(|(_, o)| matches!(o, Outcome::Measured(_)))
+        );
+    }
+
+    #[test]
+    fn failures_and_unsupported_cells_keep_their_reasons() {
+        let rows = vec![row(
+            true,
+            vec![
+                cell("vm", 10, 7, Some(4)),
+                Cell {
+                    column: "kernel",
+                    state: CellState::Unsupported("needs root".to_owned()),
+                },
+                Cell {
+                    column: "rbpf",
+                    state: CellState::Failed("broken".to_owned()),
+                },
+            ],
+        )];
+        let results = measure(rows, &options(), &mut |_| {});
+        let outcomes: Vec<&Outcome> = results[0].cells.iter().map(|(_, o)| o).collect();
+        assert_eq!(
+            outcomes,
+            [
+                &Outcome::Failed("fake failure".to_owned()),
+                &Outcome::Unsupported("needs root".to_owned()),
+                &Outcome::Failed("broken".to_owned()),
+            ]
+        );
+    }
+}
