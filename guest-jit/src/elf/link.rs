@@ -70,6 +70,22 @@ pub struct LinkedProgram {
     /// Names of the kfuncs the program calls; a kfunc call's `btf_id` is
     /// an index into this list (the caller resolves the names).
     pub kfuncs: Vec<String>,
+    /// Every `ld_imm64` resolved through `placement`, in slot order, so
+    /// that a caller whose maps are not at addresses (the host kernel's,
+    /// which takes a map fd and a value offset) can rewrite them.
+    pub placed_loads: Vec<PlacedLoad>,
+}
+
+/// An `ld_imm64` the linker resolved through the caller's placement: it
+/// loads `placement(what) + offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PlacedLoad {
+    /// Slot of the `ld_imm64`'s first half in [`LinkedProgram::program`].
+    pub slot: usize,
+    /// What was placed.
+    pub what: Placed,
+    /// Byte offset into it (0 for a map).
+    pub offset: u64,
 }
 
 /// How a fixed-up instruction refers to a function.
@@ -106,6 +122,7 @@ struct Linker<'a> {
     lines: Vec<(usize, Option<SourceLine>)>,
     functions: Vec<FunctionSymbol>,
     percpu_loads: Vec<usize>,
+    placed_loads: Vec<PlacedLoad>,
     kfuncs: Vec<String>,
     /// Index of each name in `kfuncs`.
     kfunc_index: HashMap<String, usize>,
@@ -145,6 +162,7 @@ pub(super) fn link(
         lines: Vec::new(),
         functions: Vec::new(),
         percpu_loads: Vec::new(),
+        placed_loads: Vec::new(),
         kfuncs: Vec::new(),
         kfunc_index: HashMap::new(),
         no_user_conv: object
@@ -176,6 +194,11 @@ pub(super) fn link(
         functions,
         percpu_loads: linker.percpu_loads,
         kfuncs: linker.kfuncs,
+        placed_loads: {
+            let mut loads = linker.placed_loads;
+            loads.sort_by_key(|l| l.slot);
+            loads
+        },
     })
 }
 
@@ -339,6 +362,11 @@ impl Linker<'_> {
                         offset,
                     })?;
                 self.set_imm64(new, address);
+                self.placed_loads.push(PlacedLoad {
+                    slot: new,
+                    what: Placed::Map(map),
+                    offset: 0,
+                });
                 Ok(())
             }
             (RelocKind::Ld64, Role::Data(d)) => {
@@ -365,6 +393,11 @@ impl Linker<'_> {
                         offset,
                     })?;
                 self.set_imm64(new, base.wrapping_add(at));
+                self.placed_loads.push(PlacedLoad {
+                    slot: new,
+                    what: Placed::Data(d),
+                    offset: at,
+                });
                 if data.kind == DataKind::PerCpu {
                     self.percpu_loads.push(new);
                 }
@@ -519,5 +552,69 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn placed_loads_record_every_placed_ld_imm64() {
+        let object = setup_sample("globals.bpf.o");
+        let spec = object.find_program(Some("globals")).unwrap().clone();
+        let base = |what: Placed| match what {
+            Placed::Data(d) => 0x10_0000 * (d as u64 + 1),
+            Placed::Map(m) => 0x100_0000 * (m as u64 + 1),
+        };
+        let linked = object.link(&spec, &|what| Some(base(what))).unwrap();
+        let name = |load: &PlacedLoad| match load.what {
+            Placed::Data(d) => object.data_sections()[d].name.clone(),
+            Placed::Map(m) => object.maps()[m].name.clone(),
+        };
+        let loaded: Vec<(String, u64)> = linked
+            .placed_loads
+            .iter()
+            .map(|l| (name(l), l.offset))
+            .collect();
+        // Each global the program loads, at its offset in its section:
+        // clang folded the `const` weights; `.rodata` holds the knob
+        // `scale` and then bpf_printk's format string.
+        let expected = [
+            (".data.table", 0),
+            (".data", 0),
+            (".bss", 0),
+            (".rodata", 0),
+            (".rodata", 4),
+        ];
+        let expected: Vec<(String, u64)> =
+            expected.iter().map(|&(s, o)| (s.to_owned(), o)).collect();
+        assert_eq!(loaded, expected);
+        let insns = linked.program.insns();
+        for load in &linked.placed_loads {
+            // Each slot is an ld_imm64 loading placement + offset.
+            let (lo, hi) = (insns[load.slot], insns[load.slot + 1]);
+            assert_eq!(lo.code, LD_IMM64);
+            let value = (lo.imm as u32 as u64) | ((hi.imm as u32 as u64) << 32);
+            assert_eq!(value, base(load.what) + load.offset, "{load:?}");
+        }
+        // Every ld_imm64 that is not a function address was placed.
+        let all = (0..insns.len())
+            .filter(|&i| insns[i].code == LD_IMM64 && insns[i].src() != PSEUDO_FUNC)
+            .count();
+        assert_eq!(all, linked.placed_loads.len());
+        assert!(
+            linked
+                .placed_loads
+                .windows(2)
+                .all(|w| w[0].slot < w[1].slot)
+        );
+
+        let maps = setup_sample("maps.bpf.o");
+        let spec = maps.find_program(Some("count")).unwrap().clone();
+        let linked = maps.link(&spec, &|what| Some(base(what))).unwrap();
+        assert_eq!(
+            linked.placed_loads,
+            [PlacedLoad {
+                slot: linked.placed_loads[0].slot,
+                what: Placed::Map(0),
+                offset: 0
+            }]
+        );
     }
 }

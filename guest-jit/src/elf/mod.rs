@@ -48,7 +48,7 @@ use std::fmt::Write as _;
 
 pub use arena::{ARENA_DATA_SECTION, globals_offset as arena_globals_offset};
 pub use error::LoadError;
-pub use link::{FunctionSymbol, LinkedProgram};
+pub use link::{FunctionSymbol, LinkedProgram, PlacedLoad};
 pub use maps::{
     ARENA_PAGE_SIZE, LEGACY_DEF_SIZE, MAX_ARENA_PAGES, MAX_KEY_SIZE, MAX_PERCPU_VALUE_SIZE,
     MAX_VALUE_SIZE, MapDefError, MapInit, MapSpec, MapType, Pinning, flags as map_flags, map_type,
@@ -78,6 +78,8 @@ pub struct Object {
     variables: Vec<Variable>,
     /// Functions BTF declares `extern ... __ksym`.
     kfunc_declarations: std::collections::HashSet<String>,
+    /// The `license` section's string, up to its first NUL.
+    license: Option<String>,
 }
 
 /// Something [`Object::link`] asks its caller to have placed in guest
@@ -244,6 +246,13 @@ impl Object {
     /// not listed here: see [`DataSection::map_spec`].
     pub fn maps(&self) -> &[MapSpec] {
         &self.maps
+    }
+
+    /// The license the object declares (`char LICENSE[] SEC("license")
+    /// = "GPL"`), which the kernel checks before it allows GPL-only
+    /// helpers; `None` without a `license` section.
+    pub fn license(&self) -> Option<&str> {
+        self.license.as_deref()
     }
 
     /// The index in [`Object::maps`] of the map named `name`.

@@ -21,6 +21,8 @@ const EHDR_SIZE: usize = 64;
 /// `KMALLOC_MAX_SIZE`), and small enough that a hostile `.bss` size cannot
 /// exhaust the host.
 pub(super) const MAX_DATA_SIZE: u64 = 64 << 20;
+/// The section holding the object's license string.
+const LICENSE_SECTION: &str = "license";
 /// The code section libbpf takes subprograms from.
 pub(super) const TEXT_SECTION: &str = ".text";
 
@@ -285,6 +287,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Object, LoadError> {
         variables: Vec::new(),
         kfunc_declarations: HashSet::new(),
         map_starts: BTreeMap::new(),
+        license: None,
     };
     let mut map_bytes = BTreeMap::new();
     let mut btf_bytes = None;
@@ -351,6 +354,10 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Object, LoadError> {
                     btf_bytes = Some(contents(&name)?);
                 } else if name == ".BTF.ext" {
                     btf_ext_bytes = Some(contents(&name)?);
+                } else if name == LICENSE_SECTION {
+                    let bytes = contents(&name)?;
+                    let text = bytes.split(|&b| b == 0).next().unwrap_or_default();
+                    object.license = Some(String::from_utf8_lossy(text).into_owned());
                 }
                 Role::Other
             }
@@ -688,6 +695,12 @@ fn read_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_license_is_read_up_to_its_nul() {
+        let hello = crate::elf::arena::tests::setup_sample("hello.bpf.o");
+        assert_eq!(hello.license(), Some("GPL"));
+    }
 
     #[test]
     fn sections_are_classified_like_libbpf() {
