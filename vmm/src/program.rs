@@ -129,6 +129,7 @@ pub fn unlinked(name: &str, program: Program) -> LinkedProgram {
         }],
         percpu_loads: Vec::new(),
         kfuncs: Vec::new(),
+        placed_loads: Vec::new(),
     }
 }
 

@@ -1,5 +1,8 @@
 //! The host's end of a `RINGBUF`: records read in place from the host's
 //! own mapping of the ring, in reservation order, discarded ones skipped.
+//! The same consumer reads a ring buffer of the host kernel's, whose
+//! record format and positions are the same (Note [Kernel ring mapping]
+//! in `mapping`).
 
 use super::mapping::RingMapping;
 use super::{Attachment, RingBufError, wait_readable};
@@ -7,7 +10,7 @@ use shm::maps::{MapMemory, StorageView};
 use shm::pod::Pod;
 use shm::ringbuf::{self, Next, RingError, RingGeometry};
 use std::ops::ControlFlow;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -82,12 +85,35 @@ pub struct RingBufConsumer {
     name: String,
     geom: RingGeometry,
     mapping: RingMapping,
-    wakeup: EventFd,
+    producer: Producer,
     pos: u64,
     wakeups: u64,
     /// What the consumer last told producers, if anything.
     state: Option<u32>,
-    _attached: Attachment,
+}
+
+/// Who produces into the ring, and so how the consumer is woken.
+#[derive(Debug)]
+enum Producer {
+    /// Programs in a sandbox: the ring's wakeup eventfd, which KVM
+    /// signals, and the mark that the ring has this consumer.
+    Guest {
+        wakeup: EventFd,
+        _attached: Attachment,
+    },
+    /// Programs in the host kernel: its map fd, readable while records
+    /// wait. The kernel knows nothing of Note [Consumer state]: its
+    /// producers follow the kernel's rule alone.
+    Kernel { map: OwnedFd },
+}
+
+impl Producer {
+    fn wakeup_fd(&self) -> RawFd {
+        match self {
+            Producer::Guest { wakeup, .. } => wakeup.as_raw_fd(),
+            Producer::Kernel { map } => map.as_raw_fd(),
+        }
+    }
 }
 
 impl RingBufConsumer {
@@ -98,15 +124,47 @@ impl RingBufConsumer {
         wakeup: EventFd,
         attached: Attachment,
     ) -> Result<RingBufConsumer, RingBufError> {
+        let producer = Producer::Guest {
+            wakeup,
+            _attached: attached,
+        };
+        RingBufConsumer::start(name, geom, mapping, producer)
+    }
+
+    /// The consumer of a `RINGBUF` map of the host kernel: `map` is its fd
+    /// (which the consumer keeps, to map the ring and to wait on it),
+    /// `max_entries` its data size. The kernel lets only one process
+    /// position matter: two consumers of one ring would skip each
+    /// other's records.
+    pub fn for_kernel_map(
+        name: &str,
+        map: OwnedFd,
+        max_entries: u32,
+    ) -> Result<RingBufConsumer, RingBufError> {
+        let geom = RingGeometry::new(u64::from(max_entries)).ok_or_else(|| {
+            RingBufError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{max_entries} bytes is not a ring buffer's size"),
+            ))
+        })?;
+        let mapping = RingMapping::kernel(map.as_fd(), &geom)?;
+        RingBufConsumer::start(name.to_owned(), geom, mapping, Producer::Kernel { map })
+    }
+
+    fn start(
+        name: String,
+        geom: RingGeometry,
+        mapping: RingMapping,
+        producer: Producer,
+    ) -> Result<RingBufConsumer, RingBufError> {
         let mut consumer = RingBufConsumer {
             name,
             geom,
             mapping,
-            wakeup,
+            producer,
             pos: 0,
             wakeups: 0,
             state: None,
-            _attached: attached,
         };
         consumer.set_state(ringbuf::CONSUMER_KERNEL_RULE)?;
         // Start where the last consumer stopped, if that is plausible.
@@ -154,16 +212,18 @@ impl RingBufConsumer {
     }
 
     /// Wakeups the producers sent so far, as counted by the eventfd this
-    /// consumer waited on: each was one VM exit handled inside KVM.
+    /// consumer waited on: each was one VM exit handled inside KVM (0 for
+    /// a kernel ring, whose wakeups are not counted).
     pub fn wakeups(&self) -> u64 {
         self.wakeups
     }
 
     /// The eventfd the producers signal, for an event loop of the
     /// caller's own (read it, or use [`RingBufConsumer::poll`], before
-    /// consuming).
+    /// consuming); for a kernel ring, its map fd, readable while records
+    /// wait.
     pub fn wakeup_fd(&self) -> RawFd {
-        self.wakeup.as_raw_fd()
+        self.producer.wakeup_fd()
     }
 
     /// Hands every committed record to `f`, in order, until none is left
@@ -284,7 +344,7 @@ impl RingBufConsumer {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             let woken = n == 0
                 && left != Some(Duration::ZERO)
-                && wait_readable(self.wakeup.as_raw_fd(), left)?;
+                && wait_readable(self.producer.wakeup_fd(), left)?;
             self.set_state(ringbuf::CONSUMER_AWAKE)?;
             if n > 0 {
                 return Ok(n);
@@ -300,6 +360,10 @@ impl RingBufConsumer {
     /// barrier, so only when it changes: producers read the word on every
     /// commit).
     pub(super) fn set_state(&mut self, state: u32) -> Result<(), RingBufError> {
+        if matches!(self.producer, Producer::Kernel { .. }) {
+            // The kernel's producers do not read the word.
+            return Ok(());
+        }
         if self.state != Some(state) {
             ringbuf::set_consumer_state(&self.mapping.view(), state)?;
             self.state = Some(state);
@@ -309,7 +373,9 @@ impl RingBufConsumer {
 
     /// Reads (and so resets) the wakeup eventfd, counting the wakeups.
     pub(super) fn clear_wakeup(&mut self) {
-        if let Ok(n) = self.wakeup.read() {
+        if let Producer::Guest { wakeup, .. } = &self.producer
+            && let Ok(n) = wakeup.read()
+        {
             self.wakeups += n;
         }
     }
