@@ -22,6 +22,26 @@ pub fn kvm_available(test: &str) -> bool {
     false
 }
 
+/// Whether bpf() tests can run here (root, bpf() permitted). Otherwise
+/// they print a loud skip message and pass, unless
+/// `BPFVISOR_REQUIRE_KVM=1` (as in CI, which runs as root), where they
+/// fail.
+pub fn bpf_available(test: &str) -> bool {
+    let why = match kernel_bpf::probe() {
+        Ok(()) => return true,
+        Err(e) => e,
+    };
+    let required = std::env::var("BPFVISOR_REQUIRE_KVM").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "{test}: bpf() is not usable ({why}) and BPFVISOR_REQUIRE_KVM=1"
+    );
+    eprintln!(
+        "SKIPPED {test}: bpf() is not usable: {why} (set BPFVISOR_REQUIRE_KVM=1 to fail instead)"
+    );
+    false
+}
+
 /// Assembles x86-64 code for guest address `addr`.
 pub fn assemble(addr: u64, build: impl FnOnce(&mut CodeAssembler)) -> Vec<u8> {
     let mut asm = CodeAssembler::new(64).expect("64-bit assembler");
