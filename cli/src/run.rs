@@ -5,6 +5,7 @@
 //! with `--dump-maps`, every map's contents.
 
 mod dump;
+mod kernel;
 pub(crate) mod ringbufs;
 mod values;
 
@@ -83,6 +84,19 @@ pub struct RunArgs {
     /// Print one JSON object instead of text (schema in docs/cli.md).
     #[arg(long)]
     json: bool,
+    /// Where to run: `vm`, a fresh sandbox; `kernel`, the host kernel
+    /// through bpf() and BPF_PROG_TEST_RUN (needs root), for comparison.
+    #[arg(long, value_enum, default_value_t = Engine::Vm)]
+    engine: Engine,
+}
+
+/// Where `bpfvisor run` runs the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    /// A fresh KVM sandbox.
+    Vm,
+    /// The host kernel (raw bpf() calls, BPF_PROG_TEST_RUN).
+    Kernel,
 }
 
 /// Why `bpfvisor run` could not produce a result.
@@ -153,6 +167,9 @@ struct CpuRun {
 
 /// Runs the programs and prints what they did.
 pub fn run(args: &RunArgs) -> Result<(), Failure> {
+    if args.engine == Engine::Kernel {
+        return kernel::run(args);
+    }
     let (object, invocations, indices) = prepare(args)?;
     let mut sandbox = create_sandbox(&object, &invocations, args.cpus)
         .map_err(|e| Failure::new(FailureKind::Host, e))?;
