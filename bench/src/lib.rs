@@ -13,6 +13,7 @@
 
 mod chart;
 pub mod engine;
+pub mod engines;
 pub mod machine;
 pub mod report;
 pub mod row;
