@@ -48,7 +48,7 @@ impl Engine for KernelEngine {
 
 /// What the kernel refused is a `-` in the table with the reason; only
 /// failures of what should have worked are errors.
-fn refusal(e: KernelError) -> BenchError {
+pub(crate) fn refusal(e: KernelError) -> BenchError {
     match e {
         KernelError::LoadProgram { reason, .. } => {
             Unsupported(format!("the kernel's verifier refuses it: {reason}")).into()
@@ -59,7 +59,7 @@ fn refusal(e: KernelError) -> BenchError {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

@@ -22,10 +22,16 @@ pub(super) fn rows() -> Vec<Row> {
         group: Group::Invocation,
         what: what.to_owned(),
         checked: false,
-        cells: vec![Cell {
-            column: "vm",
-            state: CellState::from_prepared(NopCalls::prepare(poll)),
-        }],
+        cells: vec![
+            Cell {
+                column: "vm",
+                state: CellState::from_prepared(NopCalls::prepare(poll)),
+            },
+            Cell {
+                column: "kernel",
+                state: CellState::from_prepared(super::kernel::NopCalls::prepare()),
+            },
+        ],
     };
     vec![
         row(

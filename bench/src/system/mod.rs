@@ -3,6 +3,7 @@
 //! cell is built here by hand, for the columns that have a counterpart.
 
 mod invocation;
+mod kernel;
 pub(crate) mod ringbuf;
 mod startup;
 

@@ -38,10 +38,16 @@ pub(super) fn rows() -> Vec<Row> {
                  records per producer"
             ),
             checked: true,
-            cells: vec![Cell {
-                column: "vm",
-                state: CellState::from_prepared(VmRing::prepare(producers)),
-            }],
+            cells: vec![
+                Cell {
+                    column: "vm",
+                    state: CellState::from_prepared(VmRing::prepare(producers)),
+                },
+                Cell {
+                    column: "kernel",
+                    state: CellState::from_prepared(super::kernel::Ring::prepare(producers)),
+                },
+            ],
         })
         .collect()
 }
@@ -155,16 +161,24 @@ impl VmRing {
 
 impl Prepared for VmRing {
     fn run(&mut self, repeat: u32) -> Result<Sample, BenchError> {
-        let (mut records, mut sum, mut took) = (0u64, 0u64, Duration::ZERO);
-        for _ in 0..repeat.max(1) {
-            let (n, s, t) = self.batch().map_err(BenchError::Failed)?;
-            records += n;
-            sum = s;
-            took += t;
-        }
-        Ok(Sample {
-            per_run: took / u32::try_from(records.max(1)).unwrap_or(u32::MAX),
-            result: sum,
-        })
+        repeat_batches(repeat, || self.batch())
     }
+}
+
+/// `repeat` batches; one run is one record.
+pub(crate) fn repeat_batches(
+    repeat: u32,
+    mut batch: impl FnMut() -> Result<(u64, u64, Duration), String>,
+) -> Result<Sample, BenchError> {
+    let (mut records, mut sum, mut took) = (0u64, 0u64, Duration::ZERO);
+    for _ in 0..repeat.max(1) {
+        let (n, s, t) = batch().map_err(BenchError::Failed)?;
+        records += n;
+        sum = s;
+        took += t;
+    }
+    Ok(Sample {
+        per_run: took / u32::try_from(records.max(1)).unwrap_or(u32::MAX),
+        result: sum,
+    })
 }

@@ -15,15 +15,16 @@ pub(crate) const OBJECT: &[u8] = include_bytes!("../../../images/progs/wordcount
 pub(crate) const OBJECT_NAME: &str = "wordcount.bpf.o";
 
 pub(super) fn rows() -> Vec<Row> {
-    let row = |name: &str, what: String, state: CellState| Row {
+    let row = |name: &str, what: String, cells: Vec<Cell>| Row {
         name: name.to_owned(),
         group: Group::Startup,
         what,
         checked: false,
-        cells: vec![Cell {
-            column: "vm",
-            state,
-        }],
+        cells,
+    };
+    let vm = |state| Cell {
+        column: "vm",
+        state,
     };
     vec![
         row(
@@ -32,12 +33,26 @@ pub(super) fn rows() -> Vec<Row> {
                 "a sandbox ready to run {OBJECT_NAME}: a new VM with one vCPU, the object loaded \
                  (kernel: its maps created and programs loaded with bpf())"
             ),
-            CellState::from_prepared(Fresh::prepare()),
+            vec![
+                vm(CellState::from_prepared(Fresh::prepare())),
+                Cell {
+                    column: "kernel",
+                    state: CellState::from_prepared(super::kernel::Load::prepare()),
+                },
+            ],
         ),
         row(
             "start, clone",
             format!("a sandbox ready to run {OBJECT_NAME}, cloned from a snapshot of one"),
-            CellState::from_prepared(Clone::prepare()),
+            vec![
+                vm(CellState::from_prepared(Clone::prepare())),
+                Cell {
+                    column: "kernel",
+                    state: CellState::Unsupported(
+                        "the kernel has no snapshots of loaded programs".to_owned(),
+                    ),
+                },
+            ],
         ),
     ]
 }
