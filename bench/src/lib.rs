@@ -9,6 +9,9 @@
 //! that computed something else is an error, not a fast figure.
 
 pub mod engine;
+pub mod engines;
+pub mod native;
+pub mod object;
 pub mod suite;
 
 pub use engine::{BenchError, Engine, Prepared, Sample, Unsupported};
