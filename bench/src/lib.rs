@@ -15,6 +15,8 @@ mod chart;
 pub mod engine;
 pub mod engines;
 pub mod machine;
+pub mod native;
+pub mod object;
 pub mod report;
 pub mod row;
 pub mod runner;

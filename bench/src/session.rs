@@ -34,7 +34,17 @@ impl Selection {
 
 /// Every engine, in column order.
 pub fn engines() -> Vec<Box<dyn Engine>> {
-    Vec::new()
+    use crate::engines::{
+        interp::InterpEngine, kernel::KernelEngine, native::NativeEngine, rbpf::RbpfEngine,
+        vm::VmEngine,
+    };
+    vec![
+        Box::new(VmEngine),
+        Box::new(InterpEngine),
+        Box::new(KernelEngine),
+        Box::new(RbpfEngine),
+        Box::new(NativeEngine),
+    ]
 }
 
 /// The selected rows, prepared.

@@ -1,4 +1,36 @@
-//! The columns of the table: one [`crate::Engine`] per way of running a
-//! workload.
+//! The columns of the table: one [`Engine`](crate::Engine) per way of
+//! running a workload.
 
+pub mod interp;
 pub mod kernel;
+pub mod native;
+pub mod rbpf;
+pub mod vm;
+
+use crate::engine::BenchError;
+use std::error::Error;
+
+/// XDP_PASS: what every benchmark program returns.
+pub const XDP_PASS: u64 = 2;
+
+/// A failure of `what`, with `error` and its chain of causes.
+pub(crate) fn failed(what: &str, error: &dyn Error) -> BenchError {
+    let mut message = format!("{what}: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    BenchError::Failed(message)
+}
+
+/// The error for a run that returned `value` instead of XDP_PASS.
+pub(crate) fn check_returned(workload: &str, value: u64) -> Result<(), BenchError> {
+    if value == XDP_PASS {
+        Ok(())
+    } else {
+        Err(BenchError::Failed(format!(
+            "{workload} returned {value}, not XDP_PASS ({XDP_PASS})"
+        )))
+    }
+}
