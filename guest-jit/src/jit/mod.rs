@@ -324,6 +324,54 @@ mod tests {
     }
 
     #[test]
+    fn loop_heads_start_on_32_byte_boundaries_of_the_guest_address() {
+        // Note [Loop alignment]: backward jump targets are aligned, forward
+        // ones are not padded.
+        let src = "mov %r0, 0\nmov %r1, 10\nja skip\nloop:\nadd %r0, 1\nsub %r1, 1\n\
+                   skip:\njne %r1, 0, loop\nexit";
+        let program = setup_program(src);
+        for code_addr in [CODE_ADDR, CODE_ADDR + 0x10, CODE_ADDR + 0x28] {
+            let config = JitConfig {
+                code_addr,
+                ..setup_config(&setup_helpers)
+            };
+            let out = compile(&program, &config).unwrap();
+            let decoded: Vec<iced_x86::Instruction> = iced_x86::Decoder::with_ip(
+                64,
+                &out.code,
+                code_addr,
+                iced_x86::DecoderOptions::NONE,
+            )
+            .iter()
+            .collect();
+            let targets = |mnemonic| {
+                decoded
+                    .iter()
+                    .filter(|i| i.mnemonic() == mnemonic)
+                    .map(|i| i.near_branch_target())
+                    .collect::<Vec<_>>()
+            };
+            let (jne, jmp) = (
+                targets(iced_x86::Mnemonic::Jne),
+                targets(iced_x86::Mnemonic::Jmp),
+            );
+            assert_eq!(jne.len(), 1, "{decoded:?}");
+            assert_eq!(jne[0] % 32, 0, "loop head at {:#x}", jne[0]);
+            // The padding is NOPs, and it belongs to the loop head's slot.
+            let head = code_addr + u64::from(out.insn_offsets[3]);
+            assert!(head <= jne[0] && jne[0] - head < 32);
+            assert!(
+                decoded
+                    .iter()
+                    .filter(|i| (head..jne[0]).contains(&i.ip()))
+                    .all(|i| i.mnemonic() == iced_x86::Mnemonic::Nop)
+            );
+            // The forward jump lands where `skip` starts: no padding there.
+            assert_eq!(jmp, [code_addr + u64::from(out.insn_offsets[5])]);
+        }
+    }
+
+    #[test]
     fn unsupported_instructions_are_errors() {
         let config = setup_config(&setup_helpers);
         let err = |src: &str| {

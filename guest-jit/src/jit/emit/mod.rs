@@ -147,6 +147,7 @@ pub(super) fn compile(program: &Program, config: &JitConfig) -> Result<JitOutput
         }
     }
 
+    let loop_heads = loop_heads(program);
     let mut insn_offsets = vec![0u32; program.len() + 1];
     for (pc, op) in program.iter() {
         let start = e.offset()?;
@@ -156,6 +157,9 @@ pub(super) fn compile(program: &Program, config: &JitConfig) -> Result<JitOutput
         }
         if let Some(function) = e.functions[pc] {
             e.prologue(function, pc == 0);
+        }
+        if loop_heads[pc] {
+            e.align_loop_head()?;
         }
         let label = e.labels[pc];
         x64!(e.ops; =>label);
@@ -181,7 +185,72 @@ pub(super) fn compile(program: &Program, config: &JitConfig) -> Result<JitOutput
     })
 }
 
+/// Alignment of loop heads: Note [Loop alignment].
+const LOOP_ALIGN: u32 = 32;
+
+/// The recommended multi-byte NOPs (Intel SDM vol. 2B, `NOP`), by length.
+const NOPS: [&[u8]; 9] = [
+    &[0x90],
+    &[0x66, 0x90],
+    &[0x0f, 0x1f, 0x00],
+    &[0x0f, 0x1f, 0x40, 0x00],
+    &[0x0f, 0x1f, 0x44, 0x00, 0x00],
+    &[0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00],
+    &[0x0f, 0x1f, 0x80, 0x00, 0x00, 0x00, 0x00],
+    &[0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
+    &[0x66, 0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
+];
+
+// Note [Loop alignment]
+// ~~~~~~~~~~~~~~~~~~~~~
+// The target of every backward jump (a loop's head, as clang lays loops
+// out) starts on a 32-byte boundary, padded with multi-byte NOPs. A small
+// hot loop that straddles a 64-byte line of code runs at half speed on
+// the AMD EPYC hosts we measure on (the prime sieve's marking loop: 6.1 µs
+// inside one line, 11.9 µs across two, the same instructions), and where a
+// loop lands is otherwise an accident of the code before it: the kernel's
+// JIT, which does not align, is fast or slow on the same program depending
+// on that accident. 32 bytes keeps every loop of up to 32 bytes inside one
+// line; the padding runs once per entry into the loop (a few NOPs, decoded
+// in a cycle or two), never per iteration. Compilers do the same (GCC and
+// LLVM align loop heads to 16 or 32 bytes).
+
+/// Whether each slot is the target of a backward jump.
+fn loop_heads(program: &Program) -> Vec<bool> {
+    let mut heads = vec![false; program.len()];
+    for (pc, op) in program.iter() {
+        let is_jump = matches!(
+            op,
+            Op::Ja { .. } | Op::Jmp { .. } | Op::MayGoto { .. } | Op::Gotol { .. }
+        );
+        let target = op.branch_offset().filter(|_| is_jump).and_then(|off| {
+            usize::try_from((pc as i64).saturating_add(1).saturating_add(off)).ok()
+        });
+        if let Some(target) = target.filter(|&t| t <= pc && t < heads.len()) {
+            heads[target] = true;
+        }
+    }
+    heads
+}
+
 impl Emitter<'_> {
+    /// Pads with NOPs to the next [`LOOP_ALIGN`] boundary of the guest
+    /// address the code runs at.
+    fn align_loop_head(&mut self) -> Result<(), JitError> {
+        let addr = self
+            .config
+            .code_addr
+            .wrapping_add(u64::from(self.offset()?));
+        let misalign = (addr % u64::from(LOOP_ALIGN)) as u32;
+        let mut pad = (LOOP_ALIGN - misalign) % LOOP_ALIGN;
+        while pad > 0 {
+            let nop = NOPS[(pad as usize).min(NOPS.len()) - 1];
+            self.ops.extend(nop.iter().copied());
+            pad -= nop.len() as u32;
+        }
+        Ok(())
+    }
+
     /// Current code offset.
     fn offset(&self) -> Result<u32, JitError> {
         u32::try_from(self.ops.offset().0).map_err(|_| JitError::ExceedCodeSize)
