@@ -7,7 +7,7 @@
 //!
 //! bpfvisor's times are the guest's TSC (`RunReport::duration`) over
 //! `VM_REPEAT` runs inside one call. When the host kernel can load the same
-//! object (libbpf found with `dlopen`, the `bpf()` syscall permitted), the
+//! object (with `kernel-bpf`; the `bpf()` syscall permitted), the
 //! same programs also run under `BPF_PROG_TEST_RUN`, interleaved with the
 //! VM runs, and the table shows the ratio. Syscall programs take no
 //! `repeat` in the kernel, so each kernel run is one syscall timed on the
@@ -110,10 +110,10 @@ fn main() {
     let (done, _, _) = vm_run(&sandbox, "setup", 0, 1);
     assert_eq!(done, SETUP_UPDATES, "setup in the VM");
 
-    let kernel = match kernel::Object::open(MAP_BENCH, &VM_ONLY) {
+    let kernel = match kernel::open(MAP_BENCH, &VM_ONLY) {
         Ok(kernel) => {
-            let fd = kernel.program("setup").expect("setup in the kernel");
-            let (done, _) = kernel.run(fd, &mut bench_args(0)).expect("kernel setup");
+            let setup = kernel.program("setup").expect("setup in the kernel");
+            let (done, _) = kernel::run(setup, &mut bench_args(0)).expect("kernel setup");
             assert_eq!(u64::from(done), SETUP_UPDATES, "setup in the kernel");
             Some(kernel)
         }
@@ -125,7 +125,7 @@ fn main() {
     let programs: Vec<&str> = std::iter::once(BASELINE)
         .chain(OPERATIONS.iter().map(|(prog, _)| *prog))
         .collect();
-    let kernel_fds: Vec<Option<i32>> = programs
+    let kernel_programs: Vec<Option<&kernel_bpf::KernelProgram>> = programs
         .iter()
         .map(|prog| {
             let kernel = kernel.as_ref().filter(|_| !VM_ONLY.contains(prog))?;
@@ -145,9 +145,9 @@ fn main() {
             if round > 0 {
                 samples[i].vm.push(ns(duration) / per_vm_run);
             }
-            if let (Some(kernel), Some(fd)) = (&kernel, kernel_fds[i]) {
+            if let Some(program) = kernel_programs[i] {
                 let mut args = bench_args(ITERATIONS);
-                let (value, took) = kernel.run(fd, &mut args).expect("kernel run");
+                let (value, took) = kernel::run(program, &mut args).expect("kernel run");
                 assert_eq!(value, ITERATIONS, "{prog} in the kernel");
                 // The kernel may run this on another CPU than setup's,
                 // where the per-CPU values are still 0.
@@ -229,210 +229,35 @@ fn main() {
     );
 }
 
-/// The host kernel's side: libbpf, opened with `dlopen` so that building
-/// the bench needs neither libbpf nor its headers, and a machine without
-/// them only loses this column.
+/// The host kernel's side, loaded by the project's own loader
+/// (`kernel-bpf`: raw bpf() calls).
 mod kernel {
-    use std::ffi::{CStr, CString, c_char, c_int, c_void};
-    use std::time::{Duration, Instant};
+    use guest_jit::elf::Object as Elf;
+    use kernel_bpf::{KernelObject, KernelProgram, LoadOptions};
+    use std::time::Duration;
 
-    type OpenMem = unsafe extern "C" fn(*const c_void, usize, *const c_void) -> *mut c_void;
-    type Load = unsafe extern "C" fn(*mut c_void) -> c_int;
-    type Close = unsafe extern "C" fn(*mut c_void);
-    type FindProgram = unsafe extern "C" fn(*const c_void, *const c_char) -> *mut c_void;
-    type ProgramFd = unsafe extern "C" fn(*const c_void) -> c_int;
-    type TestRun = unsafe extern "C" fn(c_int, *mut TestRunOpts) -> c_int;
-    type SetPrint = unsafe extern "C" fn(*const c_void) -> *const c_void;
-    type SetAutoload = unsafe extern "C" fn(*mut c_void, bool) -> c_int;
-
-    /// libbpf's `struct bpf_test_run_opts` (`bpf/bpf.h`, libbpf 1.x);
-    /// `sz` tells libbpf which fields this caller knows.
-    #[repr(C)]
-    #[derive(Default)]
-    struct TestRunOpts {
-        sz: usize,
-        data_in: usize,
-        data_out: usize,
-        data_size_in: u32,
-        data_size_out: u32,
-        ctx_in: usize,
-        ctx_out: usize,
-        ctx_size_in: u32,
-        ctx_size_out: u32,
-        retval: u32,
-        repeat: c_int,
-        duration: u32,
-        flags: u32,
-        cpu: u32,
-        batch_size: u32,
+    /// The object loaded into the kernel, but for the programs in `skip`.
+    pub fn open(elf: &'static [u8], skip: &[&str]) -> Result<KernelObject, String> {
+        let parsed = Elf::parse(elf).map_err(|e| e.to_string())?;
+        let programs = parsed
+            .programs()
+            .iter()
+            .map(|p| p.name.clone())
+            .filter(|name| !skip.contains(&name.as_str()))
+            .collect();
+        let options = LoadOptions {
+            program_type: None,
+            programs,
+        };
+        KernelObject::load(&parsed, &options).map_err(|e| e.to_string())
     }
 
-    /// A loaded `bpf_object` and the libbpf functions that use it.
-    pub struct Object {
-        lib: *mut c_void,
-        object: *mut c_void,
-        close: Close,
-        find_program: FindProgram,
-        program_fd: ProgramFd,
-        test_run: TestRun,
-    }
-
-    /// `dlsym(lib, name)` as a function pointer of type `F`.
-    ///
-    /// # Safety
-    ///
-    /// `lib` is a live `dlopen` handle and `F` is the C type of `name`.
-    unsafe fn symbol<F: Copy>(lib: *mut c_void, name: &CStr) -> Result<F, String> {
-        // SAFETY: `lib` is live and `name` NUL-terminated (caller, CStr).
-        let addr = unsafe { libc::dlsym(lib, name.as_ptr()) };
-        if addr.is_null() {
-            return Err(format!("libbpf has no {name:?}"));
-        }
-        // SAFETY: `F` is a function pointer type of `name`'s signature
-        // (caller), the same size as the address.
-        Ok(unsafe { std::mem::transmute_copy::<*mut c_void, F>(&addr) })
-    }
-
-    impl Object {
-        /// Opens libbpf and loads `elf` into the host kernel, all its
-        /// programs but `skip`.
-        pub fn open(elf: &'static [u8], skip: &[&str]) -> Result<Object, String> {
-            let lib = ["libbpf.so.1", "libbpf.so"]
-                .iter()
-                .map(|name| CString::new(*name).expect("no NUL"))
-                // SAFETY: loading libbpf runs only its initialisers.
-                .map(|name| unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW) })
-                .find(|lib| !lib.is_null())
-                .ok_or("libbpf.so.1 not found (apt-get install libbpf1)")?;
-            // SAFETY: `lib` is libbpf; each type is the function's C
-            // signature in libbpf.h / bpf.h.
-            let (open_mem, load, close, set_print) = unsafe {
-                (
-                    symbol::<OpenMem>(lib, c"bpf_object__open_mem"),
-                    symbol::<Load>(lib, c"bpf_object__load"),
-                    symbol::<Close>(lib, c"bpf_object__close"),
-                    symbol::<SetPrint>(lib, c"libbpf_set_print"),
-                )
-            };
-            // SAFETY: as above.
-            let (set_autoload, find_program, program_fd, test_run) = unsafe {
-                (
-                    symbol::<SetAutoload>(lib, c"bpf_program__set_autoload"),
-                    symbol::<FindProgram>(lib, c"bpf_object__find_program_by_name"),
-                    symbol::<ProgramFd>(lib, c"bpf_program__fd"),
-                    symbol::<TestRun>(lib, c"bpf_prog_test_run_opts"),
-                )
-            };
-            let close_lib = |why: String| {
-                // SAFETY: nothing from `lib` is used after this.
-                unsafe { libc::dlclose(lib) };
-                why
-            };
-            let (open_mem, load, close, set_print) = match (open_mem, load, close, set_print) {
-                (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
-                (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => {
-                    return Err(close_lib(e));
-                }
-            };
-            let (set_autoload, find_program, program_fd, test_run) =
-                match (set_autoload, find_program, program_fd, test_run) {
-                    (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
-                    (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => {
-                        return Err(close_lib(e));
-                    }
-                };
-            // SAFETY: a null printer silences libbpf's log (its verifier
-            // log included); the object is read from `elf`, which lives
-            // for the program (libbpf keeps pointing into it).
-            let object = unsafe {
-                set_print(std::ptr::null());
-                open_mem(elf.as_ptr().cast(), elf.len(), std::ptr::null())
-            };
-            if object.is_null() {
-                return Err(close_lib(format!(
-                    "libbpf cannot open the object: {}",
-                    std::io::Error::last_os_error()
-                )));
-            }
-            for name in skip {
-                let name = CString::new(*name).map_err(|e| e.to_string())?;
-                // SAFETY: `object` is open, not loaded; the name is
-                // NUL-terminated; a missing program is a null we skip.
-                unsafe {
-                    let program = find_program(object, name.as_ptr());
-                    if !program.is_null() {
-                        set_autoload(program, false);
-                    }
-                }
-            }
-            // SAFETY: `object` is the open object.
-            let err = unsafe { load(object) };
-            if err != 0 {
-                // SAFETY: as above; not used after.
-                unsafe { close(object) };
-                return Err(close_lib(format!(
-                    "the host kernel refused map_bench.bpf.o: {}",
-                    std::io::Error::from_raw_os_error(-err)
-                )));
-            }
-            Ok(Object {
-                lib,
-                object,
-                close,
-                find_program,
-                program_fd,
-                test_run,
-            })
-        }
-
-        /// The loaded program `name`'s fd.
-        pub fn program(&self, name: &str) -> Result<c_int, String> {
-            let cname = CString::new(name).map_err(|e| e.to_string())?;
-            // SAFETY: `self.object` is loaded; the name is NUL-terminated.
-            let program = unsafe { (self.find_program)(self.object, cname.as_ptr()) };
-            if program.is_null() {
-                return Err(format!("no program {name}"));
-            }
-            // SAFETY: `program` belongs to the loaded object.
-            let fd = unsafe { (self.program_fd)(program) };
-            if fd < 0 {
-                return Err(format!("program {name} was not loaded"));
-            }
-            Ok(fd)
-        }
-
-        /// One `BPF_PROG_TEST_RUN` of program `fd` with context `ctx`, which
-        /// the kernel writes back; its return value and the syscall's time.
-        pub fn run(&self, fd: c_int, ctx: &mut [u8]) -> Result<(u32, Duration), String> {
-            let mut opts = TestRunOpts {
-                sz: size_of::<TestRunOpts>(),
-                ctx_in: ctx.as_mut_ptr() as usize,
-                ctx_size_in: u32::try_from(ctx.len()).map_err(|e| e.to_string())?,
-                ..TestRunOpts::default()
-            };
-            let start = Instant::now();
-            // SAFETY: `opts` is a valid bpf_test_run_opts whose ctx_in
-            // points at `ctx.len()` writable bytes for the call.
-            let err = unsafe { (self.test_run)(fd, &mut opts) };
-            let took = start.elapsed();
-            if err != 0 {
-                return Err(format!(
-                    "BPF_PROG_TEST_RUN: {}",
-                    std::io::Error::last_os_error()
-                ));
-            }
-            Ok((opts.retval, took))
-        }
-    }
-
-    impl Drop for Object {
-        fn drop(&mut self) {
-            // SAFETY: the object and the library are live and not used
-            // after; closing the object closes its programs and maps.
-            unsafe {
-                (self.close)(self.object);
-                libc::dlclose(self.lib);
-            }
-        }
+    /// One `BPF_PROG_TEST_RUN` of `program` with context `ctx`, which the
+    /// kernel writes back; its return value and the syscall's time.
+    pub fn run(program: &KernelProgram, ctx: &mut [u8]) -> Result<(u32, Duration), String> {
+        let run = program.test_run(ctx, 1).map_err(|e| e.to_string())?;
+        let n = ctx.len().min(run.output.len());
+        ctx[..n].copy_from_slice(&run.output[..n]);
+        Ok((run.retval, run.duration))
     }
 }
