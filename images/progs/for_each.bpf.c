@@ -56,15 +56,20 @@ int for_each_sums(struct sums *s)
 {
 	struct acc acc = { .stop_after = ~0U };
 
+	/* The keys are copies: a loop counter whose address a helper takes
+	 * lives on the stack, where the kernel's verifier loses its bounds
+	 * ("infinite loop detected"). */
 	for (__u32 i = 0; i < 8; i++) {
+		__u32 key = i;
 		__u64 v = i * i;
 
-		bpf_map_update_elem(&squares, &i, &v, BPF_ANY);
+		bpf_map_update_elem(&squares, &key, &v, BPF_ANY);
 	}
 	for (__u32 k = 1; k <= 5; k++) {
+		__u32 key = k;
 		__u64 v = 100 * k;
 
-		bpf_map_update_elem(&scores, &k, &v, BPF_ANY);
+		bpf_map_update_elem(&scores, &key, &v, BPF_ANY);
 	}
 	s->array_visited = bpf_for_each_map_elem(&squares, add, &acc, 0);
 	s->array_sum = acc.sum;

@@ -99,6 +99,33 @@ pub enum KernelError {
         #[source]
         source: io::Error,
     },
+    /// The kernel refused the object's BTF (`BPF_BTF_LOAD`), even after
+    /// the loader's fix-ups.
+    #[error("The kernel refused the object's BTF: {reason}")]
+    LoadBtf {
+        /// The checker's last line, or the errno's name.
+        reason: String,
+        /// The whole log (may be empty).
+        log: String,
+        /// What bpf() said.
+        #[source]
+        source: io::Error,
+    },
+    /// `BPF_PROG_TEST_RUN` of a syscall program refused with `EINVAL`:
+    /// the kernel refuses a context shorter than the program reads (it
+    /// does not say how much it reads).
+    #[error(
+        "Cannot run program `{program}` with BPF_PROG_TEST_RUN: the kernel refuses a context shorter than what the program reads, and it was given {given} bytes (pass a longer context: --data)"
+    )]
+    ContextTooShort {
+        /// The program.
+        program: String,
+        /// Bytes of context given.
+        given: usize,
+        /// What bpf() said.
+        #[source]
+        source: io::Error,
+    },
     /// `BPF_PROG_TEST_RUN` failed.
     #[error("Cannot run program `{program}` with BPF_PROG_TEST_RUN")]
     TestRun {

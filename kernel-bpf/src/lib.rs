@@ -17,6 +17,7 @@
 //! without it every entry point fails with [`KernelError::Permission`].
 
 mod arena;
+mod btf;
 mod error;
 mod kfunc;
 mod map;

@@ -15,24 +15,30 @@
 //!                                   BPF_PROG_LOAD
 //! ```
 //!
-//! Programs get no BTF (`prog_btf_fd`, func_info, line_info): without
-//! func_info the verifier treats every subprogram as static and verifies
-//! it in its callers' context, which all our samples' programs pass. What
-//! needs BTF is refused up front with a clear reason: maps holding a
-//! `bpf_spin_lock` (the kernel finds the lock through the map's BTF) and
-//! `.percpu` globals (the kernel has no per-CPU direct value access).
+//! Programs are loaded with the object's BTF, fixed up as libbpf does
+//! (`btf`), and func_info and line_info for the linked layout: the kernel
+//! needs func_info for any program that takes a function's address
+//! (`bpf_loop`, `bpf_for_each_map_elem`). Where the kernel refuses the
+//! BTF, or a program with it, the program is loaded without (the verifier
+//! then treats every subprogram as static), and an error says what
+//! happened to the BTF. Maps get no BTF: what needs map BTF is refused up
+//! front with a clear reason, maps holding a `bpf_spin_lock` (the kernel
+//! finds the lock through the map's BTF); and `.percpu` globals (the
+//! kernel has no per-CPU direct value access).
 
 use crate::arena::ArenaMapping;
+use crate::btf::{self, LoadedBtf};
 use crate::error::KernelError;
 use crate::kfunc;
 use crate::map::{KernelMap, UPDATE_ANY, possible_cpus};
 use crate::program::{KernelProgram, ProgramType};
 use guest_jit::elf::{
-    DataKind, DataSection, MapInit, MapSpec, MapType, Object, Placed, PlacedLoad, ProgramSpec,
-    Variable, arena_globals_offset, map_flags,
+    DataKind, DataSection, LinkedProgram, MapInit, MapSpec, MapType, Object, Placed, PlacedLoad,
+    ProgramSpec, Variable, arena_globals_offset, map_flags,
 };
 use guest_jit::insn::Insn;
 use guest_jit::insn::opcode::{CALL, CALL_KFUNC, PSEUDO_MAP_FD, PSEUDO_MAP_VALUE};
+use std::collections::HashSet;
 
 /// What to load and how.
 #[derive(Clone, Debug, Default)]
@@ -76,6 +82,7 @@ impl KernelObject {
         };
         loaded.create_maps(object)?;
         loaded.create_data_maps(object)?;
+        let mut linked = Vec::with_capacity(specs.len());
         for spec in specs {
             let prog_type = match options.program_type {
                 Some(t) => t,
@@ -86,7 +93,18 @@ impl KernelObject {
                     }
                 })?,
             };
-            let program = loaded.load_program(object, spec, prog_type)?;
+            linked.push((spec, prog_type, loaded.link_program(object, spec)?));
+        }
+        let callbacks: HashSet<&str> = linked
+            .iter()
+            .flat_map(|(_, _, l)| btf::callbacks(l))
+            .collect();
+        let btf = match LoadedBtf::load(object, &callbacks) {
+            Err(e) if e.is_unavailable() => return Err(e),
+            btf => btf,
+        };
+        for (spec, prog_type, linked) in &linked {
+            let program = loaded.load_program(spec, *prog_type, linked, object, &btf)?;
             loaded.programs.push(program);
         }
         loaded.fill_prog_arrays(object)?;
@@ -184,14 +202,13 @@ impl KernelObject {
         Ok((mapping, offset))
     }
 
-    fn load_program(
+    /// Links `spec` for the kernel: every map and data section placed
+    /// (at 0: the placed loads are rewritten to fds in `load_program`).
+    fn link_program(
         &self,
         object: &Object,
         spec: &ProgramSpec,
-        prog_type: ProgramType,
-    ) -> Result<KernelProgram, KernelError> {
-        // The kernel takes maps by fd, not address: any address will do,
-        // every placed load is rewritten below.
+    ) -> Result<LinkedProgram, KernelError> {
         let placement = |what: Placed| match what {
             Placed::Map(m) => self.maps.get(m).map(|_| 0),
             Placed::Data(d) => {
@@ -212,6 +229,19 @@ impl KernelObject {
                 spec.name
             )));
         }
+        Ok(linked)
+    }
+
+    /// Loads `linked` with its maps' fds, its kfuncs' ids and, where the
+    /// kernel takes them, `btf`'s records.
+    fn load_program(
+        &self,
+        spec: &ProgramSpec,
+        prog_type: ProgramType,
+        linked: &LinkedProgram,
+        object: &Object,
+        btf: &Result<Option<LoadedBtf>, KernelError>,
+    ) -> Result<KernelProgram, KernelError> {
         let mut insns = linked.program.insns().to_vec();
         for load in &linked.placed_loads {
             self.rewrite_load(&mut insns, load)?;
@@ -228,13 +258,29 @@ impl KernelObject {
                 insn.off = 0;
             }
         }
-        KernelProgram::load(
-            &spec.name,
-            &spec.section,
-            prog_type,
-            &Insn::slice_to_bytes(&insns),
-            object.license().unwrap_or_default(),
-        )
+        let bytes = Insn::slice_to_bytes(&insns);
+        let load = |btf| {
+            let license = object.license().unwrap_or_default();
+            KernelProgram::load(&spec.name, &spec.section, prog_type, &bytes, license, btf)
+        };
+        let records = match btf {
+            Ok(Some(btf)) => btf.records(linked, &insns).map(|r| (btf, r)),
+            Ok(None) => Err("the object has no BTF (clang -g writes it)".to_owned()),
+            Err(refused) => Err(refused.to_string()),
+        };
+        let refused_with_btf = match &records {
+            Ok((btf, records)) => match load(Some(btf.prog_btf(records))) {
+                Err(e) if !e.is_unavailable() => e,
+                loaded => return loaded,
+            },
+            Err(why) => {
+                return load(None).map_err(|e| explain_without_btf(e, why));
+            }
+        };
+        // What loaded before programs had BTF still loads: without it,
+        // the verifier checks global functions in their callers' context.
+        // If that fails too, the refusal with BTF says more.
+        load(None).map_err(|_| refused_with_btf)
     }
 
     /// Makes the `ld_imm64` at `load.slot` refer to its map by fd.
@@ -463,6 +509,26 @@ fn create_data_map(section: &DataSection) -> Result<KernelMap, KernelError> {
         map.freeze().map_err(init)?;
     }
     Ok(map)
+}
+
+/// A program loaded without BTF and refused: the verifier's reason, and
+/// why there was no BTF (its refusal may be the cause: "missing btf
+/// func_info").
+fn explain_without_btf(error: KernelError, why: &str) -> KernelError {
+    match error {
+        KernelError::LoadProgram {
+            program,
+            reason,
+            log,
+            source,
+        } => KernelError::LoadProgram {
+            program,
+            reason: format!("{reason} (loaded without BTF: {why})"),
+            log,
+            source,
+        },
+        e => e,
+    }
 }
 
 /// The error for a placed load of something the loader did not make.

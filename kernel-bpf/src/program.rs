@@ -96,13 +96,15 @@ pub struct KernelProgram {
 }
 
 impl KernelProgram {
-    /// Loads `insns` (linked, fds and BTF ids in place) as `prog_type`.
+    /// Loads `insns` (linked, fds and BTF ids in place) as `prog_type`,
+    /// with `btf` if given.
     pub(crate) fn load(
         name: &str,
         section: &str,
         prog_type: ProgramType,
         insns: &[u8],
         license: &str,
+        btf: Option<sys::ProgBtf<'_>>,
     ) -> Result<KernelProgram, KernelError> {
         let license = CString::new(license.replace('\0', "")).unwrap_or_default();
         let attr = sys::ProgLoadAttr {
@@ -122,6 +124,7 @@ impl KernelProgram {
                     insns,
                     license: &license,
                     log,
+                    btf,
                 },
             )
         };
@@ -196,6 +199,20 @@ impl KernelProgram {
             })
         };
         if !self.prog_type.takes_packet() {
+            // The kernel's EINVALs of a syscall program's run with nothing
+            // but a context: longer than 64 KiB, or shorter than the
+            // verifier saw the program read (max_ctx_offset, which the
+            // kernel does not report).
+            let failed = |e: std::io::Error| match e.raw_os_error() {
+                Some(libc::EINVAL) if input.len() <= usize::from(u16::MAX) => {
+                    KernelError::ContextTooShort {
+                        program: self.name.clone(),
+                        given: input.len(),
+                        source: e,
+                    }
+                }
+                _ => failed(e),
+            };
             let mut ctx = input.to_vec();
             let start = Instant::now();
             let mut result = None;
@@ -240,11 +257,14 @@ impl KernelProgram {
 }
 
 /// The line of a verifier log that says why it refused: the last one that
-/// is not the closing statistics.
+/// is not the closing statistics, nor the states an "infinite loop
+/// detected" shows after itself.
 pub(crate) fn reason(log: &str) -> Option<&str> {
     log.lines().rev().map(str::trim).find(|line| {
         !line.is_empty()
             && !line.starts_with("processed ")
+            && !line.starts_with("cur state:")
+            && !line.starts_with("old state:")
             && !line.starts_with("verification time")
             && !line.starts_with("stack depth")
             && !line.starts_with("-- END PROG LOAD LOG --")
@@ -280,5 +300,7 @@ mod tests {
         let log = "0: R1=ctx() R10=fp0\n0: (b7) r0 = 0\n1: (61) r2 = *(u32 *)(r3 +0)\nR3 !read_ok\nprocessed 2 insns (limit 1000000) max_states_per_insn 0\n\n";
         assert_eq!(reason(log), Some("R3 !read_ok"));
         assert_eq!(reason(""), None);
+        let log = "37: (a6) if w1 < 0x6 goto pc-14\ninfinite loop detected at insn 34\ncur state: R0=scalar()\nold state: R0=scalar()\nprocessed 262 insns\n";
+        assert_eq!(reason(log), Some("infinite loop detected at insn 34"));
     }
 }

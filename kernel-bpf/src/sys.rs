@@ -20,6 +20,7 @@ mod cmd {
     pub const MAP_GET_NEXT_KEY: libc::c_long = 4;
     pub const PROG_LOAD: libc::c_long = 5;
     pub const PROG_TEST_RUN: libc::c_long = 10;
+    pub const BTF_LOAD: libc::c_long = 18;
     pub const MAP_FREEZE: libc::c_long = 22;
 }
 
@@ -90,6 +91,18 @@ pub struct ProgLoadAttr {
     pub log_true_size: u32,
 }
 
+/// `BPF_BTF_LOAD`'s part, up to `btf_log_true_size`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct BtfLoadAttr {
+    btf: u64,
+    btf_log_buf: u64,
+    btf_size: u32,
+    btf_log_size: u32,
+    btf_log_level: u32,
+    btf_log_true_size: u32,
+}
+
 /// `BPF_PROG_TEST_RUN`'s part.
 #[repr(C)]
 #[derive(Debug, Default, Clone, Copy)]
@@ -117,6 +130,7 @@ const _: () = {
     assert!(size_of::<MapElemAttr>() == 32);
     assert!(size_of::<ProgLoadAttr>() == 144);
     assert!(size_of::<TestRunAttr>() == 80);
+    assert!(size_of::<BtfLoadAttr>() == 32);
 };
 
 /// Calls `bpf(cmd, attr, sizeof attr)`; the return value or the error.
@@ -241,6 +255,12 @@ pub fn map_freeze(map: BorrowedFd<'_>) -> io::Result<()> {
     unsafe { bpf(cmd::MAP_FREEZE, &mut attr) }.map(drop)
 }
 
+/// `struct bpf_func_info`: instruction index, `FUNC` type id.
+pub const FUNC_INFO_REC_SIZE: usize = 8;
+/// `struct bpf_line_info`: instruction index, file name and line text
+/// string offsets, line and column.
+pub const LINE_INFO_REC_SIZE: usize = 16;
+
 /// What `BPF_PROG_LOAD` needs besides the fixed fields of `attr`.
 #[derive(Debug)]
 pub struct ProgLoad<'a> {
@@ -249,13 +269,29 @@ pub struct ProgLoad<'a> {
     pub license: &'a CStr,
     /// The verifier's log, if asked for (log level 1 when given).
     pub log: Option<&'a mut [u8]>,
+    /// The program's BTF, if it is loaded with some.
+    pub btf: Option<ProgBtf<'a>>,
+}
+
+/// A program's BTF: the object's loaded BTF and the records that tie
+/// the program's functions and instructions to it.
+#[derive(Clone, Copy, Debug)]
+pub struct ProgBtf<'a> {
+    pub fd: BorrowedFd<'a>,
+    /// `struct bpf_func_info` records ([`FUNC_INFO_REC_SIZE`] bytes
+    /// each), one per function, by instruction.
+    pub func_info: &'a [u8],
+    /// `struct bpf_line_info` records ([`LINE_INFO_REC_SIZE`] bytes
+    /// each), by instruction; may be empty.
+    pub line_info: &'a [u8],
 }
 
 /// `BPF_PROG_LOAD`: the program's fd.
 pub fn prog_load(attr: &ProgLoadAttr, load: ProgLoad<'_>) -> io::Result<OwnedFd> {
+    let count =
+        |n: usize| u32::try_from(n).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
     let mut attr = ProgLoadAttr {
-        insn_cnt: u32::try_from(load.insns.len() / 8)
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+        insn_cnt: count(load.insns.len() / 8)?,
         insns: address(load.insns.as_ptr()),
         license: address(load.license.as_ptr()),
         ..*attr
@@ -265,10 +301,42 @@ pub fn prog_load(attr: &ProgLoadAttr, load: ProgLoad<'_>) -> io::Result<OwnedFd>
         attr.log_size = u32::try_from(log.len()).unwrap_or(u32::MAX >> 2);
         attr.log_buf = address(log.as_mut_ptr());
     }
+    if let Some(btf) = load.btf {
+        attr.prog_btf_fd = fd_u32(btf.fd);
+        attr.func_info_rec_size = FUNC_INFO_REC_SIZE as u32;
+        attr.func_info = address(btf.func_info.as_ptr());
+        attr.func_info_cnt = count(btf.func_info.len() / FUNC_INFO_REC_SIZE)?;
+        if !btf.line_info.is_empty() {
+            attr.line_info_rec_size = LINE_INFO_REC_SIZE as u32;
+            attr.line_info = address(btf.line_info.as_ptr());
+            attr.line_info_cnt = count(btf.line_info.len() / LINE_INFO_REC_SIZE)?;
+        }
+    }
     // SAFETY: `insns` and `license` are live for the call, insn_cnt
     // instructions and a NUL-terminated string; the log buffer is
-    // writable for log_size bytes; fd_array, func_info and friends are 0.
+    // writable for log_size bytes; func_info and line_info are live
+    // slices of at least their counts of records, the kernel only reads
+    // them; fd_array and the CO-RE fields are 0.
     owned_fd(unsafe { bpf(cmd::PROG_LOAD, &mut attr)? })
+}
+
+/// `BPF_BTF_LOAD` of a `.BTF` section's bytes: the BTF's fd. With `log`,
+/// the kernel's checker writes why it refuses there (log level 1).
+pub fn btf_load(btf: &[u8], log: Option<&mut [u8]>) -> io::Result<OwnedFd> {
+    let mut attr = BtfLoadAttr {
+        btf: address(btf.as_ptr()),
+        btf_size: u32::try_from(btf.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+        ..BtfLoadAttr::default()
+    };
+    if let Some(log) = log {
+        attr.btf_log_level = 1;
+        attr.btf_log_size = u32::try_from(log.len()).unwrap_or(u32::MAX >> 2);
+        attr.btf_log_buf = address(log.as_mut_ptr());
+    }
+    // SAFETY: `btf` is live for the call and btf_size bytes long, only
+    // read; the log buffer is writable for btf_log_size bytes.
+    owned_fd(unsafe { bpf(cmd::BTF_LOAD, &mut attr)? })
 }
 
 /// The input and output buffers of one `BPF_PROG_TEST_RUN`.

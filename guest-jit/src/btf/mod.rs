@@ -30,6 +30,7 @@ mod ext;
 mod format;
 mod lines;
 mod types;
+mod write;
 
 use thiserror::Error;
 
@@ -37,6 +38,7 @@ pub use ext::{BtfExt, FuncInfo, InfoSection, LineInfo};
 pub use format::{MAX_FORMAT_DEPTH, MAX_FORMAT_NODES, SectionVar, TypedValue, ValueFormatter};
 pub use lines::{LineTable, SourceLine};
 pub use types::{ArrayInfo, Linkage, MAX_TYPE_CHAIN, Member, VarSecInfo};
+pub use write::{BtfWriter, RawType};
 
 /// The magic number both sections start with, in the file's byte order.
 pub const BTF_MAGIC: u16 = 0xeb9f;
@@ -306,6 +308,32 @@ impl BtfKind {
             19 => Enum64,
             _ => return None,
         })
+    }
+
+    /// The kind's number (`BTF_KIND_*`), as `info` holds it.
+    pub const fn number(self) -> u8 {
+        use BtfKind::*;
+        match self {
+            Int => 1,
+            Ptr => 2,
+            Array => 3,
+            Struct => 4,
+            Union => 5,
+            Enum => 6,
+            Fwd => 7,
+            Typedef => 8,
+            Volatile => 9,
+            Const => 10,
+            Restrict => 11,
+            Func => 12,
+            FuncProto => 13,
+            Var => 14,
+            Datasec => 15,
+            Float => 16,
+            DeclTag => 17,
+            TypeTag => 18,
+            Enum64 => 19,
+        }
     }
 
     /// The kernel's name for the kind, for messages.

@@ -255,6 +255,30 @@ impl Object {
         self.license.as_deref()
     }
 
+    /// The size of ELF section `name` (the first of that name) as its
+    /// header says, `.bss` included: what a loader fills a `DATASEC`'s
+    /// size from, which clang leaves 0.
+    pub fn section_size(&self, name: &str) -> Option<u64> {
+        self.sections
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.size)
+    }
+
+    /// The named symbols (not section symbols) defined in ELF section
+    /// `name`, with their values (offsets in the section), in table
+    /// order: what a loader fills a `DATASEC`'s variable offsets from.
+    pub fn section_symbols(&self, name: &str) -> Vec<(&str, u64)> {
+        let Some(index) = self.sections.iter().position(|s| s.name == name) else {
+            return Vec::new();
+        };
+        self.symbols
+            .iter()
+            .filter(|s| !s.is_section && s.place == read::Place::Section(index))
+            .map(|s| (s.name.as_str(), s.value))
+            .collect()
+    }
+
     /// The index in [`Object::maps`] of the map named `name`.
     pub fn find_map(&self, name: &str) -> Option<usize> {
         self.maps.iter().position(|m| m.name == name)
