@@ -484,6 +484,32 @@ mod tests {
     }
 
     #[test]
+    fn the_kernel_takes_every_samples_fixed_up_btf() {
+        if !integration_tests::bpf_available("the_kernel_takes_every_samples_fixed_up_btf") {
+            return;
+        }
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../images/progs");
+        let mut paths: Vec<_> = ["", "/bench"]
+            .iter()
+            .flat_map(|sub| std::fs::read_dir(format!("{dir}{sub}")).unwrap())
+            .map(|entry| entry.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".bpf.o"))
+            .collect();
+        paths.sort();
+        assert!(paths.len() > 40, "{paths:?}");
+        let mut refused = Vec::new();
+        for path in &paths {
+            let object = Object::parse(&std::fs::read(path).unwrap()).unwrap();
+            match LoadedBtf::load(&object, &HashSet::new()) {
+                Ok(Some(_)) => {}
+                Ok(None) => refused.push(format!("{}: no BTF", path.display())),
+                Err(e) => refused.push(format!("{}: {e}", path.display())),
+            }
+        }
+        assert!(refused.is_empty(), "{refused:#?}");
+    }
+
+    #[test]
     fn ksyms_become_int_slots_and_extern_funcs_global() {
         let (_, btf) = fixed("loops");
         let ksyms = btf.find_datasec(".ksyms").unwrap();

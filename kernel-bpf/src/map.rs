@@ -54,7 +54,14 @@ impl KernelMap {
             let only_this_type = e.raw_os_error() == Some(libc::EPERM)
                 && spec.map_type != MapType::Array
                 && crate::probe().is_ok();
-            if only_this_type {
+            if only_this_type && spec.map_type == MapType::Arena {
+                // Some kernels refuse arenas even to root (this host's
+                // does): a property of the host, not of the object.
+                KernelError::Unsupported(format!(
+                    "Cannot create ARENA map `{}`: this kernel refuses BPF_MAP_TYPE_ARENA maps (EPERM)",
+                    spec.name
+                ))
+            } else if only_this_type {
                 refused(e)
             } else {
                 KernelError::bpf(e, refused)
