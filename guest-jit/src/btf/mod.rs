@@ -21,7 +21,8 @@
 //! load, verifier and trap messages, and for what the loader reads from
 //! types (`types`): BTF-defined maps (`.maps`), global variables (the
 //! `DATASEC`s of `.rodata`, `.data`, `.bss`) and extern kfuncs (`.ksyms`),
-//! and for showing map keys and values as their types read (`format`).
+//! for showing map keys and values as their types read (`format`), and
+//! for handing an object's BTF, patched, to the host kernel (`write`).
 //! The type section is walked and checked (every kind's length, every name
 //! in the string table) so that a corrupted section is refused rather than
 //! half read; type ids inside kind data are checked where they are followed.
