@@ -21,9 +21,9 @@
 //! (`bpf_loop`, `bpf_for_each_map_elem`). Where the kernel refuses the
 //! BTF, or a program with it, the program is loaded without (the verifier
 //! then treats every subprogram as static), and an error says what
-//! happened to the BTF. Maps get no BTF: what needs map BTF is refused up
-//! front with a clear reason, maps holding a `bpf_spin_lock` (the kernel
-//! finds the lock through the map's BTF); and `.percpu` globals (the
+//! happened to the BTF. Maps get no BTF, so maps holding a
+//! `bpf_spin_lock` (the kernel finds the lock through the map's BTF) are
+//! refused up front with a clear reason, as are `.percpu` globals (the
 //! kernel has no per-CPU direct value access).
 
 use crate::arena::ArenaMapping;
@@ -279,8 +279,8 @@ impl KernelObject {
         };
         // What loaded before programs had BTF still loads: without it,
         // the verifier checks global functions in their callers' context.
-        // If that fails too, the refusal with BTF says more.
-        load(None).map_err(|_| refused_with_btf)
+        // If that fails too, the refusal with BTF comes first.
+        load(None).map_err(|without| both_refused(refused_with_btf, &without))
     }
 
     /// Makes the `ld_imm64` at `load.slot` refer to its map by fd.
@@ -528,6 +528,28 @@ fn explain_without_btf(error: KernelError, why: &str) -> KernelError {
             source,
         },
         e => e,
+    }
+}
+
+/// A program refused with BTF and without: the refusal with BTF, and the
+/// other's reason when it differs.
+fn both_refused(with_btf: KernelError, without: &KernelError) -> KernelError {
+    match (with_btf, without) {
+        (
+            KernelError::LoadProgram {
+                program,
+                reason,
+                log,
+                source,
+            },
+            KernelError::LoadProgram { reason: other, .. },
+        ) if reason != *other => KernelError::LoadProgram {
+            program,
+            reason: format!("{reason} (and without BTF: {other})"),
+            log,
+            source,
+        },
+        (e, _) => e,
     }
 }
 

@@ -10,7 +10,7 @@
 
 use guest_jit::elf::Object;
 use integration_tests::{bpf_available, kvm_available, run_returning, sandbox_with};
-use kernel_bpf::{KernelObject, LoadOptions};
+use kernel_bpf::{KernelError, KernelObject, LoadOptions};
 
 fn sample_bytes(name: &str) -> Vec<u8> {
     let path = format!(
@@ -83,4 +83,37 @@ fn for_each_map_elem_callbacks_run_as_in_the_vm() {
     // struct sums: seven 8-byte fields; 140 + 14 + 1500.
     let r0 = same_in_kernel_and_vm("for_each", "for_each_sums", &[0; 56]);
     assert_eq!(r0, 1654);
+}
+
+/// Sample `name` with its `int` made 200 bits wide in `.BTF`: our loader
+/// takes it, the kernel's BTF checker does not.
+fn with_btf_the_kernel_refuses(name: &str) -> Object {
+    let mut bytes = sample_bytes(name);
+    // INT, size 4, signed, 32 bits: info, size, encoding|offset|bits.
+    let int = [0, 0, 0, 1, 4, 0, 0, 0, 32, 0, 0, 1];
+    let at = bytes.windows(int.len()).position(|w| w == int).unwrap();
+    bytes[at + 8] = 200;
+    Object::parse(&bytes).unwrap()
+}
+
+#[test]
+fn without_btf_programs_load_as_before_and_refusals_say_why() {
+    if !bpf_available("without_btf_programs_load_as_before_and_refusals_say_why") {
+        return;
+    }
+    // hello needs no BTF: it loads without.
+    let hello = with_btf_the_kernel_refuses("hello");
+    let loaded = KernelObject::load(&hello, &LoadOptions::default()).unwrap();
+    let run = loaded.program("hello").unwrap().test_run(&[], 1).unwrap();
+    assert_eq!(run.retval, 42);
+    // A callback needs func_info: the refusal names the BTF's.
+    let callbacks = with_btf_the_kernel_refuses("callbacks");
+    let e = KernelObject::load(&callbacks, &LoadOptions::default()).unwrap_err();
+    let KernelError::LoadProgram { reason, .. } = &e else {
+        panic!("{e:?}");
+    };
+    let expected =
+        "missing btf func_info (loaded without BTF: The kernel refused the object's BTF: ";
+    assert!(reason.starts_with(expected), "{reason}");
+    assert!(reason.contains("nr_bits"), "{reason}");
 }
