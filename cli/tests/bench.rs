@@ -8,7 +8,7 @@
 mod common;
 use common::bpfvisor;
 
-use integration_tests::kvm_available;
+use integration_tests::{bpf_available, kvm_available};
 use serde_json::Value;
 
 fn stdout(output: &std::process::Output) -> String {
@@ -73,6 +73,60 @@ fn a_short_run_prints_the_table_and_writes_json_and_svg() {
     );
     assert!(svg.contains("start, clone"), "{svg}");
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// Runs `bpfvisor bench` briefly with `args` into a fresh directory;
+/// returns its stdout and JSON.
+fn short_run(args: &[&str]) -> (String, Value) {
+    let out = std::env::temp_dir().join(format!(
+        "bpfvisor-bench-{}-{}",
+        std::process::id(),
+        args.join("-").replace(['/', ','], "_")
+    ));
+    let mut all = vec!["bench", "--rounds", "1", "--batch", "1ms", "--out"];
+    all.push(out.to_str().unwrap());
+    all.extend(args);
+    let output = bpfvisor(&all);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}\n{}", stderr(&output));
+    let json = serde_json::from_slice(&std::fs::read(out.join("bench.json")).unwrap()).unwrap();
+    std::fs::remove_dir_all(&out).unwrap();
+    (text, json)
+}
+
+#[test]
+fn the_kernel_runs_every_program_row_it_can_and_agrees_with_the_vm() {
+    let test = "the_kernel_runs_every_program_row_it_can_and_agrees_with_the_vm";
+    if !kvm_available(test) || !bpf_available(test) {
+        return;
+    }
+    // A checksum that differs between the columns fails the run, so
+    // success means the kernel computed what the VM did.
+    let (text, json) = short_run(&[
+        "--rows",
+        "compute,maps,per-cpu,arena",
+        "--engines",
+        "vm,kernel",
+    ]);
+    let rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 8, "{text}");
+    for row in rows {
+        let (vm, kernel) = (&row["cells"]["vm"], &row["cells"]["kernel"]);
+        assert!(vm["median_ns"].as_u64().unwrap_or(0) > 0, "{row}");
+        match kernel["median_ns"].as_u64() {
+            Some(ns) => {
+                assert!(ns > 0, "{row}");
+                assert_eq!(kernel["result"], vm["result"], "{row}");
+                assert!(vm["ratio_to_kernel"].as_f64().unwrap() > 0.0, "{row}");
+            }
+            // This host kernel refuses arena maps even to root.
+            None if row["name"] == "arena_list" => {
+                let why = kernel["unsupported"].as_str().unwrap_or_default();
+                assert!(why.contains("ARENA"), "{row}");
+            }
+            None => panic!("the kernel did not run {}: {row}", row["name"]),
+        }
+    }
 }
 
 #[test]

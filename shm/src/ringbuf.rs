@@ -87,6 +87,9 @@ pub const WAKEUP_ID_OFFSET: usize = LOCK_OFFSET + 16;
 /// Reserves that found the ring full, or the sample larger than it (u64,
 /// informative: the host reports it per invocation).
 pub const DROPS_OFFSET: usize = LOCK_OFFSET + 24;
+/// The consumer position as the producers last read it (u64, Note
+/// [Consumer position seen]).
+pub const CONSUMER_SEEN_OFFSET: usize = LOCK_OFFSET + 32;
 /// The consumer position (u64).
 pub const CONSUMER_POS_OFFSET: usize = PAGE_SIZE as usize;
 /// Whether the consumer wants wakeups (u32, [`CONSUMER_KERNEL_RULE`],
@@ -229,6 +232,21 @@ fn count_drop(mem: &impl MapMemory) -> Result<(), MapError> {
     Ok(())
 }
 
+// Note [Consumer position seen]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// The consumer position is a cache line the consumer writes as it goes;
+// a producer that read it on every reserve (as the kernel's does) would
+// miss in its cache each time the consumer had moved, a cross-core
+// transfer per batch of records the consumer publishes. The producers
+// keep the position they last read beside their lock, and read the
+// consumer's only when the ring looks full by the kept one. The consumer
+// only ever moves forward, so the kept position is at most the real one:
+// the ring can look fuller than it is, never emptier, and a record is
+// never written over one the consumer has not read. (A consumer that
+// starts over at the producer's position moves it forward too.) The
+// same goes for a commit with BPF_RB_NO_WAKEUP, which has no need of
+// the consumer's words at all.
+
 fn reserve_inner(
     g: &RingGeometry,
     mem: &impl MapMemory,
@@ -241,7 +259,6 @@ fn reserve_inner(
     if total > g.size {
         return Ok(None);
     }
-    let cons = mem.load_u64(CONSUMER_POS_OFFSET)?;
     lock::with_lock(mem, LOCK_OFFSET, || {
         let prod = mem.load_u64(PRODUCER_POS_OFFSET)?;
         let mut pend = mem.load_u64(PENDING_POS_OFFSET)?;
@@ -259,10 +276,18 @@ fn reserve_inner(
         }
         mem.store_u64(PENDING_POS_OFFSET, pend)?;
         let new_prod = prod + total;
-        // The producer at most size - 1 bytes ahead of the consumer, and
-        // of the oldest record still being written.
-        if new_prod.wrapping_sub(cons) > g.mask() || new_prod.wrapping_sub(pend) > g.mask() {
+        // The producer at most size - 1 bytes ahead of the oldest record
+        // still being written, and of the consumer.
+        if new_prod.wrapping_sub(pend) > g.mask() {
             return Ok(None);
+        }
+        let seen = mem.load_u64(CONSUMER_SEEN_OFFSET)?;
+        if new_prod.wrapping_sub(seen) > g.mask() {
+            let cons = mem.load_u64(CONSUMER_POS_OFFSET)?;
+            mem.store_u64(CONSUMER_SEEN_OFFSET, cons)?;
+            if new_prod.wrapping_sub(cons) > g.mask() {
+                return Ok(None);
+            }
         }
         let hdr = g.header_off(prod);
         mem.store_u32(hdr, len as u32 | BUSY_BIT)?;
@@ -306,10 +331,17 @@ pub fn commit(
             Err(found) => len = found,
         }
     }
+    if flags & RB_FORCE_WAKEUP != 0 {
+        return Ok(true);
+    }
+    if flags & RB_NO_WAKEUP != 0 {
+        // Note [Consumer position seen].
+        return Ok(false);
+    }
     let rec_pos = (hdr - DATA_OFFSET) as u64;
     let cons = mem.load_u64(CONSUMER_POS_OFFSET)? & g.mask();
     let awake = mem.load_u32(CONSUMER_STATE_OFFSET)? == CONSUMER_AWAKE;
-    Ok(flags & RB_FORCE_WAKEUP != 0 || (cons == rec_pos && flags & RB_NO_WAKEUP == 0 && !awake))
+    Ok(cons == rec_pos && !awake)
 }
 
 /// `bpf_ringbuf_query`: what `flags` asks for, as the kernel (0 for an

@@ -201,6 +201,30 @@ fn a_full_ring_refuses_and_never_overwrites() {
 }
 
 #[test]
+fn producers_read_the_consumer_position_only_when_the_ring_looks_full() {
+    // Note [Consumer position seen]: a consumer position that refuses
+    // every reserve goes unread while the position seen leaves room.
+    let r = Ring::new(4096);
+    let mem = r.view();
+    mem.store_u64(CONSUMER_POS_OFFSET, 1 << 62).unwrap();
+    let mut n = 0;
+    while produce(&r, 56, n as u8, false).is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 63, "all the room the position seen (0) leaves");
+    assert_eq!(
+        mem.load_u64(CONSUMER_SEEN_OFFSET),
+        Ok(1 << 62),
+        "read when full"
+    );
+    assert!(produce(&r, 56, 0, false).is_none());
+    // The consumer has read everything: the next reserve sees it.
+    mem.store_u64(CONSUMER_POS_OFFSET, 63 * 64).unwrap();
+    assert!(produce(&r, 56, 0, false).is_some());
+    assert_eq!(mem.load_u64(CONSUMER_SEEN_OFFSET), Ok(63 * 64));
+}
+
+#[test]
 fn the_consumer_stops_at_a_busy_record_and_space_waits_for_it() {
     let r = Ring::new(4096);
     let mem = r.view();
