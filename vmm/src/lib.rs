@@ -101,6 +101,7 @@
 //! types, [`shm::pod::Pod`].
 #![warn(missing_docs)]
 
+pub mod affinity;
 pub mod arch;
 pub mod arena;
 pub mod clock;
@@ -124,6 +125,7 @@ pub mod trap;
 pub mod vcpu;
 pub mod vcpu_threads;
 
+pub use affinity::CpuSet;
 pub use helpers::HelperSet;
 pub use map_api::{Entry, MapHandle, Slot};
 pub use maps::{MapId, MapInfo};

@@ -1,5 +1,6 @@
 //! The sandbox: one KVM VM with its guest memory, runtime and vCPU threads.
 
+use crate::affinity::CpuSet;
 use crate::arch::regs::boot_sregs;
 use crate::clock::ClockSync;
 use crate::kick::install_handler;
@@ -58,6 +59,19 @@ pub struct SandboxConfig {
     /// host CPU busy. `None` exits after every call. Needs a known TSC
     /// rate; without one polling stays off.
     pub poll: Option<Duration>,
+    /// Host CPUs the vCPUs' threads may run on (`None`: wherever the host
+    /// schedules them). Pinning them away from other busy threads (a
+    /// ring buffer's consumer, say) keeps the scheduler from putting both
+    /// on one CPU. Some CPU of the set must be one this process may use.
+    pub vcpu_affinity: Option<CpuSet>,
+}
+
+/// How a sandbox's vCPUs are served: [`SandboxConfig::poll`] and
+/// [`SandboxConfig::vcpu_affinity`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct VcpuPolicy {
+    pub(crate) poll: Option<Duration>,
+    pub(crate) affinity: Option<CpuSet>,
 }
 
 /// Limits a sandbox enforces; `None` is no limit. Exceeding one is a clear
@@ -99,6 +113,7 @@ impl Default for SandboxConfig {
             maps_size: DEFAULT_MAPS_SIZE,
             limits: Limits::default(),
             poll: None,
+            vcpu_affinity: None,
         }
     }
 }
@@ -124,6 +139,9 @@ pub enum SandboxError {
     /// The configuration is invalid.
     #[error("Invalid sandbox configuration: {0}")]
     Config(LayoutError),
+    /// The vCPU affinity set cannot be used.
+    #[error("Cannot pin the vCPUs to the CPUs asked for")]
+    Affinity(#[source] std::io::Error),
     /// KVM is unavailable.
     #[error(transparent)]
     Kvm(#[from] KvmError),
@@ -290,6 +308,8 @@ pub struct Sandbox {
     pub(crate) limits: Limits,
     /// [`SandboxConfig::poll`].
     pub(crate) poll: Option<Duration>,
+    /// [`SandboxConfig::vcpu_affinity`].
+    pub(crate) vcpu_affinity: Option<CpuSet>,
     pub(crate) runtime: &'static RuntimeImage,
     // Field order is drop order: vCPU threads first, then the VM, then memory.
     vcpus: Vec<Mutex<VcpuHandle>>,
@@ -322,10 +342,22 @@ impl Sandbox {
         let memory =
             Arc::new(GuestMemory::new(layout.memory_size()).map_err(SandboxError::CreateMemory)?);
         write_boot_image(&memory, &layout, runtime).map_err(SandboxError::PrepareMachine)?;
+        if let Some(set) = &config.vcpu_affinity {
+            let allowed = CpuSet::allowed().map_err(SandboxError::Affinity)?;
+            if !set.cpus().any(|cpu| allowed.contains(cpu)) {
+                return Err(SandboxError::Affinity(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "no CPU of the vCPU affinity set is one this process may run on",
+                )));
+            }
+        }
         Sandbox::boot(
             layout,
             config.limits,
-            config.poll,
+            VcpuPolicy {
+                poll: config.poll,
+                affinity: config.vcpu_affinity,
+            },
             memory,
             Loaded::default(),
             1,
@@ -351,7 +383,10 @@ impl Sandbox {
     pub(crate) fn boot(
         layout: Layout,
         limits: Limits,
-        poll: Option<Duration>,
+        VcpuPolicy {
+            poll,
+            affinity: vcpu_affinity,
+        }: VcpuPolicy,
         memory: Arc<GuestMemory>,
         loaded: Loaded,
         next_seq: u64,
@@ -424,12 +459,13 @@ impl Sandbox {
                 )?),
                 _ => None,
             };
-            vcpus.push(Mutex::new(VcpuHandle::spawn(vcpu, polling)?));
+            vcpus.push(Mutex::new(VcpuHandle::spawn(vcpu, polling, vcpu_affinity)?));
         }
         Ok(Sandbox {
             layout,
             limits,
             poll,
+            vcpu_affinity,
             runtime,
             vcpus,
             vm,

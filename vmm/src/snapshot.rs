@@ -65,6 +65,7 @@ pub struct Snapshot {
     layout: Layout,
     limits: crate::sandbox::Limits,
     poll: Option<std::time::Duration>,
+    vcpu_affinity: Option<crate::CpuSet>,
     memfd: File,
     arena: Option<ArenaImage>,
     loaded: Loaded,
@@ -106,6 +107,7 @@ impl Sandbox {
             layout: self.layout,
             limits: self.limits,
             poll: self.poll,
+            vcpu_affinity: self.vcpu_affinity,
             memfd,
             arena,
             loaded: self.loaded.for_clone(),
@@ -125,7 +127,10 @@ impl Snapshot {
         let mut sandbox = Sandbox::boot(
             self.layout,
             self.limits,
-            self.poll,
+            crate::sandbox::VcpuPolicy {
+                poll: self.poll,
+                affinity: self.vcpu_affinity,
+            },
             Arc::new(memory),
             self.loaded.for_clone(),
             self.next_seq,

@@ -410,7 +410,11 @@ impl VcpuHandle {
     /// Starts serving `vcpu` on a thread (from `crate::vcpu_threads`);
     /// with `polling`, calls are answered in the guest while it waits for
     /// them (`crate::poll`).
-    pub fn spawn(vcpu: Vcpu, polling: Option<Polling>) -> Result<VcpuHandle, VcpuError> {
+    pub fn spawn(
+        vcpu: Vcpu,
+        polling: Option<Polling>,
+        affinity: Option<crate::CpuSet>,
+    ) -> Result<VcpuHandle, VcpuError> {
         let cpu = vcpu.cpu;
         let kick = Arc::clone(&vcpu.kick);
         let poll = match &polling {
@@ -431,8 +435,14 @@ impl VcpuHandle {
         let doorbell = polling.map(|p| p.doorbell);
         let (commands, command_rx) = crossbeam_channel::bounded(1);
         let (event_tx, events) = crossbeam_channel::bounded(1);
-        let thread = vcpu_threads::run(move || vcpu.run(command_rx, event_tx, doorbell))
-            .map_err(|e| VcpuError::SpawnThread(cpu, e))?;
+        let thread = vcpu_threads::run(move || {
+            // Checked when the sandbox was made (some CPU of the set is
+            // allowed); pinning can only fail if the process lost them
+            // since, and then the vCPU runs unpinned.
+            let _pinned = affinity.and_then(|set| crate::affinity::Pinned::to(&set).ok());
+            vcpu.run(command_rx, event_tx, doorbell)
+        })
+        .map_err(|e| VcpuError::SpawnThread(cpu, e))?;
         Ok(VcpuHandle {
             cpu,
             commands,

@@ -3,7 +3,7 @@
 //! kernel's BPF would see them.
 
 use super::{ringbuf, timed};
-use crate::engine::{BenchError, Prepared, Sample};
+use crate::engine::{BenchError, Prepared, Sample, Unsupported};
 use crate::engines::kernel::{error_chain, refusal};
 use guest_jit::elf::Object;
 use kernel_bpf::{KernelError, KernelObject, LoadOptions, ProgramType};
@@ -78,16 +78,30 @@ pub(super) struct Ring {
     object: KernelObject,
     consumer: RingBufConsumer,
     producers: usize,
+    mode: ringbuf::Consumer,
 }
 
 impl Ring {
-    pub(super) fn prepare(producers: usize) -> Result<Box<dyn Prepared>, BenchError> {
-        let object = load_xdp(&parse(ringbuf::RINGBUF)?, "produce")?;
+    pub(super) fn prepare(
+        producers: usize,
+        mode: ringbuf::Consumer,
+    ) -> Result<Box<dyn Prepared>, BenchError> {
+        // Note [Ring rows' CPUs].
+        if producers >= ringbuf::cpus() {
+            return Err(Unsupported(format!(
+                "{producers} kernel producers need {} CPUs: the kernel runs them without \
+                 preemption, so a consumer sharing a producer's CPU never runs",
+                producers + 1
+            ))
+            .into());
+        }
+        let object = load_xdp(&ringbuf::object(mode)?, "produce")?;
         let consumer = object.ring_buffer("rb").map_err(failed)?;
         Ok(Box::new(Ring {
             object,
             consumer,
             producers,
+            mode,
         }))
     }
 
@@ -99,7 +113,12 @@ impl Ring {
             let program = object.program("produce").map_err(|e| error_chain(&e))?;
             std::thread::scope(|s| {
                 let runs: Vec<_> = (0..producers)
-                    .map(|_| s.spawn(|| program.test_run(&[], 1)))
+                    .map(|cpu| {
+                        s.spawn(move || {
+                            ringbuf::pin_to(cpu);
+                            program.test_run(&[], 1)
+                        })
+                    })
                     .collect();
                 for run in runs {
                     run.join()
@@ -110,12 +129,10 @@ impl Ring {
             })?;
             Ok(produced(object)?.wrapping_sub(before))
         };
-        let consume = |each: &mut dyn FnMut(u64)| {
-            consumer
-                .consume(|r| each(r.read_pod::<u64>(0).unwrap_or(0)))
-                .map_err(|e| e.to_string())
-        };
-        ringbuf::batch(produce, consume)
+        let mode = self.mode;
+        ringbuf::batch(produce, |each: &mut dyn FnMut(u64)| {
+            mode.consume(consumer, each)
+        })
     }
 }
 

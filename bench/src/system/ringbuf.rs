@@ -15,7 +15,7 @@ use crate::suite::Group;
 use guest_jit::elf::Object;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use vmm::{HelperSet, Outcome, ProgramId, RingBufConsumer, Sandbox, SandboxConfig};
+use vmm::{CpuSet, HelperSet, Outcome, ProgramId, RingBufConsumer, Sandbox, SandboxConfig};
 
 pub(crate) const RINGBUF: &[u8] = include_bytes!("../../../images/progs/bench/ringbuf.bpf.o");
 /// `records` in ringbuf.bpf.c: records per producer per run.
@@ -23,33 +23,87 @@ pub(crate) const RECORDS: u64 = 65536;
 /// `total` before the producers have finished.
 const UNKNOWN: u64 = u64::MAX;
 
+/// How the consumer waits for records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Consumer {
+    /// Producers commit with BPF_RB_NO_WAKEUP and the consumer spins on
+    /// `consume`: the ring alone.
+    Spins,
+    /// Producers commit with no flags (the kernel's wakeup rule) and the
+    /// consumer waits in `poll`, as libbpf's `ring_buffer__poll`.
+    Polls,
+}
+
+impl Consumer {
+    /// The program's `commit_flags` for this mode.
+    fn commit_flags(self) -> u64 {
+        match self {
+            Consumer::Spins => shm::ringbuf::RB_NO_WAKEUP,
+            Consumer::Polls => 0,
+        }
+    }
+
+    /// Consumes what there is from `consumer` (waiting a little for it
+    /// when polling), handing each record's value to `each`.
+    pub(crate) fn consume(
+        self,
+        consumer: &mut RingBufConsumer,
+        each: &mut dyn FnMut(u64),
+    ) -> Result<usize, String> {
+        let each = |r: &vmm::Record<'_>| each(r.read_pod::<u64>(0).unwrap_or(0));
+        match self {
+            Consumer::Spins => consumer.consume(each),
+            Consumer::Polls => consumer.poll(Some(Duration::from_millis(1)), each),
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// The ring program with its commit flags set for `mode`.
+pub(crate) fn object(mode: Consumer) -> Result<Object, BenchError> {
+    let failed = |e: &dyn std::fmt::Display| BenchError::Failed(e.to_string());
+    let mut object = Object::parse(RINGBUF).map_err(|e| failed(&e))?;
+    object
+        .set_variable("commit_flags", &mode.commit_flags().to_le_bytes())
+        .map_err(|e| failed(&e))?;
+    Ok(object)
+}
+
 pub(super) fn rows() -> Vec<Row> {
-    [1usize, 2]
-        .into_iter()
-        .map(|producers| Row {
-            name: format!(
-                "ringbuf, {producers} producer{}",
-                if producers > 1 { "s" } else { "" }
-            ),
-            group: Group::RingBuf,
-            what: format!(
-                "one 8-byte record reserved, written and submitted (BPF_RB_NO_WAKEUP) by one of \
-                 {producers} producers and read by a spinning host consumer; batches of {RECORDS} \
-                 records per producer"
-            ),
-            checked: true,
-            cells: vec![
-                Cell {
-                    column: "vm",
-                    state: CellState::from_prepared(VmRing::prepare(producers)),
-                },
-                Cell {
-                    column: "kernel",
-                    state: CellState::from_prepared(super::kernel::Ring::prepare(producers)),
-                },
-            ],
-        })
-        .collect()
+    let mut rows = Vec::new();
+    for mode in [Consumer::Spins, Consumer::Polls] {
+        for producers in [1usize, 2] {
+            let (suffix, how) = match mode {
+                Consumer::Spins => ("", "submitted with BPF_RB_NO_WAKEUP, read by a spinning"),
+                Consumer::Polls => (", poll", "submitted, read by a polling"),
+            };
+            rows.push(Row {
+                name: format!(
+                    "ringbuf, {producers} producer{}{suffix}",
+                    if producers > 1 { "s" } else { "" }
+                ),
+                group: Group::RingBuf,
+                what: format!(
+                    "one 8-byte record reserved, written and {how} host consumer; {producers} \
+                     producer(s), batches of {RECORDS} records each"
+                ),
+                checked: true,
+                cells: vec![
+                    Cell {
+                        column: "vm",
+                        state: CellState::from_prepared(VmRing::prepare(producers, mode)),
+                    },
+                    Cell {
+                        column: "kernel",
+                        state: CellState::from_prepared(super::kernel::Ring::prepare(
+                            producers, mode,
+                        )),
+                    },
+                ],
+            });
+        }
+    }
+    rows
 }
 
 /// Consumes records until `total` (set once the producers are done) have
@@ -78,6 +132,45 @@ pub(crate) fn consume_all(
     }
 }
 
+/// The CPU the consumer runs on: the last one, the producers' threads
+/// taking the first (Note [Ring rows' CPUs]).
+pub(crate) fn consumer_cpu() -> usize {
+    cpus().saturating_sub(1)
+}
+
+/// CPUs this process may run on.
+pub(crate) fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+// Note [Ring rows' CPUs]
+// ~~~~~~~~~~~~~~~~~~~~~~
+// The kernel runs an XDP program's BPF_PROG_TEST_RUN without preemption:
+// a producer thread holds its CPU for the whole batch. A consumer the
+// scheduler happened to put on the same CPU would not run until the
+// producer gave up on a full ring, and the row would measure that
+// accident. So the consumer thread is pinned to the last CPU and each
+// kernel producer thread to one of the others, and a kernel row needs a
+// CPU per producer besides the consumer's (on a 2-CPU machine, one
+// producer). The VM's vCPUs are pinned likewise, to the CPUs other than
+// the consumer's (`SandboxConfig::vcpu_affinity`), when there are CPUs
+// enough; unpinned, the scheduler put a vCPU beside the spinning consumer
+// often enough to double the VM's time per record. With more producers
+// than other CPUs they float: the host may preempt a vCPU, so they still
+// make progress.
+
+/// Pins the calling thread to `cpu` (best effort: the figures are still
+/// right unpinned, only noisier).
+pub(crate) fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes
+    // inside it (it ignores CPUs past its size).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
 /// Runs `produce` (which returns how many records it produced) beside a
 /// consumer thread running `consume`; returns (records, their sum, time).
 pub(crate) fn batch(
@@ -88,7 +181,10 @@ pub(crate) fn batch(
     let start = Instant::now();
     std::thread::scope(|s| {
         let total = &total;
-        let consumer = s.spawn(move || consume_all(consume, total));
+        let consumer = s.spawn(move || {
+            pin_to(consumer_cpu());
+            consume_all(consume, total)
+        });
         let produced = produce();
         // Tell the consumer how many to wait for, or that none will come.
         total.store(*produced.as_ref().unwrap_or(&0), Ordering::Release);
@@ -105,14 +201,20 @@ struct VmRing {
     produce: ProgramId,
     consumer: RingBufConsumer,
     cpus: Vec<usize>,
+    mode: Consumer,
 }
 
 impl VmRing {
-    fn prepare(producers: usize) -> Result<Box<dyn Prepared>, BenchError> {
+    fn prepare(producers: usize, mode: Consumer) -> Result<Box<dyn Prepared>, BenchError> {
         let failed = |e: &dyn std::fmt::Display| BenchError::Failed(e.to_string());
-        let object = Object::parse(RINGBUF).map_err(|e| failed(&e))?;
+        let object = object(mode)?;
+        // Note [Ring rows' CPUs]: the vCPUs keep off the consumer's CPU
+        // when there are CPUs enough for both.
+        let others = (0..cpus()).filter(|&c| c != consumer_cpu());
+        let vcpu_affinity = (producers < cpus()).then(|| CpuSet::of(others));
         let mut sandbox = Sandbox::new(SandboxConfig {
             cpus: producers,
+            vcpu_affinity,
             ..SandboxConfig::default()
         })
         .map_err(|e| failed(&e))?;
@@ -129,6 +231,7 @@ impl VmRing {
             produce,
             consumer,
             cpus: (0..producers).collect(),
+            mode,
         }))
     }
 
@@ -150,12 +253,10 @@ impl VmRing {
             }
             Ok(global_u64(sandbox, &self.object, "produced")? - before)
         };
-        let consume = |each: &mut dyn FnMut(u64)| {
-            consumer
-                .consume(|r| each(r.read_pod::<u64>(0).unwrap_or(0)))
-                .map_err(|e| e.to_string())
-        };
-        batch(produce, consume)
+        let mode = self.mode;
+        batch(produce, |each: &mut dyn FnMut(u64)| {
+            mode.consume(consumer, each)
+        })
     }
 }
 
