@@ -25,10 +25,11 @@ const FRAME_SLOTS: std::ops::RangeInclusive<i64> = -528..=-513;
 /// What an instruction's memory operand is, if it has one.
 fn bpf_access(insn: &Instruction) -> Option<u8> {
     let memory = (0..insn.op_count()).any(|i| insn.op_kind(i) == OpKind::Memory);
-    // lea computes an address; gs: is the per-CPU block; r11 as a base is
-    // the JIT reading its own helper table.
+    // lea computes an address and a multi-byte nop (loop alignment)
+    // only names one; gs: is the per-CPU block; r11 as a base is the JIT
+    // reading its own helper table.
     if !memory
-        || insn.mnemonic() == Mnemonic::Lea
+        || matches!(insn.mnemonic(), Mnemonic::Lea | Mnemonic::Nop)
         || insn.segment_prefix() == Register::GS
         || insn.memory_base() == Register::R11
     {

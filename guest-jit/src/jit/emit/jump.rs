@@ -58,6 +58,14 @@ impl Emitter<'_> {
             // (CF = OF = 0), in fewer bytes: the kernel's choice too.
             (Width::W64, Source::Imm(0), false) => x64!(self.ops; test Rq(d), Rq(d)), // test dst, dst
             (Width::W32, Source::Imm(0), false) => x64!(self.ops; test Rd(d), Rd(d)), // test dst32, dst32
+            // The sign-extended imm8 form when the value fits, as the
+            // kernel's JIT: 3 bytes fewer in loop conditions.
+            (Width::W64, Source::Imm(imm), false) if i8::try_from(imm).is_ok() => {
+                x64!(self.ops; cmp Rq(d), BYTE imm); // cmp dst, imm8
+            }
+            (Width::W32, Source::Imm(imm), false) if i8::try_from(imm).is_ok() => {
+                x64!(self.ops; cmp Rd(d), BYTE imm); // cmp dst32, imm8
+            }
             (Width::W64, Source::Imm(imm), false) => x64!(self.ops; cmp Rq(d), imm), // cmp dst, imm32
             (Width::W64, Source::Imm(imm), true) => x64!(self.ops; test Rq(d), imm), // test dst, imm32
             (Width::W32, Source::Imm(imm), false) => x64!(self.ops; cmp Rd(d), imm), // cmp dst32, imm32
