@@ -10,6 +10,22 @@ pub const COLUMNS: [&str; 5] = ["vm", "interp", "kernel", "rbpf", "native"];
 /// The column every ratio is taken against.
 pub const REFERENCE: &str = "kernel";
 
+/// The host CPU every column of a program row runs on (Note [One CPU for
+/// program rows]).
+pub const PROGRAM_CPU: usize = 0;
+
+// Note [One CPU for program rows]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+// On a shared host one CPU of this machine can be much slower than the
+// other for a while (a busy hyperthread sibling, another tenant). A VM
+// cell whose vCPU thread ran on one CPU and a kernel cell whose
+// BPF_PROG_TEST_RUN ran on the other then gave ratios anywhere from 0.6
+// to 1.3 for the same code, run after run. So every column of a program
+// row runs on PROGRAM_CPU: the runner pins its own thread there while it
+// runs the row (the kernel, interpreter, rbpf and native columns run on
+// it) and the VM engine pins its vCPU there (`SandboxConfig::
+// vcpu_affinity`). System rows choose their own CPUs.
+
 /// One row to measure.
 #[derive(Debug)]
 pub struct Row {
@@ -24,6 +40,8 @@ pub struct Row {
     pub checked: bool,
     /// One cell per column that has something to say.
     pub cells: Vec<Cell>,
+    /// The host CPU the runner's thread runs the cells on, if pinned.
+    pub pin: Option<usize>,
 }
 
 /// One column's way of running a row.
@@ -81,5 +99,6 @@ pub fn program_row(workload: &Workload, engines: &[Box<dyn Engine>]) -> Row {
         what: workload.what.to_owned(),
         checked: true,
         cells,
+        pin: Some(PROGRAM_CPU),
     }
 }

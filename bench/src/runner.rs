@@ -110,6 +110,7 @@ pub fn measure(
     let mut live: Vec<Vec<Option<Live>>> = Vec::with_capacity(rows.len());
     for row in &mut rows {
         progress(Progress::Calibrating(&row.name));
+        let _pinned = pin(row.pin);
         let cells = row
             .cells
             .iter_mut()
@@ -126,6 +127,7 @@ pub fn measure(
             of: options.rounds,
         });
         for (row, cells) in rows.iter_mut().zip(&mut live) {
+            let _pinned = pin(row.pin);
             for (cell, live) in row.cells.iter_mut().zip(cells.iter_mut()) {
                 let (CellState::Ready(prepared), Some(live)) = (&mut cell.state, live) else {
                     continue;
@@ -149,6 +151,12 @@ pub fn measure(
         .zip(live)
         .map(|(row, live)| finish(row, live))
         .collect()
+}
+
+/// Pins the calling thread to `cpu` until the guard is dropped; best
+/// effort (unpinned, the figures are only noisier).
+fn pin(cpu: Option<usize>) -> Option<vmm::affinity::Pinned> {
+    vmm::affinity::Pinned::to(&vmm::CpuSet::of([cpu?])).ok()
 }
 
 /// Finds how many runs make a batch of about `batch`, from a first run of
@@ -306,6 +314,7 @@ mod tests {
             what: "sleeps".to_owned(),
             checked,
             cells,
+            pin: Some(0),
         }
     }
 

@@ -86,13 +86,13 @@ fn set_affinity(mask: &libc::cpu_set_t) -> std::io::Result<()> {
 /// The calling thread pinned to a set, until dropped: then it runs where
 /// it ran before.
 #[derive(Debug)]
-pub(crate) struct Pinned {
+pub struct Pinned {
     before: libc::cpu_set_t,
 }
 
 impl Pinned {
     /// Pins the calling thread to `set`.
-    pub(crate) fn to(set: &CpuSet) -> std::io::Result<Pinned> {
+    pub fn to(set: &CpuSet) -> std::io::Result<Pinned> {
         let before = get_affinity()?;
         set_affinity(&set.to_libc())?;
         Ok(Pinned { before })

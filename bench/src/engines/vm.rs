@@ -24,8 +24,12 @@ impl Engine for VmEngine {
 
     fn prepare(&self, workload: &Workload) -> Result<Box<dyn Prepared>, BenchError> {
         let parsed = WorkloadObject::parse(workload)?;
-        let mut sandbox = Sandbox::new(SandboxConfig::default())
-            .map_err(|e| failed("Failed to make a sandbox", &e))?;
+        // Note [One CPU for program rows].
+        let mut sandbox = Sandbox::new(SandboxConfig {
+            vcpu_affinity: Some(vmm::CpuSet::of([crate::row::PROGRAM_CPU])),
+            ..SandboxConfig::default()
+        })
+        .map_err(|e| failed("Failed to make a sandbox", &e))?;
         let id = sandbox
             .load_object_program(&parsed.object, Some(workload.program), HelperSet::Standard)
             .map_err(|e| failed(&format!("Failed to load {}", workload.name), &e))?;

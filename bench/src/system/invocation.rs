@@ -22,6 +22,7 @@ pub(super) fn rows() -> Vec<Row> {
         group: Group::Invocation,
         what: what.to_owned(),
         checked: false,
+        pin: None,
         cells: vec![
             Cell {
                 column: "vm",

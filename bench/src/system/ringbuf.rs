@@ -88,6 +88,7 @@ pub(super) fn rows() -> Vec<Row> {
                      producer(s), batches of {RECORDS} records each"
                 ),
                 checked: true,
+                pin: None,
                 cells: vec![
                     Cell {
                         column: "vm",

@@ -21,6 +21,7 @@ pub(super) fn rows() -> Vec<Row> {
         group: Group::Startup,
         what,
         checked: false,
+        pin: None,
         cells,
     };
     let vm = |state| Cell {
