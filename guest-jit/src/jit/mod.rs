@@ -372,6 +372,41 @@ mod tests {
     }
 
     #[test]
+    fn jumps_within_a_byte_are_short_and_others_near() {
+        // Note [Short jumps]: 40 movs of a 32-bit immediate put ~240
+        // bytes between the far jump and its target.
+        let filler = "mov %r1, 0x12345678\n".repeat(40);
+        let src = format!(
+            "mov %r0, 0\njeq %r0, 1, near\nja far\nnear:\n{filler}far:\nadd %r0, 1\n\
+             jne %r0, 3, far\nexit"
+        );
+        let program = setup_program(&src);
+        let out = compile(&program, &setup_config(&setup_helpers)).unwrap();
+        let decoded: Vec<iced_x86::Instruction> =
+            iced_x86::Decoder::with_ip(64, &out.code, CODE_ADDR, iced_x86::DecoderOptions::NONE)
+                .iter()
+                .collect();
+        let branch_lens: Vec<usize> = decoded
+            .iter()
+            .filter(|i| i.is_jcc_short_or_near() || i.is_jmp_short_or_near())
+            .map(|i| i.len())
+            .collect();
+        // je near (short), jmp far (near: rel32), jne far (short, back).
+        assert_eq!(branch_lens, [2, 5, 2], "{decoded:?}");
+        // And each lands where its slot's code starts.
+        let slot_addr = |pc: usize| CODE_ADDR + u64::from(out.insn_offsets[pc]);
+        let targets: Vec<u64> = decoded
+            .iter()
+            .filter(|i| i.is_jcc_short_or_near() || i.is_jmp_short_or_near())
+            .map(|i| i.near_branch_target())
+            .collect();
+        let (near, far) = (3, 43);
+        assert_eq!(targets[0], slot_addr(near));
+        assert!(targets[1] >= slot_addr(far) && targets[1] < slot_addr(far + 1));
+        assert_eq!(targets[1], targets[2]);
+    }
+
+    #[test]
     fn unsupported_instructions_are_errors() {
         let config = setup_config(&setup_helpers);
         let err = |src: &str| {

@@ -19,7 +19,11 @@ impl Emitter<'_> {
     /// `ja` / `gotol`.
     pub(super) fn ja(&mut self, pc: usize, off: i64) -> Result<(), JitError> {
         let target = self.jump_label(pc, off)?;
-        x64!(self.ops; jmp =>target); // jmp target
+        if self.short_jump(pc) {
+            x64!(self.ops; jmp BYTE =>target); // jmp target (rel8)
+        } else {
+            x64!(self.ops; jmp =>target); // jmp target
+        }
         Ok(())
     }
 
@@ -71,29 +75,43 @@ impl Emitter<'_> {
             (Width::W32, Source::Imm(imm), false) => x64!(self.ops; cmp Rd(d), imm), // cmp dst32, imm32
             (Width::W32, Source::Imm(imm), true) => x64!(self.ops; test Rd(d), imm), // test dst32, imm32
         }
-        match cond {
-            JmpCond::Eq => x64!(self.ops; je =>target), // je target
-            JmpCond::Ne | JmpCond::Set => x64!(self.ops; jne =>target), // jne target
-            JmpCond::Gt => x64!(self.ops; ja =>target), // ja target (unsigned >)
-            JmpCond::Ge => x64!(self.ops; jae =>target), // jae target
-            JmpCond::Lt => x64!(self.ops; jb =>target), // jb target
-            JmpCond::Le => x64!(self.ops; jbe =>target), // jbe target
-            JmpCond::Sgt => x64!(self.ops; jg =>target), // jg target (signed >)
-            JmpCond::Sge => x64!(self.ops; jge =>target), // jge target
-            JmpCond::Slt => x64!(self.ops; jl =>target), // jl target
-            JmpCond::Sle => x64!(self.ops; jle =>target), // jle target
-        }
+        self.jcc(cond, target, self.short_jump(pc));
         Ok(())
+    }
+
+    /// The conditional jump for `cond` to `target`; rel8 when `short`
+    /// (Note [Short jumps]).
+    fn jcc(&mut self, cond: JmpCond, target: DynamicLabel, short: bool) {
+        macro_rules! jcc {
+            ($jcc:ident) => {
+                if short {
+                    x64!(self.ops; $jcc BYTE =>target) // jcc target (rel8)
+                } else {
+                    x64!(self.ops; $jcc =>target) // jcc target
+                }
+            };
+        }
+        match cond {
+            JmpCond::Eq => jcc!(je),
+            JmpCond::Ne | JmpCond::Set => jcc!(jne),
+            JmpCond::Gt => jcc!(ja), // unsigned >
+            JmpCond::Ge => jcc!(jae),
+            JmpCond::Lt => jcc!(jb),
+            JmpCond::Le => jcc!(jbe),
+            JmpCond::Sgt => jcc!(jg), // signed >
+            JmpCond::Sge => jcc!(jge),
+            JmpCond::Slt => jcc!(jl),
+            JmpCond::Sle => jcc!(jle),
+        }
     }
 
     /// `may_goto`: Note [may_goto].
     pub(super) fn may_goto(&mut self, pc: usize, off: i64) -> Result<(), JitError> {
         let target = self.jump_label(pc, off)?;
-        x64!(self.ops
-            ; cmp QWORD [Rq(RBP) - MAY_GOTO_SLOT], 0 // cmp qword [rbp-520], 0
-            ; je =>target // je target (budget spent)
-            ; sub QWORD [Rq(RBP) - MAY_GOTO_SLOT], 1 // sub qword [rbp-520], 1
-        );
+        x64!(self.ops; cmp QWORD [Rq(RBP) - MAY_GOTO_SLOT], 0); // cmp qword [rbp-520], 0
+        // Budget spent: to the target.
+        self.jcc(JmpCond::Eq, target, self.short_jump(pc));
+        x64!(self.ops; sub QWORD [Rq(RBP) - MAY_GOTO_SLOT], 1); // sub qword [rbp-520], 1
         Ok(())
     }
 
