@@ -24,8 +24,8 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
-            rounds: 7,
-            batch: Duration::from_millis(20),
+            rounds: 11,
+            batch: Duration::from_millis(50),
         }
     }
 }

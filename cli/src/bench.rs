@@ -15,10 +15,10 @@ use std::time::Duration;
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Counted rounds; each cell's figure is the median of its rounds.
-    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = 11, value_parser = clap::value_parser!(u32).range(1..=1000))]
     rounds: u32,
-    /// Wall-clock length of one batch of runs of a cell (`20ms`, `1s`).
-    #[arg(long, default_value = "20ms", value_parser = parse_batch)]
+    /// Wall-clock length of one batch of runs of a cell (`50ms`, `1s`).
+    #[arg(long, default_value = "50ms", value_parser = parse_batch)]
     batch: Duration,
     /// Only rows whose name contains, or whose group is, one of these
     /// (comma-separated: `hash,maps`).
