@@ -6,7 +6,7 @@ use crate::report::{Report, ratio};
 use crate::row::REFERENCE;
 use std::fmt::Write as _;
 
-const LABEL_WIDTH: f64 = 190.0;
+const LABEL_WIDTH: f64 = 240.0;
 const PLOT_WIDTH: f64 = 560.0;
 const BAR_HEIGHT: f64 = 11.0;
 const BAND_GAP: f64 = 10.0;
