@@ -1,8 +1,40 @@
 //! Access to this vCPU's per-CPU block through GS.
 
+use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
+use shm::layout::MAX_CPUS;
 use shm::mailbox::{RESPONSE_OFFSET, RESPONSE_SEQ_OFFSET, Request, Response};
-use shm::percpu::MAILBOX_OFFSET;
+use shm::percpu::{CPU_ID_OFFSET, MAILBOX_OFFSET};
+
+/// A static with one `T` per vCPU, each touched only by its own vCPU: the
+/// runtime's caches (kept map headers, reserved ring samples). Give `T`
+/// `#[repr(align(64))]` so that vCPUs do not share its cache lines.
+pub struct PerVcpu<T>(UnsafeCell<[T; MAX_CPUS]>);
+
+// SAFETY: vCPU n only ever touches element n (`with`), and the host gives
+// every vCPU a different id; no element is shared.
+unsafe impl<T> Sync for PerVcpu<T> {}
+
+impl<T> PerVcpu<T> {
+    /// One `T` per vCPU, from `each`.
+    pub const fn new(each: [T; MAX_CPUS]) -> PerVcpu<T> {
+        PerVcpu(UnsafeCell::new(each))
+    }
+
+    /// Runs `f` on this vCPU's `T`, if its id has one. `f` must not call
+    /// anything that comes back to this `PerVcpu`.
+    #[inline(always)]
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> Option<R>) -> Option<R> {
+        let cpu = gs_read(CPU_ID_OFFSET) as usize;
+        if cpu >= MAX_CPUS {
+            return None;
+        }
+        // SAFETY: in bounds (checked); element `cpu` is this vCPU's alone
+        // (the Sync impl), and `f` does not come back here, so no other
+        // reference to it lives.
+        f(unsafe { &mut (*self.0.get())[cpu] })
+    }
+}
 
 /// Reads the u64 at `gs:[offset]`.
 #[inline(always)]

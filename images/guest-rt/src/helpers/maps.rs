@@ -382,7 +382,7 @@ pub extern "C" fn bpf_for_each_map_elem(
 /// one), so again it only confuses itself.
 mod def_cache {
     use super::{HeaderWords, nofault};
-    use core::cell::UnsafeCell;
+    use crate::percpu::PerVcpu;
     use shm::layout::MAX_CPUS;
     use shm::maps::MapDef;
 
@@ -404,40 +404,20 @@ mod def_cache {
         next: usize,
     }
 
-    struct Slots(UnsafeCell<[Slot; MAX_CPUS]>);
-
-    // SAFETY: vCPU n only ever touches slot n (`with_slot`), and the host
-    // gives every vCPU a different id; no slot is shared.
-    unsafe impl Sync for Slots {}
-
-    static SLOTS: Slots = Slots(UnsafeCell::new(
+    static SLOTS: PerVcpu<Slot> = PerVcpu::new(
         [const {
             Slot {
                 kept: [None; WAYS],
                 next: 0,
             }
         }; MAX_CPUS],
-    ));
-
-    /// Runs `f` on this vCPU's slot, if its id has one.
-    #[inline(always)]
-    fn with_slot<T>(f: impl FnOnce(&mut Slot) -> Option<T>) -> Option<T> {
-        let cpu = super::this_cpu() as usize;
-        let slots = SLOTS.0.get();
-        if cpu >= MAX_CPUS {
-            return None;
-        }
-        // SAFETY: in bounds (checked); slot `cpu` is this vCPU's alone
-        // (Slots' Sync), and `f` (get's or put's) calls nothing that
-        // comes back here, so no other reference to it lives.
-        f(unsafe { &mut (*slots)[cpu] })
-    }
+    );
 
     /// The kept definition and header of the map at `addr`, if the 64
     /// bytes there are still the kept header.
     #[inline(always)]
     pub(super) fn get(addr: u64) -> Option<(MapDef, HeaderWords)> {
-        with_slot(|slot| {
+        SLOTS.with(|slot| {
             let kept = slot.kept.iter().flatten().find(|k| k.addr == addr)?;
             match nofault::equal64(addr, &kept.words) {
                 Ok(true) => Some((kept.def, kept.words)),
@@ -449,7 +429,7 @@ mod def_cache {
     /// Keeps `def`, checked from the header `words` read at `addr`: in
     /// the way that held `addr`, or in the next one.
     pub(super) fn put(addr: u64, words: &HeaderWords, def: &MapDef) {
-        with_slot(|slot| {
+        SLOTS.with(|slot| {
             let held = |k: &Option<Kept>| k.is_some_and(|k| k.addr == addr);
             let way = match slot.kept.iter().position(held) {
                 Some(way) => way,

@@ -88,11 +88,9 @@ pub(super) fn ring_of_sample(sample: u64) -> Option<(GuestRing, usize)> {
 /// samples]).
 mod reserved {
     use super::GuestRing;
-    use crate::percpu::gs_read;
-    use core::cell::UnsafeCell;
+    use crate::percpu::PerVcpu;
     use shm::layout::MAX_CPUS;
     use shm::maps::StorageView;
-    use shm::percpu::CPU_ID_OFFSET;
     use shm::ringbuf::RingGeometry;
 
     /// Samples kept per vCPU: a program seldom holds more at once.
@@ -112,36 +110,19 @@ mod reserved {
         next: usize,
     }
 
-    struct Slots(UnsafeCell<[Slot; MAX_CPUS]>);
-
-    // SAFETY: vCPU n only ever touches slot n (`with_slot`), and the host
-    // gives every vCPU a different id; no slot is shared.
-    unsafe impl Sync for Slots {}
-
-    static SLOTS: Slots = Slots(UnsafeCell::new(
+    static SLOTS: PerVcpu<Slot> = PerVcpu::new(
         [const {
             Slot {
                 kept: [None; WAYS],
                 next: 0,
             }
         }; MAX_CPUS],
-    ));
-
-    #[inline(always)]
-    fn with_slot<T>(f: impl FnOnce(&mut Slot) -> Option<T>) -> Option<T> {
-        let cpu = gs_read(CPU_ID_OFFSET) as usize;
-        if cpu >= MAX_CPUS {
-            return None;
-        }
-        // SAFETY: in bounds (checked); slot `cpu` is this vCPU's alone
-        // (Slots' Sync), and `f` calls nothing that comes back here.
-        f(unsafe { &mut (*SLOTS.0.get())[cpu] })
-    }
+    );
 
     /// Remembers that `sample` was reserved in `ring`.
     #[inline(always)]
     pub(super) fn remember(sample: u64, ring: &GuestRing) {
-        with_slot(|slot| {
+        SLOTS.with(|slot| {
             let way = slot.next % WAYS;
             slot.next = (way + 1) % WAYS;
             slot.kept[way] = Some(Kept {
@@ -157,7 +138,7 @@ mod reserved {
     /// is forgotten.
     #[inline(always)]
     pub(super) fn take(sample: u64) -> Option<(GuestRing, usize)> {
-        with_slot(|slot| {
+        SLOTS.with(|slot| {
             let way = slot
                 .kept
                 .iter()
