@@ -4,6 +4,7 @@
 //! kernel (a syscall program's would run once); the checksum is the
 //! global `result` read back from its data section's map.
 
+use super::error_chain;
 use crate::engine::{BenchError, Engine, Prepared, Sample, Unsupported};
 use crate::suite::Workload;
 use guest_jit::elf::Object;
@@ -57,17 +58,6 @@ pub(crate) fn refusal(e: KernelError) -> BenchError {
         e if e.is_unavailable() => Unsupported(e.to_string()).into(),
         e => BenchError::Failed(error_chain(&e)),
     }
-}
-
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A workload loaded into the kernel.

@@ -15,13 +15,19 @@ pub const XDP_PASS: u64 = 2;
 
 /// A failure of `what`, with `error` and its chain of causes.
 pub(crate) fn failed(what: &str, error: &dyn Error) -> BenchError {
-    let mut message = format!("{what}: {error}");
+    BenchError::Failed(format!("{what}: {}", error_chain(error)))
+}
+
+/// `error` and its causes, joined by ": ".
+pub(crate) fn error_chain(error: &dyn Error) -> String {
+    let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        message.push_str(&format!(": {cause}"));
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
         source = cause.source();
     }
-    BenchError::Failed(message)
+    message
 }
 
 /// The error for a run that returned `value` instead of XDP_PASS.

@@ -4,7 +4,8 @@
 
 use super::{ringbuf, timed};
 use crate::engine::{BenchError, Prepared, Sample, Unsupported};
-use crate::engines::kernel::{error_chain, refusal};
+use crate::engines::error_chain;
+use crate::engines::kernel::refusal;
 use guest_jit::elf::Object;
 use kernel_bpf::{KernelError, KernelObject, LoadOptions, ProgramType};
 use std::time::Duration;
