@@ -78,7 +78,8 @@ impl Prepared for Load {
 pub(super) struct Ring {
     object: KernelObject,
     consumer: RingBufConsumer,
-    producers: usize,
+    /// One per producer thread, the CPU it runs on.
+    cpus: Vec<usize>,
     mode: ringbuf::Consumer,
 }
 
@@ -88,7 +89,8 @@ impl Ring {
         mode: ringbuf::Consumer,
     ) -> Result<Box<dyn Prepared>, BenchError> {
         // Note [Ring rows' CPUs].
-        if producers >= ringbuf::cpus() {
+        let cpus = ringbuf::producer_cpus();
+        if producers > cpus.len() {
             return Err(Unsupported(format!(
                 "{producers} kernel producers need {} CPUs: the kernel runs them without \
                  preemption, so a consumer sharing a producer's CPU never runs",
@@ -101,7 +103,7 @@ impl Ring {
         Ok(Box::new(Ring {
             object,
             consumer,
-            producers,
+            cpus: cpus[..producers].to_vec(),
             mode,
         }))
     }
@@ -109,14 +111,15 @@ impl Ring {
     fn batch(&mut self) -> Result<(u64, u64, Duration), String> {
         let before = produced(&self.object)?;
         let (object, consumer) = (&self.object, &mut self.consumer);
-        let producers = self.producers;
+        let cpus = &self.cpus;
         let produce = || {
             let program = object.program("produce").map_err(|e| error_chain(&e))?;
             std::thread::scope(|s| {
-                let runs: Vec<_> = (0..producers)
-                    .map(|cpu| {
+                let runs: Vec<_> = cpus
+                    .iter()
+                    .map(|&cpu| {
                         s.spawn(move || {
-                            ringbuf::pin_to(cpu);
+                            let _pinned = ringbuf::pin_to(cpu);
                             program.test_run(&[], 1)
                         })
                     })

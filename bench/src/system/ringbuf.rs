@@ -15,6 +15,7 @@ use crate::suite::Group;
 use guest_jit::elf::Object;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use vmm::affinity::Pinned;
 use vmm::{CpuSet, HelperSet, Outcome, ProgramId, RingBufConsumer, Sandbox, SandboxConfig};
 
 pub(crate) const RINGBUF: &[u8] = include_bytes!("../../../images/progs/bench/ringbuf.bpf.o");
@@ -133,15 +134,25 @@ pub(crate) fn consume_all(
     }
 }
 
-/// The CPU the consumer runs on: the last one, the producers' threads
-/// taking the first (Note [Ring rows' CPUs]).
-pub(crate) fn consumer_cpu() -> usize {
-    cpus().saturating_sub(1)
+/// The CPUs this process may run on, in order: the consumer takes the
+/// last, producers the others (Note [Ring rows' CPUs]).
+pub(crate) fn cpus() -> Vec<usize> {
+    match CpuSet::allowed() {
+        Ok(set) if !set.is_empty() => set.cpus().collect(),
+        _ => vec![0],
+    }
 }
 
-/// CPUs this process may run on.
-pub(crate) fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+/// The CPU the consumer runs on.
+fn consumer_cpu() -> usize {
+    cpus().last().copied().unwrap_or(0)
+}
+
+/// The CPUs left to producers.
+pub(crate) fn producer_cpus() -> Vec<usize> {
+    let mut cpus = cpus();
+    cpus.pop();
+    cpus
 }
 
 // Note [Ring rows' CPUs]
@@ -160,16 +171,10 @@ pub(crate) fn cpus() -> usize {
 // than other CPUs they float: the host may preempt a vCPU, so they still
 // make progress.
 
-/// Pins the calling thread to `cpu` (best effort: the figures are still
-/// right unpinned, only noisier).
-pub(crate) fn pin_to(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes
-    // inside it (it ignores CPUs past its size).
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
-    }
+/// Pins the calling thread to `cpu` until the guard is dropped (best
+/// effort: unpinned, the figures are only noisier).
+pub(crate) fn pin_to(cpu: usize) -> Option<Pinned> {
+    Pinned::to(&CpuSet::of([cpu])).ok()
 }
 
 /// Runs `produce` (which returns how many records it produced) beside a
@@ -183,7 +188,7 @@ pub(crate) fn batch(
     std::thread::scope(|s| {
         let total = &total;
         let consumer = s.spawn(move || {
-            pin_to(consumer_cpu());
+            let _pinned = pin_to(consumer_cpu());
             consume_all(consume, total)
         });
         let produced = produce();
@@ -211,8 +216,8 @@ impl VmRing {
         let object = object(mode)?;
         // Note [Ring rows' CPUs]: the vCPUs keep off the consumer's CPU
         // when there are CPUs enough for both.
-        let others = (0..cpus()).filter(|&c| c != consumer_cpu());
-        let vcpu_affinity = (producers < cpus()).then(|| CpuSet::of(others));
+        let others = producer_cpus();
+        let vcpu_affinity = (producers <= others.len()).then(|| CpuSet::of(others));
         let mut sandbox = Sandbox::new(SandboxConfig {
             cpus: producers,
             vcpu_affinity,
