@@ -316,28 +316,38 @@ fn four_producers_and_a_consumer_lose_and_duplicate_nothing() {
     let done = std::sync::atomic::AtomicU64::new(0);
     let mut seen = vec![0u64; PRODUCERS as usize];
     std::thread::scope(|s| {
-        for p in 0..PRODUCERS {
-            let (r, done) = (&r, &done);
-            s.spawn(move || {
-                let mem = r.view();
-                let mut i = 0;
-                while i < EACH {
-                    let Some(off) = reserve(&r.geom, &mem, 16).unwrap() else {
-                        std::hint::spin_loop();
-                        continue;
-                    };
-                    mem.store_u64(off, p).unwrap();
-                    mem.store_u64(off + 8, i).unwrap();
-                    commit(&r.geom, &mem, off, false, 0).unwrap();
-                    i += 1;
-                }
-                done.fetch_add(1, Ordering::SeqCst);
-            });
-        }
+        let producers: Vec<_> = (0..PRODUCERS)
+            .map(|p| {
+                let (r, done) = (&r, &done);
+                s.spawn(move || {
+                    let mem = r.view();
+                    let mut i = 0;
+                    while i < EACH {
+                        // Full, or the lock's holder was descheduled for
+                        // longer than the spin budget (threads, unlike
+                        // vCPUs, share a busy host's CPUs): try again.
+                        let Ok(Some(off)) = reserve(&r.geom, &mem, 16) else {
+                            std::hint::spin_loop();
+                            continue;
+                        };
+                        mem.store_u64(off, p).unwrap();
+                        mem.store_u64(off + 8, i).unwrap();
+                        commit(&r.geom, &mem, off, false, 0).unwrap();
+                        i += 1;
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
         let mem = r.view();
         let mut cons = 0;
         loop {
             let finished = done.load(Ordering::SeqCst) == PRODUCERS;
+            // A producer that panicked never counts itself done: stop
+            // waiting for it, and the scope fails the test with its panic.
+            if !finished && producers.iter().all(|p| p.is_finished()) {
+                break;
+            }
             match peek(&r.geom, &mem, cons).unwrap() {
                 Next::Record { off, len, total } => {
                     assert_eq!(len, 16);
