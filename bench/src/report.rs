@@ -95,7 +95,14 @@ impl Report {
             human(self.options.batch)
         );
         let columns = self.columns();
-        let _ = write!(out, "{:<11}{:<24}", "group", "row");
+        let name_width = self
+            .rows
+            .iter()
+            .map(|r| r.name.chars().count())
+            .max()
+            .unwrap_or(0)
+            + 2;
+        let _ = write!(out, "{:<11}{:<name_width$}", "group", "row");
         for c in &columns {
             let _ = write!(out, "{c:>18}");
         }
@@ -111,7 +118,7 @@ impl Report {
             }
         };
         for row in &self.rows {
-            let _ = write!(out, "{:<11}{:<24}", row.group, row.name);
+            let _ = write!(out, "{:<11}{:<name_width$}", row.group, row.name);
             let reference = row.median(REFERENCE);
             for column in &columns {
                 let text = match row.cells.iter().find(|(c, _)| c == column) {
@@ -142,7 +149,7 @@ impl Report {
         }
         out.push_str("\none run is:\n");
         for row in &self.rows {
-            let _ = writeln!(out, "  {:<24}{}", row.name, row.what);
+            let _ = writeln!(out, "  {:<name_width$}{}", row.name, row.what);
         }
         out
     }

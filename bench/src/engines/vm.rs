@@ -23,6 +23,7 @@ impl Engine for VmEngine {
     }
 
     fn prepare(&self, workload: &Workload) -> Result<Box<dyn Prepared>, BenchError> {
+        kvm_usable()?;
         let parsed = WorkloadObject::parse(workload)?;
         // Note [One CPU for program rows].
         let mut sandbox = Sandbox::new(SandboxConfig {
@@ -102,5 +103,14 @@ impl Prepared for VmPrepared {
             per_run: report.duration / repeat,
             result: self.read_result()?,
         })
+    }
+}
+
+/// Whether this machine can run sandboxes; without KVM the VM column is
+/// a `-` with the reason, not a failure.
+pub(crate) fn kvm_usable() -> Result<(), BenchError> {
+    match vmm::kvm::kvm() {
+        Ok(_) => Ok(()),
+        Err(e) => Err(crate::Unsupported(format!("/dev/kvm is not usable: {e}")).into()),
     }
 }

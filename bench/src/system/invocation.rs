@@ -58,6 +58,7 @@ struct NopCalls {
 
 impl NopCalls {
     fn prepare(poll: Option<Duration>) -> Result<Box<dyn Prepared>, BenchError> {
+        crate::engines::vm::kvm_usable()?;
         let failed = |e: &dyn std::fmt::Display| BenchError::Failed(e.to_string());
         let object = Object::parse(NOP).map_err(|e| failed(&e))?;
         let mut sandbox = Sandbox::new(SandboxConfig {

@@ -85,8 +85,8 @@ pub(super) fn rows() -> Vec<Row> {
                 ),
                 group: Group::RingBuf,
                 what: format!(
-                    "one 8-byte record reserved, written and {how} host consumer; {producers} \
-                     producer(s), batches of {RECORDS} records each"
+                    "one 8-byte record reserved, written and {how} host consumer; batches of \
+                     {RECORDS} records per producer"
                 ),
                 checked: true,
                 pin: None,
@@ -212,6 +212,7 @@ struct VmRing {
 
 impl VmRing {
     fn prepare(producers: usize, mode: Consumer) -> Result<Box<dyn Prepared>, BenchError> {
+        crate::engines::vm::kvm_usable()?;
         let failed = |e: &dyn std::fmt::Display| BenchError::Failed(e.to_string());
         let object = object(mode)?;
         // Note [Ring rows' CPUs]: the vCPUs keep off the consumer's CPU

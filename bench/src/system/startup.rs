@@ -86,6 +86,7 @@ struct Fresh {
 
 impl Fresh {
     fn prepare() -> Result<Box<dyn Prepared>, BenchError> {
+        crate::engines::vm::kvm_usable()?;
         let object = Object::parse(OBJECT).map_err(|e| failed(&e))?;
         fresh(&object)?;
         Ok(Box::new(Fresh { object }))
@@ -104,6 +105,7 @@ struct Clone {
 
 impl Clone {
     fn prepare() -> Result<Box<dyn Prepared>, BenchError> {
+        crate::engines::vm::kvm_usable()?;
         let object = Object::parse(OBJECT).map_err(|e| failed(&e))?;
         let snapshot = fresh(&object)?.snapshot().map_err(|e| failed(&e))?;
         Ok(Box::new(Clone { snapshot }))
