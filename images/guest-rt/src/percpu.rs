@@ -49,6 +49,63 @@ pub fn gs_read(offset: usize) -> u64 {
     value
 }
 
+/// A few `T`s kept by key (`key` of each), the oldest replaced first: a
+/// vCPU's small cache in a [`PerVcpu`]. Aligned so that vCPUs do not share
+/// its cache lines.
+#[repr(align(64))]
+pub struct Kept<T: Copy, const WAYS: usize> {
+    ways: [Option<(u64, T)>; WAYS],
+    /// The way the next new key replaces (round robin).
+    next: usize,
+}
+
+impl<T: Copy, const WAYS: usize> Kept<T, WAYS> {
+    /// Nothing kept.
+    pub const EMPTY: Kept<T, WAYS> = Kept {
+        ways: [None; WAYS],
+        next: 0,
+    };
+
+    /// The `T` kept under `key`.
+    #[inline(always)]
+    pub fn get(&self, key: u64) -> Option<&T> {
+        self.ways
+            .iter()
+            .flatten()
+            .find(|(k, _)| *k == key)
+            .map(|(_, t)| t)
+    }
+
+    /// Keeps `value` under `key`: in the way that held `key`, or in place
+    /// of the oldest.
+    #[inline(always)]
+    pub fn put(&mut self, key: u64, value: T) {
+        let way = match self
+            .ways
+            .iter()
+            .position(|w| w.is_some_and(|(k, _)| k == key))
+        {
+            Some(way) => way,
+            None => {
+                let way = self.next % WAYS;
+                self.next = (way + 1) % WAYS;
+                way
+            }
+        };
+        self.ways[way] = Some((key, value));
+    }
+
+    /// The `T` kept under `key`, forgotten.
+    #[inline(always)]
+    pub fn take(&mut self, key: u64) -> Option<T> {
+        let way = self
+            .ways
+            .iter()
+            .position(|w| w.is_some_and(|(k, _)| k == key))?;
+        self.ways[way].take().map(|(_, t)| t)
+    }
+}
+
 /// This vCPU's mailbox request.
 pub fn request_ptr() -> *const Request {
     gs_read(MAILBOX_OFFSET) as *const Request

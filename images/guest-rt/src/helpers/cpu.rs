@@ -22,7 +22,14 @@ pub extern "C" fn bpf_per_cpu_ptr(ptr: u64, cpu: u64) -> u64 {
     let mine = gs_read(CTX_BUF_OFFSET) + area::percpu_data_from_ctx(ctx_size);
     let data0 = mine.wrapping_sub(gs_read(THIS_CPU_OFF_OFFSET));
     let nr_cpus = gs_read(NR_CPUS_OFFSET);
-    per_cpu_ptr(ptr, data0, area::size(ctx_size), nr_cpus, u64::from(cpu as u32)).unwrap_or(0)
+    per_cpu_ptr(
+        ptr,
+        data0,
+        area::size(ctx_size),
+        nr_cpus,
+        u64::from(cpu as u32),
+    )
+    .unwrap_or(0)
 }
 
 /// `void *bpf_this_cpu_ptr(const void *ptr)`: [`bpf_per_cpu_ptr`] for the

@@ -72,7 +72,14 @@ pub extern "C" fn bpf_iter_bits_new(it: u64, unsafe_ptr: u64, nr_words: u64) -> 
         }
     }
     let bits = if nr_words == 1 { first } else { unsafe_ptr };
-    store(it, IterBits { bits, nr_bits, bit: -1 });
+    store(
+        it,
+        IterBits {
+            bits,
+            nr_bits,
+            bit: -1,
+        },
+    );
     0
 }
 

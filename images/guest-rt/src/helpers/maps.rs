@@ -382,7 +382,7 @@ pub extern "C" fn bpf_for_each_map_elem(
 /// one), so again it only confuses itself.
 mod def_cache {
     use super::{HeaderWords, nofault};
-    use crate::percpu::PerVcpu;
+    use crate::percpu::{Kept, PerVcpu};
     use shm::layout::MAX_CPUS;
     use shm::maps::MapDef;
 
@@ -390,37 +390,22 @@ mod def_cache {
     pub(super) const WAYS: usize = 4;
 
     #[derive(Clone, Copy)]
-    struct Kept {
-        addr: u64,
+    struct Header {
         words: HeaderWords,
         def: MapDef,
     }
 
-    /// One vCPU's kept headers, on lines of its own.
-    #[repr(align(64))]
-    struct Slot {
-        kept: [Option<Kept>; WAYS],
-        /// The way the next new address replaces (round robin).
-        next: usize,
-    }
-
-    static SLOTS: PerVcpu<Slot> = PerVcpu::new(
-        [const {
-            Slot {
-                kept: [None; WAYS],
-                next: 0,
-            }
-        }; MAX_CPUS],
-    );
+    /// Each vCPU's kept headers, by map address.
+    static KEPT: PerVcpu<Kept<Header, WAYS>> = PerVcpu::new([Kept::EMPTY; MAX_CPUS]);
 
     /// The kept definition and header of the map at `addr`, if the 64
     /// bytes there are still the kept header.
     #[inline(always)]
     pub(super) fn get(addr: u64) -> Option<(MapDef, HeaderWords)> {
-        SLOTS.with(|slot| {
-            let kept = slot.kept.iter().flatten().find(|k| k.addr == addr)?;
-            match nofault::equal64(addr, &kept.words) {
-                Ok(true) => Some((kept.def, kept.words)),
+        KEPT.with(|kept| {
+            let header = kept.get(addr)?;
+            match nofault::equal64(addr, &header.words) {
+                Ok(true) => Some((header.def, header.words)),
                 _ => None,
             }
         })
@@ -429,21 +414,12 @@ mod def_cache {
     /// Keeps `def`, checked from the header `words` read at `addr`: in
     /// the way that held `addr`, or in the next one.
     pub(super) fn put(addr: u64, words: &HeaderWords, def: &MapDef) {
-        SLOTS.with(|slot| {
-            let held = |k: &Option<Kept>| k.is_some_and(|k| k.addr == addr);
-            let way = match slot.kept.iter().position(held) {
-                Some(way) => way,
-                None => {
-                    let way = slot.next % WAYS;
-                    slot.next = (way + 1) % WAYS;
-                    way
-                }
-            };
-            slot.kept[way] = Some(Kept {
-                addr,
+        KEPT.with(|kept| {
+            let header = Header {
                 words: *words,
                 def: *def,
-            });
+            };
+            kept.put(addr, header);
             Some(())
         });
     }

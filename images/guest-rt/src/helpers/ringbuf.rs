@@ -22,8 +22,8 @@ use shm::dynptr::{Dynptr, DynptrKind};
 use shm::errno::{EAGAIN, EBUSY, EFAULT, EINVAL};
 use shm::layout::PAGE_SIZE;
 use shm::maps::{MapError, MapMemory, MapType, StorageView};
-use shm::ringbuf::{self, RB_FORCE_WAKEUP, RB_NO_WAKEUP, RingGeometry};
 use shm::ports::WAKEUP_PORT;
+use shm::ringbuf::{self, RB_FORCE_WAKEUP, RB_NO_WAKEUP, RingGeometry};
 
 /// A ring as a helper works on it.
 pub(super) struct GuestRing {
@@ -88,7 +88,7 @@ pub(super) fn ring_of_sample(sample: u64) -> Option<(GuestRing, usize)> {
 /// samples]).
 mod reserved {
     use super::GuestRing;
-    use crate::percpu::PerVcpu;
+    use crate::percpu::{Kept, PerVcpu};
     use shm::layout::MAX_CPUS;
     use shm::maps::StorageView;
     use shm::ringbuf::RingGeometry;
@@ -96,40 +96,25 @@ mod reserved {
     /// Samples kept per vCPU: a program seldom holds more at once.
     const WAYS: usize = 4;
 
+    /// Where a sample's ring is.
     #[derive(Clone, Copy)]
-    struct Kept {
-        sample: u64,
+    struct Ring {
         start: u64,
         geom: RingGeometry,
     }
 
-    /// One vCPU's samples, on lines of their own.
-    #[repr(align(64))]
-    struct Slot {
-        kept: [Option<Kept>; WAYS],
-        next: usize,
-    }
-
-    static SLOTS: PerVcpu<Slot> = PerVcpu::new(
-        [const {
-            Slot {
-                kept: [None; WAYS],
-                next: 0,
-            }
-        }; MAX_CPUS],
-    );
+    /// Each vCPU's reserved samples, by address.
+    static KEPT: PerVcpu<Kept<Ring, WAYS>> = PerVcpu::new([Kept::EMPTY; MAX_CPUS]);
 
     /// Remembers that `sample` was reserved in `ring`.
     #[inline(always)]
     pub(super) fn remember(sample: u64, ring: &GuestRing) {
-        SLOTS.with(|slot| {
-            let way = slot.next % WAYS;
-            slot.next = (way + 1) % WAYS;
-            slot.kept[way] = Some(Kept {
-                sample,
+        KEPT.with(|kept| {
+            let ring = Ring {
                 start: ring.start,
                 geom: ring.geom,
-            });
+            };
+            kept.put(sample, ring);
             Some(())
         });
     }
@@ -138,28 +123,22 @@ mod reserved {
     /// is forgotten.
     #[inline(always)]
     pub(super) fn take(sample: u64) -> Option<(GuestRing, usize)> {
-        SLOTS.with(|slot| {
-            let way = slot
-                .kept
-                .iter()
-                .position(|k| k.is_some_and(|k| k.sample == sample))?;
-            let kept = slot.kept[way].take()?;
-            let off = usize::try_from(sample - kept.start).ok()?;
-            // SAFETY: as in `open_ring`, which checked this ring when the
-            // sample was reserved: the host keeps `span` bytes mapped at
-            // its start while the sandbox lives.
-            let view = unsafe {
-                StorageView::new(kept.start as *mut u8, kept.geom.span() as usize, kept.start)
-            };
-            Some((
-                GuestRing {
-                    geom: kept.geom,
-                    view,
-                    start: kept.start,
-                },
-                off,
-            ))
-        })
+        let ring = KEPT.with(|kept| kept.take(sample))?;
+        let off = usize::try_from(sample.checked_sub(ring.start)?).ok()?;
+        // SAFETY: as in `open_ring`, which checked this ring when the
+        // sample was reserved: the host keeps `span` bytes mapped at its
+        // start while the sandbox lives.
+        let view = unsafe {
+            StorageView::new(ring.start as *mut u8, ring.geom.span() as usize, ring.start)
+        };
+        Some((
+            GuestRing {
+                geom: ring.geom,
+                view,
+                start: ring.start,
+            },
+            off,
+        ))
     }
 }
 
