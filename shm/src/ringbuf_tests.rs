@@ -312,42 +312,52 @@ fn commit_refuses_offsets_outside_the_data_and_survives_double_submit() {
 fn four_producers_and_a_consumer_lose_and_duplicate_nothing() {
     const PRODUCERS: u64 = 4;
     const EACH: u64 = 20_000;
+    /// Counts its producer out when dropped, panicking or not.
+    struct Leaving<'a> {
+        done: &'a AtomicU64,
+        panicked: &'a std::sync::atomic::AtomicBool,
+    }
+    impl Drop for Leaving<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.panicked.store(true, Ordering::SeqCst);
+            }
+            self.done.fetch_add(1, Ordering::SeqCst);
+        }
+    }
     let r = Ring::new(16 * 4096);
-    let done = std::sync::atomic::AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    let panicked = std::sync::atomic::AtomicBool::new(false);
     let mut seen = vec![0u64; PRODUCERS as usize];
     std::thread::scope(|s| {
-        let producers: Vec<_> = (0..PRODUCERS)
-            .map(|p| {
-                let (r, done) = (&r, &done);
-                s.spawn(move || {
-                    let mem = r.view();
-                    let mut i = 0;
-                    while i < EACH {
-                        // Full, or the lock's holder was descheduled for
-                        // longer than the spin budget (threads, unlike
-                        // vCPUs, share a busy host's CPUs): try again.
-                        let Ok(Some(off)) = reserve(&r.geom, &mem, 16) else {
-                            std::hint::spin_loop();
-                            continue;
-                        };
-                        mem.store_u64(off, p).unwrap();
-                        mem.store_u64(off + 8, i).unwrap();
-                        commit(&r.geom, &mem, off, false, 0).unwrap();
-                        i += 1;
-                    }
-                    done.fetch_add(1, Ordering::SeqCst);
-                })
-            })
-            .collect();
+        for p in 0..PRODUCERS {
+            let (r, done, panicked) = (&r, &done, &panicked);
+            s.spawn(move || {
+                let _leaving = Leaving { done, panicked };
+                let mem = r.view();
+                let mut i = 0;
+                while i < EACH {
+                    // Full, or the lock's holder was descheduled for longer
+                    // than the spin budget (threads, unlike vCPUs, share a
+                    // busy host's CPUs): try again.
+                    let Ok(Some(off)) = reserve(&r.geom, &mem, 16) else {
+                        std::hint::spin_loop();
+                        continue;
+                    };
+                    mem.store_u64(off, p).unwrap();
+                    mem.store_u64(off + 8, i).unwrap();
+                    commit(&r.geom, &mem, off, false, 0).unwrap();
+                    i += 1;
+                }
+            });
+        }
         let mem = r.view();
         let mut cons = 0;
-        loop {
+        // A producer that panicked stops the wait (it may have left a
+        // record busy for good); the scope then fails the test with its
+        // panic.
+        while !panicked.load(Ordering::SeqCst) {
             let finished = done.load(Ordering::SeqCst) == PRODUCERS;
-            // A producer that panicked never counts itself done: stop
-            // waiting for it, and the scope fails the test with its panic.
-            if !finished && producers.iter().all(|p| p.is_finished()) {
-                break;
-            }
             match peek(&r.geom, &mem, cons).unwrap() {
                 Next::Record { off, len, total } => {
                     assert_eq!(len, 16);
