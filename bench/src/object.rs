@@ -4,7 +4,7 @@
 
 use crate::engine::BenchError;
 use crate::suite::Workload;
-use guest_jit::elf::{DataKind, DataSection, LinkedProgram, Object, ProgramSpec, Variable};
+use guest_jit::elf::{DataKind, LinkedProgram, Object, ProgramSpec, Variable};
 use guest_jit::insn::Op;
 
 /// The name of the checksum variable every benchmark program writes.
@@ -83,11 +83,6 @@ impl WorkloadObject {
             }
             _ => None,
         })
-    }
-
-    /// The data section holding `result`.
-    pub fn result_section(&self) -> Option<&DataSection> {
-        self.object.data_sections().get(self.result.data)
     }
 
     /// Reads `result` out of the bytes of its data section as a run left

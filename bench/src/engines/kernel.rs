@@ -71,13 +71,18 @@ impl Prepared for KernelRun {
         let failed = |e: KernelError| BenchError::Failed(error_chain(&e));
         let program = self.object.program(self.program).map_err(failed)?;
         let run = program.test_run(&[], repeat).map_err(failed)?;
-        let bytes = self.object.read_global(RESULT).map_err(failed)?;
-        let result = <[u8; 8]>::try_from(bytes.as_slice())
-            .map(u64::from_le_bytes)
-            .map_err(|_| BenchError::Failed(format!("`{RESULT}` is not 8 bytes")))?;
+        let result = global_u64(&self.object, RESULT).map_err(BenchError::Failed)?;
         Ok(Sample {
             per_run: run.duration,
             result,
         })
     }
+}
+
+/// The global `__u64` variable `name` of `object` as the kernel holds it.
+pub(crate) fn global_u64(object: &KernelObject, name: &str) -> Result<u64, String> {
+    let bytes = object.read_global(name).map_err(|e| error_chain(&e))?;
+    <[u8; 8]>::try_from(bytes.as_slice())
+        .map(u64::from_le_bytes)
+        .map_err(|_| format!("`{name}` is not 8 bytes"))
 }

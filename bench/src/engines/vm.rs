@@ -5,8 +5,9 @@
 
 use super::{check_returned, failed};
 use crate::engine::{BenchError, Engine, Prepared, Sample};
-use crate::object::WorkloadObject;
+use crate::object::{RESULT_VARIABLE, WorkloadObject};
 use crate::suite::Workload;
+use guest_jit::elf::Object;
 use std::time::Duration;
 use vmm::{HelperSet, Outcome, ProgramId, ProgramInput, Sandbox, SandboxConfig};
 
@@ -52,25 +53,6 @@ struct VmPrepared {
     id: ProgramId,
 }
 
-impl VmPrepared {
-    /// `result`, read through the internal map of its data section.
-    fn read_result(&self) -> Result<u64, BenchError> {
-        let section = self
-            .parsed
-            .result_section()
-            .map(|s| s.map_name())
-            .unwrap_or_default();
-        let map = self.sandbox.find_map(section).ok_or_else(|| {
-            BenchError::Failed(format!("The sandbox has no map for section {section}"))
-        })?;
-        let value = map
-            .lookup(&0u32.to_le_bytes())
-            .map_err(|e| failed(&format!("Failed to read map {section}"), &e))?
-            .ok_or_else(|| BenchError::Failed(format!("Map {section} has no value")))?;
-        self.parsed.read_result(&value)
-    }
-}
-
 impl Prepared for VmPrepared {
     fn run(&mut self, repeat: u32) -> Result<Sample, BenchError> {
         let repeat = repeat.max(1);
@@ -101,7 +83,8 @@ impl Prepared for VmPrepared {
         }
         Ok(Sample {
             per_run: report.duration / repeat,
-            result: self.read_result()?,
+            result: global_u64(&self.sandbox, &self.parsed.object, RESULT_VARIABLE)
+                .map_err(BenchError::Failed)?,
         })
     }
 }
@@ -113,4 +96,27 @@ pub(crate) fn kvm_usable() -> Result<(), BenchError> {
         Ok(_) => Ok(()),
         Err(e) => Err(crate::Unsupported(format!("/dev/kvm is not usable: {e}")).into()),
     }
+}
+
+/// The global `__u64` variable `name` of `object` as loaded in `sandbox`,
+/// read through its data section's internal map.
+pub(crate) fn global_u64(sandbox: &Sandbox, object: &Object, name: &str) -> Result<u64, String> {
+    let var = object
+        .variables()
+        .iter()
+        .find(|v| v.name == name && v.size == 8)
+        .ok_or_else(|| format!("no global __u64 `{name}`"))?;
+    let map = sandbox
+        .find_map(&var.section)
+        .ok_or_else(|| format!("no map for section {}", var.section))?;
+    let value = map
+        .lookup(&0u32.to_le_bytes())
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("{} has no value", var.section))?;
+    usize::try_from(var.offset)
+        .ok()
+        .and_then(|at| value.get(at..at.checked_add(8)?))
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| format!("`{name}` lies outside {}", var.section))
 }

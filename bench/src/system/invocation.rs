@@ -1,13 +1,13 @@
 //! Invocation latency: one call of a program that does nothing, host to
 //! program and back, timed on the host around each call.
 
-use super::timed;
+use super::{failed, loaded, timed};
 use crate::engine::{BenchError, Prepared, Sample};
 use crate::row::{Cell, CellState, Row};
 use crate::suite::Group;
 use guest_jit::elf::Object;
 use std::time::Duration;
-use vmm::{HelperSet, Outcome, ProgramId, ProgramInput, Sandbox, SandboxConfig};
+use vmm::{Outcome, ProgramId, ProgramInput, Sandbox, SandboxConfig};
 
 /// images/progs/bench/nop.bpf.o: `nop` returns XDP_PASS.
 pub(crate) const NOP: &[u8] = include_bytes!("../../../images/progs/bench/nop.bpf.o");
@@ -58,20 +58,12 @@ struct NopCalls {
 
 impl NopCalls {
     fn prepare(poll: Option<Duration>) -> Result<Box<dyn Prepared>, BenchError> {
-        crate::engines::vm::kvm_usable()?;
-        let failed = |e: &dyn std::fmt::Display| BenchError::Failed(e.to_string());
         let object = Object::parse(NOP).map_err(|e| failed(&e))?;
-        let mut sandbox = Sandbox::new(SandboxConfig {
+        let config = SandboxConfig {
             poll,
             ..SandboxConfig::default()
-        })
-        .map_err(|e| failed(&e))?;
-        sandbox
-            .load_object(&object, HelperSet::Standard)
-            .map_err(|e| failed(&e))?;
-        let nop = sandbox
-            .find_program("nop")
-            .ok_or_else(|| BenchError::Failed("nop.bpf.o has no `nop`".to_owned()))?;
+        };
+        let (sandbox, nop) = loaded(&object, config, "nop")?;
         Ok(Box::new(NopCalls { sandbox, nop }))
     }
 }

@@ -5,7 +5,7 @@
 use super::{ringbuf, timed};
 use crate::engine::{BenchError, Prepared, Sample, Unsupported};
 use crate::engines::error_chain;
-use crate::engines::kernel::refusal;
+use crate::engines::kernel::{global_u64, refusal};
 use guest_jit::elf::Object;
 use kernel_bpf::{KernelError, KernelObject, LoadOptions, ProgramType};
 use std::time::Duration;
@@ -109,7 +109,7 @@ impl Ring {
     }
 
     fn batch(&mut self) -> Result<(u64, u64, Duration), String> {
-        let before = produced(&self.object)?;
+        let before = global_u64(&self.object, "produced")?;
         let (object, consumer) = (&self.object, &mut self.consumer);
         let cpus = &self.cpus;
         let produce = || {
@@ -131,23 +131,13 @@ impl Ring {
                 }
                 Ok::<(), String>(())
             })?;
-            Ok(produced(object)?.wrapping_sub(before))
+            ringbuf::produced_since(before, global_u64(object, "produced")?, cpus.len())
         };
         let mode = self.mode;
         ringbuf::batch(produce, |each: &mut dyn FnMut(u64)| {
             mode.consume(consumer, each)
         })
     }
-}
-
-/// The ring program's global `produced`.
-fn produced(object: &KernelObject) -> Result<u64, String> {
-    let bytes = object
-        .read_global("produced")
-        .map_err(|e| error_chain(&e))?;
-    <[u8; 8]>::try_from(bytes.as_slice())
-        .map(u64::from_le_bytes)
-        .map_err(|_| "`produced` is not 8 bytes".to_owned())
 }
 
 impl Prepared for Ring {

@@ -8,6 +8,8 @@ pub(crate) mod ringbuf;
 mod startup;
 
 use crate::row::Row;
+use guest_jit::elf::Object;
+use vmm::{HelperSet, ProgramId, Sandbox, SandboxConfig};
 
 /// The system rows, in table order.
 pub fn rows() -> Vec<Row> {
@@ -30,29 +32,24 @@ fn timed<E>(repeat: u32, mut f: impl FnMut() -> Result<u64, E>) -> Result<crate:
     })
 }
 
-/// The global `u64` variable `name` of `object` loaded in `sandbox`, read
-/// from its data section's map.
-pub(crate) fn global_u64(
-    sandbox: &vmm::Sandbox,
-    object: &guest_jit::elf::Object,
-    name: &str,
-) -> Result<u64, String> {
-    let var = object
-        .variables()
-        .iter()
-        .find(|v| v.name == name && v.size == 8)
-        .ok_or_else(|| format!("no global __u64 `{name}`"))?;
-    let map = sandbox
-        .find_map(&var.section)
-        .ok_or_else(|| format!("no map for section {}", var.section))?;
-    let value = map
-        .lookup(&0u32.to_le_bytes())
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{} has no value", var.section))?;
-    let at = usize::try_from(var.offset).map_err(|e| e.to_string())?;
-    value
-        .get(at..at + 8)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_le_bytes)
-        .ok_or_else(|| format!("`{name}` lies outside {}", var.section))
+fn failed(e: &dyn std::fmt::Display) -> crate::BenchError {
+    crate::BenchError::Failed(e.to_string())
+}
+
+/// A sandbox made with `config` (a `-` without KVM), `object` loaded in
+/// it, and its program `program`.
+fn loaded(
+    object: &Object,
+    config: SandboxConfig,
+    program: &str,
+) -> Result<(Sandbox, ProgramId), crate::BenchError> {
+    crate::engines::vm::kvm_usable()?;
+    let mut sandbox = Sandbox::new(config).map_err(|e| failed(&e))?;
+    sandbox
+        .load_object(object, HelperSet::Standard)
+        .map_err(|e| failed(&e))?;
+    let id = sandbox
+        .find_program(program)
+        .ok_or_else(|| crate::BenchError::Failed(format!("the object has no `{program}`")))?;
+    Ok((sandbox, id))
 }

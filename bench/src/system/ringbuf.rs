@@ -8,19 +8,36 @@
 //! them is the row's checksum, equal in every engine when no record was
 //! lost or repeated.
 
-use super::global_u64;
+use super::{failed, loaded};
 use crate::engine::{BenchError, Prepared, Sample};
+use crate::engines::vm::global_u64;
 use crate::row::{Cell, CellState, Row};
 use crate::suite::Group;
 use guest_jit::elf::Object;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use vmm::affinity::Pinned;
-use vmm::{CpuSet, HelperSet, Outcome, ProgramId, RingBufConsumer, Sandbox, SandboxConfig};
+use vmm::{CpuSet, Outcome, ProgramId, RingBufConsumer, Sandbox, SandboxConfig};
 
 pub(crate) const RINGBUF: &[u8] = include_bytes!("../../../images/progs/bench/ringbuf.bpf.o");
 /// `records` in ringbuf.bpf.c: records per producer per run.
 pub(crate) const RECORDS: u64 = 65536;
+/// How many records `producers` produced in a batch, from the program's
+/// `produced` before and after it: at most a batch's worth each. The
+/// count lives in memory the programs write, and the consumer waits for
+/// that many records, so a count no batch could reach is an error rather
+/// than a wait for records that never come.
+pub(crate) fn produced_since(before: u64, after: u64, producers: usize) -> Result<u64, String> {
+    let produced = after.wrapping_sub(before);
+    let most = RECORDS.saturating_mul(producers as u64);
+    if produced > most {
+        return Err(format!(
+            "`produced` moved by {produced}, more than {producers} producer(s) make"
+        ));
+    }
+    Ok(produced)
+}
+
 /// `total` before the producers have finished.
 const UNKNOWN: u64 = u64::MAX;
 
@@ -62,7 +79,6 @@ impl Consumer {
 
 /// The ring program with its commit flags set for `mode`.
 pub(crate) fn object(mode: Consumer) -> Result<Object, BenchError> {
-    let failed = |e: &dyn std::fmt::Display| BenchError::Failed(e.to_string());
     let mut object = Object::parse(RINGBUF).map_err(|e| failed(&e))?;
     object
         .set_variable("commit_flags", &mode.commit_flags().to_le_bytes())
@@ -212,25 +228,17 @@ struct VmRing {
 
 impl VmRing {
     fn prepare(producers: usize, mode: Consumer) -> Result<Box<dyn Prepared>, BenchError> {
-        crate::engines::vm::kvm_usable()?;
-        let failed = |e: &dyn std::fmt::Display| BenchError::Failed(e.to_string());
         let object = object(mode)?;
         // Note [Ring rows' CPUs]: the vCPUs keep off the consumer's CPU
         // when there are CPUs enough for both.
         let others = producer_cpus();
         let vcpu_affinity = (producers <= others.len()).then(|| CpuSet::of(others));
-        let mut sandbox = Sandbox::new(SandboxConfig {
+        let config = SandboxConfig {
             cpus: producers,
             vcpu_affinity,
             ..SandboxConfig::default()
-        })
-        .map_err(|e| failed(&e))?;
-        sandbox
-            .load_object(&object, HelperSet::Standard)
-            .map_err(|e| failed(&e))?;
-        let produce = sandbox
-            .find_program("produce")
-            .ok_or_else(|| BenchError::Failed("ringbuf.bpf.o has no `produce`".to_owned()))?;
+        };
+        let (sandbox, produce) = loaded(&object, config, "produce")?;
         let consumer = sandbox.ring_buffer("rb").map_err(|e| failed(&e))?;
         Ok(Box::new(VmRing {
             sandbox,
@@ -258,7 +266,8 @@ impl VmRing {
                     return Err(format!("a producer ended with {:?}", run.report.outcome));
                 }
             }
-            Ok(global_u64(sandbox, &self.object, "produced")? - before)
+            let after = global_u64(sandbox, &self.object, "produced")?;
+            produced_since(before, after, cpus.len())
         };
         let mode = self.mode;
         batch(produce, |each: &mut dyn FnMut(u64)| {

@@ -2,7 +2,7 @@
 //! loaded: maps created, programs verified and compiled) and cloned from
 //! a snapshot of one that is.
 
-use super::timed;
+use super::{failed, timed};
 use crate::engine::{BenchError, Prepared, Sample};
 use crate::row::{Cell, CellState, Row};
 use crate::suite::Group;
@@ -57,10 +57,6 @@ pub(super) fn rows() -> Vec<Row> {
             ],
         ),
     ]
-}
-
-fn failed(e: &dyn std::fmt::Display) -> BenchError {
-    BenchError::Failed(e.to_string())
 }
 
 /// The config `bpfvisor run` would use: sized for the object, as a

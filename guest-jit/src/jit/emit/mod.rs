@@ -110,14 +110,15 @@ pub(super) struct Emitter<'a> {
 
 /// See [`super::compile`]: Note [Short jumps].
 pub(super) fn compile(program: &Program, config: &JitConfig) -> Result<JitOutput, JitError> {
-    let long = emit(program, config, &[])?;
-    let short = short_jumps(program, &long.insn_offsets);
+    let heads = loop_heads(program);
+    let long = emit(program, config, &heads, &[])?;
+    let short = short_jumps(program, &heads, &long.insn_offsets);
     if !short.contains(&true) {
         return Ok(long);
     }
     // The bound is conservative; should the assembler still find a rel8
     // out of reach, the all-rel32 code is as correct.
-    match emit(program, config, &short) {
+    match emit(program, config, &heads, &short) {
         Err(JitError::Assemble(_)) => Ok(long),
         other => other,
     }
@@ -142,8 +143,7 @@ pub(super) fn compile(program: &Program, config: &JitConfig) -> Result<JitOutput
 
 /// For each slot, whether its jump can be rel8 (Note [Short jumps]), from
 /// the slot offsets of an all-rel32 layout.
-fn short_jumps(program: &Program, offsets: &[u32]) -> Vec<bool> {
-    let heads = loop_heads(program);
+fn short_jumps(program: &Program, heads: &[bool], offsets: &[u32]) -> Vec<bool> {
     let mut short = vec![false; program.len()];
     for (pc, op) in program.iter() {
         let Some(target) = jump_target(program, pc, op) else {
@@ -161,8 +161,14 @@ fn short_jumps(program: &Program, offsets: &[u32]) -> Vec<bool> {
     short
 }
 
-/// Emits `program`, jumps of slots marked in `short` rel8.
-fn emit(program: &Program, config: &JitConfig, short: &[bool]) -> Result<JitOutput, JitError> {
+/// Emits `program`, loop heads (`loop_heads`) aligned, jumps of slots
+/// marked in `short` rel8.
+fn emit(
+    program: &Program,
+    config: &JitConfig,
+    loop_heads: &[bool],
+    short: &[bool],
+) -> Result<JitOutput, JitError> {
     if program.is_empty() {
         return Err(JitError::EmptyProgram);
     }
@@ -203,7 +209,6 @@ fn emit(program: &Program, config: &JitConfig, short: &[bool]) -> Result<JitOutp
         }
     }
 
-    let loop_heads = loop_heads(program);
     let mut insn_offsets = vec![0u32; program.len() + 1];
     for (pc, op) in program.iter() {
         let start = e.offset()?;
